@@ -1,0 +1,37 @@
+"""Bot API access through python-telegram-bot, one cached `Bot` per token per process."""
+
+import threading
+
+from django.conf import settings
+from telegram import Bot
+from telegram.request import HTTPXRequest
+
+from bots.event_loop import process_loop
+
+_bots: dict[tuple[int, str], Bot] = {}
+_bots_lock = threading.Lock()
+
+
+def _build_bot(token: str) -> Bot:
+    timeout = settings.TELEGRAM_REQUEST_TIMEOUT_SECONDS
+    base = settings.TELEGRAM_API_BASE_URL
+    return Bot(
+        token,
+        base_url=f"{base}/bot",
+        base_file_url=f"{base}/file/bot",
+        request=HTTPXRequest(
+            connection_pool_size=16, connect_timeout=timeout, read_timeout=timeout, write_timeout=timeout
+        ),
+    )
+
+
+def bot_for_token(token: str) -> Bot:
+    """The process's `Bot` for a token; keyed by loop too, since a `Bot` is bound to its loop."""
+    if not token:
+        raise ValueError("the project has no bot token")
+    key = (id(process_loop()), token)
+    with _bots_lock:
+        bot = _bots.get(key)
+        if bot is None:
+            bot = _bots[key] = _build_bot(token)
+        return bot

@@ -1,0 +1,38 @@
+"""The django-ninja API, mounted at the site root; docs at /api/docs (staff only). Routers per app below."""
+
+from django.contrib.admin.views.decorators import staff_member_required
+from django.http import HttpRequest
+from ninja import NinjaAPI, Schema
+
+from config.health import readiness
+
+api = NinjaAPI(
+    title="Switchboard",
+    version="1",
+    docs_url="/api/docs",
+    openapi_url="/api/openapi.json",
+    docs_decorator=staff_member_required,
+    urls_namespace="api",
+)
+
+
+class Liveness(Schema):
+    status: str
+
+
+class Readiness(Schema):
+    status: str
+    checks: dict[str, str]
+
+
+@api.get("/healthz", response=Liveness, tags=["health"], summary="Liveness")
+def healthz(request: HttpRequest) -> Liveness:
+    return Liveness(status="ok")
+
+
+@api.get("/readyz", response={200: Readiness, 503: Readiness}, tags=["health"], summary="Readiness")
+def readyz(request: HttpRequest) -> tuple[int, Readiness]:
+    """Database, Redis and Qdrant reachable."""
+    checks = readiness()
+    ready = all(value == "ok" for value in checks.values())
+    return (200 if ready else 503), Readiness(status="ok" if ready else "unavailable", checks=checks)

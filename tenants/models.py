@@ -1,0 +1,120 @@
+import secrets
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.validators import MinValueValidator
+from django.db import models
+
+from tenants.encryption import EncryptedTextField
+
+DEFAULT_FOLLOWUP_STEPS = [300, 900, 2400, 86400]  # seconds: 5 min, 15 min, 40 min, 24 h
+
+
+def default_followup_steps() -> list[int]:
+    return list(DEFAULT_FOLLOWUP_STEPS)
+
+
+def generate_webhook_secret() -> str:
+    # Telegram allows 1-256 characters of A-Z, a-z, 0-9, _ and -.
+    return secrets.token_urlsafe(32)
+
+
+class ProjectQuerySet(models.QuerySet["Project"]):
+    def alive(self) -> "ProjectQuerySet":
+        return self.filter(deleted_at__isnull=True)
+
+
+class Project(models.Model):
+    """A tenant: one Telegram bot of one kind, with its prompts, models, budget and CRM target."""
+
+    class Kind(models.TextChoices):
+        SALES = "sales", "Sales consultant"
+        MATCHING = "matching", "Matching"
+
+    class Language(models.TextChoices):
+        EN = "en", "English"
+        RU = "ru", "Русский"
+
+    slug = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=200, blank=True)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    language = models.CharField(max_length=2, choices=Language.choices, default=Language.EN)
+
+    bot_token = EncryptedTextField(blank=True, help_text="Write-only; never shown back.")
+    webhook_secret = models.CharField(max_length=256, default=generate_webhook_secret)
+    bot_username = models.CharField(max_length=64, blank=True)
+    bot_id = models.BigIntegerField(null=True, blank=True)
+    webhook_registered_at = models.DateTimeField(null=True, blank=True)
+
+    lead_group_id = models.BigIntegerField(null=True, blank=True, help_text="Telegram chat id of the lead group.")
+    prompt = models.TextField(blank=True, help_text="The project's own instructions to the model.")
+    start_reply = models.TextField(blank=True, help_text="Greeting sent on /start.")
+    unavailable_reply = models.TextField(
+        blank=True, help_text="Sent while LLM work is paused (weekly cap reached). Empty: the default text."
+    )
+    price_url = models.URLField(blank=True, help_text="Page with prices, hinted to the sales agent.")
+
+    model_toolcaller = models.CharField(max_length=200, blank=True, help_text="provider/model; empty: default.")
+    model_extract = models.CharField(max_length=200, blank=True, help_text="provider/model; empty: default.")
+    model_summary = models.CharField(max_length=200, blank=True, help_text="provider/model; empty: default.")
+
+    weekly_budget_usd = models.DecimalField(
+        max_digits=10, decimal_places=2, null=True, blank=True, validators=[MinValueValidator(Decimal("0.01"))],
+        help_text="Spreads LLM work over the week; empty: no spacing.",
+    )
+    weekly_cap_usd = models.DecimalField(
+        max_digits=10, decimal_places=2, null=True, blank=True, validators=[MinValueValidator(Decimal("0.01"))],
+        help_text="Hard cap on spend over the last 7 days; empty: none.",
+    )
+
+    followup_steps = models.JSONField(default=default_followup_steps, help_text="Follow-up delays in seconds.")
+    quiet_hours_start = models.TimeField(null=True, blank=True, default="22:00")
+    quiet_hours_end = models.TimeField(null=True, blank=True, default="08:00")
+    timezone = models.CharField(max_length=64, default="UTC")
+    similarity_threshold = models.FloatField(
+        null=True, blank=True, help_text="Matching: minimum cosine similarity; empty: per embedding model default."
+    )
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ProjectQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.name or self.slug
+
+    @property
+    def is_deleted(self) -> bool:
+        return self.deleted_at is not None
+
+    @property
+    def has_token(self) -> bool:
+        return bool(self.bot_token)
+
+
+class Membership(models.Model):
+    """An operator's access to one project."""
+
+    class Role(models.TextChoices):
+        VIEWER = "viewer", "Viewer"
+        OPERATOR = "operator", "Operator"
+        OWNER = "owner", "Owner"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.OPERATOR)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "project"], name="membership_unique_user_project"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} → {self.project} ({self.role})"
+
+
