@@ -9,6 +9,8 @@ from config.celery_app import app as celery_app
 from knowledge.qdrant_store import is_local_mode, qdrant
 
 CHECK_TIMEOUT_SECONDS = 2.0
+# A broadcast waits its whole timeout for replies, so it sets the endpoint's latency in local mode.
+WORKER_BROADCAST_SECONDS = 1.0
 
 
 def check_database() -> None:
@@ -31,7 +33,7 @@ def check_qdrant() -> None:
         qdrant().get_collections()
         return
     # Local mode: only the knowledge worker may open the store, so ask whether it is alive.
-    replies = celery_app.control.inspect(timeout=CHECK_TIMEOUT_SECONDS).active_queues() or {}
+    replies = celery_app.control.inspect(timeout=WORKER_BROADCAST_SECONDS).active_queues() or {}
     if not any(q["name"] == queues.KNOWLEDGE for worker in replies.values() for q in worker):
         raise RuntimeError("no worker is serving the knowledge queue that owns the local Qdrant store")
 

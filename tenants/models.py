@@ -59,11 +59,19 @@ class Project(models.Model):
     model_summary = models.CharField(max_length=200, blank=True, help_text="provider/model; empty: default.")
 
     weekly_budget_usd = models.DecimalField(
-        max_digits=10, decimal_places=2, null=True, blank=True, validators=[MinValueValidator(Decimal("0.01"))],
+        max_digits=10,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal("0.01"))],
         help_text="Spreads LLM work over the week; empty: no spacing.",
     )
     weekly_cap_usd = models.DecimalField(
-        max_digits=10, decimal_places=2, null=True, blank=True, validators=[MinValueValidator(Decimal("0.01"))],
+        max_digits=10,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal("0.01"))],
         help_text="Hard cap on spend over the last 7 days; empty: none.",
     )
 
@@ -116,5 +124,3 @@ class Membership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} → {self.project} ({self.role})"
-
-

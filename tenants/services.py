@@ -9,7 +9,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
-from telegram.error import InvalidToken, TelegramError
+from telegram.error import BadRequest, InvalidToken, NetworkError, TelegramError
 
 from bots.event_loop import run_sync
 from bots.telegram_client import bot_for_token
@@ -155,6 +155,10 @@ def project_register_webhook(*, project: Project) -> WebhookRegistration:
         username, bot_id = run_sync(register(), timeout=settings.TELEGRAM_REQUEST_TIMEOUT_SECONDS * 3)
     except InvalidToken:
         raise WebhookRegistrationError("Telegram rejected the bot token (getMe failed)") from None
+    except BadRequest as exc:  # a subclass of NetworkError in python-telegram-bot, but a refusal
+        raise WebhookRegistrationError(f"Telegram refused: {redact(str(exc))}") from None
+    except NetworkError as exc:
+        raise WebhookRegistrationError(f"could not reach the Bot API: {redact(str(exc))}") from None
     except TelegramError as exc:
         raise WebhookRegistrationError(f"Telegram refused: {redact(str(exc))}") from None
 

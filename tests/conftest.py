@@ -1,3 +1,77 @@
-"""Shared fixtures: the fakes (Telegram, LLM) are plugins; tenants and infrastructure fixtures below."""
+"""Shared fixtures: the fakes (Telegram, LLM) come as plugins; infrastructure and tenants below."""
 
-pytest_plugins = []
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from django.conf import settings
+
+from config.celery_app import app as celery_app
+from config.local_redis import start_redis_server
+from tests.factories import ProjectFactory
+from tests.infrastructure import CeleryWorker, free_port, redis_answers, worker_environment
+
+pytest_plugins = ["tests.fakes.telegram_api", "tests.fakes.llm_api"]
+
+TEST_OPENAI_KEYS = ["sk-test-openai-key-one", "sk-test-openai-key-two"]
+TEST_ANTHROPIC_KEYS = ["sk-ant-test-key-one"]
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A private redis-server for the session, or REDIS_URL's database 15 when none is installed."""
+    try:
+        port = free_port()
+        process = start_redis_server(port=port, workdir=tmp_path_factory.mktemp("redis"))
+    except RuntimeError:
+        url = settings.REDIS_URL.rsplit("/", 1)[0] + "/15"
+        if not redis_answers(url):
+            pytest.skip("no redis-server installed and no Redis at REDIS_URL")
+        yield url
+        return
+    yield f"redis://127.0.0.1:{port}/0"
+    process.terminate()
+    process.wait(10)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def platform_wired_to_fakes(fake_telegram_server, fake_llm_server, redis_url) -> None:
+    """Point every external dependency of the platform at local fakes; nothing reaches the internet."""
+    settings.REDIS_URL = redis_url
+    celery_app.conf.broker_url = redis_url
+    settings.TELEGRAM_API_BASE_URL = fake_telegram_server.base_url
+    settings.OPENAI_BASE_URL = f"{fake_llm_server.base_url}/v1"
+    settings.OPENAI_API_KEYS = list(TEST_OPENAI_KEYS)
+    settings.ANTHROPIC_BASE_URL = fake_llm_server.base_url
+    settings.ANTHROPIC_API_KEYS = list(TEST_ANTHROPIC_KEYS)
+    settings.PUBLIC_BASE_URL = "https://switchboard.test"
+    settings.QDRANT_PATH = ":memory:"
+    settings.QDRANT_URL = ""
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def celery_worker(transactional_db, redis_client, redis_url, tmp_path: Path) -> Iterator[CeleryWorker]:
+    """A real Celery worker process on the test database, a private Redis and the fakes."""
+    env = worker_environment(redis_url=redis_url, extra={"QDRANT_PATH": str(tmp_path / "qdrant")})
+    worker = CeleryWorker(env=env, log_path=tmp_path / "worker.log").start()
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture
+def project_a():
+    return ProjectFactory(slug="alpha", name="Alpha Cleaning")
+
+
+@pytest.fixture
+def project_b():
+    return ProjectFactory(slug="beta", name="Beta Repairs", language="ru")

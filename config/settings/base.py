@@ -9,6 +9,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django_celery_beat",
+    "config.apps.PlatformConfig",
     "tenants",
     "bots",
     "knowledge",

@@ -21,9 +21,10 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[:
 
 # Fernet key for bot tokens at rest. Unset: derived from SECRET_KEY (fine for a laptop; production
 # sets its own so that rotating the Django secret does not make tokens unreadable).
-FIELD_ENCRYPTION_KEY = env.str("FIELD_ENCRYPTION_KEY", default="") or base64.urlsafe_b64encode(
-    hashlib.sha256(f"field-encryption:{SECRET_KEY}".encode()).digest()
-).decode()
+FIELD_ENCRYPTION_KEY = (
+    env.str("FIELD_ENCRYPTION_KEY", default="")
+    or base64.urlsafe_b64encode(hashlib.sha256(f"field-encryption:{SECRET_KEY}".encode()).digest()).decode()
+)
 
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = True

@@ -1,0 +1,209 @@
+"""Conversations, their history, the generation queue and the record of every LLM call."""
+
+from decimal import Decimal
+
+from django.db import models
+from django.db.models import Q
+
+from tenants.models import Project
+
+
+class Chat(models.Model):
+    """One Telegram chat with one project's bot; `state` holds the kind's conversation state."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="chats")
+    telegram_chat_id = models.BigIntegerField()
+    chat_type = models.CharField(max_length=16, default="private")
+    user_id = models.BigIntegerField(null=True, blank=True)
+    username = models.CharField(max_length=64, blank=True)
+    first_name = models.CharField(max_length=128, blank=True)
+    last_name = models.CharField(max_length=128, blank=True)
+    language_code = models.CharField(max_length=16, blank=True)
+    state = models.JSONField(default=dict, blank=True)
+    debug = models.BooleanField(default=False)
+    blocked_at = models.DateTimeField(null=True, blank=True, help_text="The user blocked the bot.")
+    paused_at = models.DateTimeField(null=True, blank=True, help_text="An operator took the chat over.")
+    last_user_message_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "telegram_chat_id"], name="chat_unique_per_project"),
+        ]
+        indexes = [models.Index(fields=["project", "-last_user_message_at"])]
+
+    def __str__(self) -> str:
+        name = f"@{self.username}" if self.username else (self.first_name or str(self.telegram_chat_id))
+        return f"{name} ({self.project.slug})"
+
+
+class TelegramUpdate(models.Model):
+    """Every accepted webhook update, raw; the unique key makes redelivery harmless."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="telegram_updates")
+    update_id = models.BigIntegerField()
+    payload = models.JSONField()
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "update_id"], name="update_unique_per_project"),
+        ]
+
+
+class Turn(models.Model):
+    """One exchange: the user's combined message(s) or a synthetic trigger, and the bot's reply.
+
+    The reply is persisted before it is sent, and marked while it is being sent, so that a crash
+    never sends one turn's reply twice (a turn caught mid-send is reported, not resent).
+    """
+
+    class Trigger(models.TextChoices):
+        USER = "user", "User message"
+        TIMER = "timer", "Follow-up timer"
+        OPERATOR = "operator", "Operator"
+        SYSTEM = "system", "System"
+
+    class Status(models.TextChoices):
+        COMPOSING = "composing", "Composing"
+        REPLY_READY = "reply_ready", "Reply ready"
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        SILENT = "silent", "No reply"
+        SEND_UNKNOWN = "send_unknown", "Send outcome unknown"
+        FAILED = "failed", "Failed"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="turns")
+    chat = models.ForeignKey(Chat, on_delete=models.CASCADE, related_name="turns")
+    generation = models.ForeignKey("Generation", null=True, blank=True, on_delete=models.SET_NULL)
+    trigger = models.CharField(max_length=16, choices=Trigger.choices, default=Trigger.USER)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.COMPOSING)
+    user_text = models.TextField(blank=True)
+    reply = models.TextField(blank=True)
+    blocks = models.JSONField(default=list, blank=True, help_text="The model's tool-use and tool-result blocks.")
+    reply_markup = models.JSONField(null=True, blank=True)
+    sent_message_ids = models.JSONField(default=list, blank=True)
+    model = models.CharField(max_length=200, blank=True)
+    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal(0))
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["chat", "created_at"])]
+
+
+class Message(models.Model):
+    """A user's message (text, caption, files, contact); unanswered while `turn` is empty."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="messages")
+    chat = models.ForeignKey(Chat, on_delete=models.CASCADE, related_name="messages")
+    turn = models.ForeignKey(Turn, null=True, blank=True, on_delete=models.SET_NULL, related_name="messages")
+    telegram_message_id = models.BigIntegerField(null=True, blank=True)
+    text = models.TextField(blank=True)
+    files = models.JSONField(default=list, blank=True)
+    contact = models.JSONField(null=True, blank=True)
+    needs_reply = models.BooleanField(default=True, help_text="False for messages answered without the model.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["chat", "created_at"]),
+            models.Index(fields=["created_at"], condition=Q(turn__isnull=True, needs_reply=True), name="unanswered"),
+        ]
+
+
+class Generation(models.Model):
+    """One LLM job in the budget-spaced queue."""
+
+    class Kind(models.TextChoices):
+        CHAT_TURN = "chat_turn", "Chat turn"
+        TIMER_TURN = "timer_turn", "Follow-up turn"
+        QUALIFICATION = "qualification", "Match qualification"
+        SUMMARY = "summary", "Lead summary"
+        EXTRACTION = "extraction", "Extraction"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    ACTIVE = (Status.PENDING, Status.RUNNING)
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="generations")
+    kind = models.CharField(max_length=24, choices=Kind.choices)
+    chat = models.ForeignKey(Chat, null=True, blank=True, on_delete=models.CASCADE, related_name="generations")
+    target_id = models.BigIntegerField(null=True, blank=True, help_text="The kind's object, e.g. a match id.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    scheduled_for = models.DateTimeField()
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    tokens_in = models.PositiveIntegerField(default=0)
+    tokens_out = models.PositiveIntegerField(default=0)
+    tokens_cached = models.PositiveIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal(0))
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            # At most one queued or running turn per chat: one worker at a time per chat.
+            models.UniqueConstraint(
+                fields=["chat"],
+                condition=Q(status__in=["pending", "running"], kind__in=["chat_turn", "timer_turn"]),
+                name="one_active_turn_generation_per_chat",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["scheduled_for"], condition=Q(status="pending"), name="generation_due"),
+            models.Index(fields=["project", "-scheduled_for"]),
+            models.Index(fields=["project", "finished_at"]),
+        ]
+
+
+class ModelPrice(models.Model):
+    """USD per million tokens for one `provider/model`; operators edit these in the admin."""
+
+    model = models.CharField(max_length=200, unique=True, help_text="provider/model, as in the model slots.")
+    input_per_million = models.DecimalField(max_digits=10, decimal_places=4)
+    cached_input_per_million = models.DecimalField(max_digits=10, decimal_places=4, default=Decimal(0))
+    output_per_million = models.DecimalField(max_digits=10, decimal_places=4)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["model"]
+
+    def __str__(self) -> str:
+        return self.model
+
+
+class LLMCall(models.Model):
+    """One request to a provider: who asked, for what, how long it took, what it cost."""
+
+    class Status(models.TextChoices):
+        OK = "ok", "OK"
+        ERROR = "error", "Error"
+
+    project = models.ForeignKey(Project, null=True, blank=True, on_delete=models.CASCADE, related_name="llm_calls")
+    generation = models.ForeignKey(Generation, null=True, blank=True, on_delete=models.SET_NULL)
+    purpose = models.CharField(max_length=32)
+    provider = models.CharField(max_length=32)
+    model = models.CharField(max_length=200)
+    method = models.CharField(max_length=32, default="tools")
+    status = models.CharField(max_length=8, choices=Status.choices)
+    attempt = models.PositiveSmallIntegerField(default=1)
+    tokens_in = models.PositiveIntegerField(default=0)
+    tokens_out = models.PositiveIntegerField(default=0)
+    tokens_cached = models.PositiveIntegerField(default=0)
+    latency_ms = models.PositiveIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal(0))
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["project", "created_at"])]

@@ -1,0 +1,72 @@
+"""`manage.py dev`: run the whole platform on one machine (web, worker, knowledge worker, beat).
+
+Prepares what a first run needs (Redis, migrations, static files, an admin user, the demo projects),
+then supervises the processes with honcho; Ctrl-C stops them all.
+"""
+
+import sys
+from typing import Any
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from honcho.manager import Manager
+
+from config import queues
+from config.admin_account import admin_ensure
+from config.env import VAR_DIR
+from config.local_redis import RedisUnavailable, ensure_redis
+
+
+def platform_processes(*, host: str, port: int, python: str) -> dict[str, str]:
+    """The development process set; the Procfile holds the production equivalents."""
+    celery = f"{python} -m celery -A config"
+    chat_queues = ",".join(q for q in queues.ALL if q != queues.KNOWLEDGE)
+    return {
+        "web": f"{python} -m gunicorn config.wsgi -b {host}:{port} -w 2 --threads 4 --access-logfile -",
+        "worker": f"{celery} worker -l info -Q {chat_queues} -c 2 -n worker@%h",
+        # One process owns the local Qdrant store (DESIGN.md); with QDRANT_URL it scales like the others.
+        "knowledge": f"{celery} worker -l info -Q {queues.KNOWLEDGE} -c 1 -n knowledge@%h",
+        "beat": f"{celery} beat -l info",
+    }
+
+
+class Command(BaseCommand):
+    help = "Run web, worker, knowledge worker and beat together on embedded defaults; Ctrl-C stops all."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument("--no-demo", action="store_true", help="Do not create the demo projects.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            redis_process = ensure_redis(settings.REDIS_URL, workdir=VAR_DIR / "redis")
+        except RedisUnavailable as exc:
+            raise CommandError(str(exc)) from None
+        if redis_process is not None:
+            self.stdout.write(f"started redis-server (pid {redis_process.pid}) for {settings.REDIS_URL}")
+
+        call_command("migrate", interactive=False, verbosity=0)
+        call_command("collectstatic", interactive=False, verbosity=0)
+        credentials = admin_ensure(var_dir=VAR_DIR)
+        if not options["no_demo"]:
+            call_command("demo")
+
+        url = f"http://{options['host']}:{options['port']}"
+        password = credentials.password or "(set earlier; `manage.py changepassword admin` to reset)"
+        self.stdout.write(self.style.SUCCESS(f"\nSwitchboard admin: {url}/admin/"))
+        self.stdout.write(f"  username: {credentials.username}\n  password: {password}")
+        self.stdout.write(f"  health:   {url}/healthz   readiness: {url}/readyz   API docs: {url}/api/docs\n")
+
+        manager = Manager()
+        for name, command in platform_processes(
+            host=options["host"], port=options["port"], python=sys.executable
+        ).items():
+            manager.add_process(name, command)
+        try:
+            manager.loop()
+        finally:
+            if redis_process is not None:
+                redis_process.terminate()
+        sys.exit(manager.returncode)

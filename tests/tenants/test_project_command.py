@@ -1,0 +1,108 @@
+"""The `project` management command, end to end, with the fake Telegram Bot API."""
+
+import logging
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from tenants.models import Project
+
+pytestmark = pytest.mark.django_db
+
+TOKEN = "5550001111:AAE-secret-bot-token-for-tests-only-xyz"
+
+
+def run(*args: str) -> str:
+    out = StringIO()
+    call_command("project", *args, stdout=out, stderr=out)
+    return out.getvalue()
+
+
+def test_create_then_webhook_registers_with_the_secret_and_never_shows_the_token(fake_telegram, caplog, capsys):
+    caplog.set_level(logging.DEBUG)
+    fake_telegram.register_bot(TOKEN, "shop_helper_bot")
+
+    output = run("create", "--slug", "shop", "--kind", "sales", "--token", TOKEN, "--language", "ru")
+    output += run("webhook", "shop")
+    output += run("show", "shop") + run("list")
+
+    project = Project.objects.get(slug="shop")
+    [set_webhook] = fake_telegram.calls_to("setWebhook", token=TOKEN)
+    assert set_webhook.params["url"] == "https://switchboard.test/telegram/webhook/shop/"
+    assert set_webhook.params["secret_token"] == project.webhook_secret
+    assert fake_telegram.calls_to("getMe", token=TOKEN)
+    assert project.bot_username == "shop_helper_bot"
+    assert project.webhook_registered_at is not None
+    assert "@shop_helper_bot verified" in output
+    assert "bot_token              set" in output
+
+    captured = capsys.readouterr()
+    everything = output + caplog.text + captured.out + captured.err
+    assert TOKEN not in everything
+    assert TOKEN.split(":")[1] not in everything
+
+
+def test_webhook_with_a_rejected_token_fails_clearly_without_leaking_it(fake_telegram, caplog):
+    run("create", "--slug", "shop", "--kind", "sales", "--token", TOKEN)
+    with pytest.raises(CommandError) as error:
+        run("webhook", "shop")
+    assert "rejected the bot token" in str(error.value)
+    assert TOKEN not in str(error.value) + caplog.text
+    assert not fake_telegram.calls_to("setWebhook")
+    assert Project.objects.get(slug="shop").webhook_registered_at is None
+
+
+def test_webhook_when_telegram_refuses_reports_the_reason(fake_telegram):
+    fake_telegram.register_bot(TOKEN, "shop_helper_bot")
+    fake_telegram.fail_next(
+        "setWebhook", status=400, description="Bad Request: bad webhook: HTTPS url must be provided"
+    )
+    run("create", "--slug", "shop", "--kind", "sales", "--token", TOKEN)
+    with pytest.raises(CommandError, match=r"(?i)refused: bad webhook: https url must be provided"):
+        run("webhook", "shop")
+
+
+def test_create_with_prompt_file_lead_group_and_given_secret(tmp_path):
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text("Вы консультант клининговой компании.", encoding="utf-8")
+    run(
+        "create", "--slug", "clean", "--kind", "matching", "--token", TOKEN, "--prompt-file", str(prompt),
+        "--lead-group", "-1001234567890", "--start-reply", "Hi!", "--webhook-secret", "my_secret-1",
+    )  # fmt: skip
+    project = Project.objects.get(slug="clean")
+    assert project.prompt == "Вы консультант клининговой компании."
+    assert project.lead_group_id == -1001234567890
+    assert project.webhook_secret == "my_secret-1"
+    assert project.start_reply == "Hi!"
+
+
+def test_bad_input_is_a_clear_error_and_changes_nothing(project_a):
+    with pytest.raises(CommandError, match="exists already"):
+        run("create", "--slug", "alpha", "--kind", "sales", "--token", TOKEN)
+    with pytest.raises(CommandError, match="no project with slug nope"):
+        run("set", "nope", "name", "x")
+    with pytest.raises(CommandError, match="not a valid int"):
+        run("set", "alpha", "lead_group_id", "twelve")
+    with pytest.raises(CommandError, match="cannot read the prompt file"):
+        run("create", "--slug", "new", "--kind", "sales", "--token", TOKEN, "--prompt-file", "/nonexistent")
+    assert list(Project.objects.values_list("slug", flat=True)) == ["alpha"]
+
+
+def test_set_token_hides_it_and_forgets_the_old_bot(project_a):
+    Project.objects.filter(pk=project_a.pk).update(bot_username="old_bot", bot_id=1)
+    output = run("set", "alpha", "bot_token", TOKEN)
+    project_a.refresh_from_db()
+    assert TOKEN not in output
+    assert "(hidden)" in output
+    assert project_a.bot_token == TOKEN
+    assert project_a.bot_username == ""
+    assert project_a.bot_id is None
+
+
+def test_list_shows_projects_and_hides_deleted_ones_unless_asked(project_a, project_b):
+    run("set", "beta", "name", "Beta")
+    Project.objects.filter(pk=project_b.pk).update(deleted_at="2026-01-01T00:00:00Z")
+    assert "alpha" in run("list")
+    assert "beta" not in run("list")
+    assert "deleted" in run("list", "--all")
