@@ -1,0 +1,168 @@
+"""Retry, fallback and recording over a model chain, and the tool-calling entry point `call_tools`.
+
+Per backend up to 3 tries. A transient failure waits `2**attempt` seconds + up to 10% jitter (capped at
+60 s), or exactly the server's Retry-After when it sent one; a Retry-After beyond the cap is honoured by
+leaving that backend alone for this call (falling through) rather than blocking a worker for minutes.
+A permanent failure falls through to the next backend at once. Every attempt is recorded.
+
+Tests make the waits instant by patching `bots.llm.chain.sleep` (the module-level function every
+wait goes through) and read the delays it was called with.
+"""
+
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from decimal import Decimal
+from typing import Generic, TypeVar
+
+from bots.llm import anthropic_backend, openai_backend
+from bots.llm.errors import Failure, UnparseableOutput, classify_failure, spent_usage
+from bots.llm.pricing import call_cost_usd
+from bots.llm.recording import Method, llm_call_record
+from bots.llm.slots import ModelRef, Protocol
+from bots.llm.types import AllBackendsFailed, CallContext, ToolCallRequest, ToolCallResponse, Usage
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+MAX_ATTEMPTS_PER_BACKEND = 3
+MAX_BACKOFF_SECONDS = 60.0
+JITTER_FRACTION = 0.1
+
+sleep: Callable[[float], None] = time.sleep
+
+
+@dataclass(frozen=True)
+class AttemptResult(Generic[T]):
+    value: T
+    usage: Usage
+
+
+@dataclass(frozen=True)
+class ChainResult(Generic[T]):
+    value: T
+    usage: Usage  # of the successful attempt
+    ref: ModelRef  # the backend that answered
+    cost_usd: Decimal  # every attempt of this call that consumed tokens, the failed ones included
+
+
+def backoff_seconds(*, attempt: int, retry_after: float | None) -> float | None:
+    """The wait after failed attempt number `attempt` (1-based); None means "give up on this backend"."""
+    if retry_after is not None:
+        return retry_after if retry_after <= MAX_BACKOFF_SECONDS else None
+    return min(2.0**attempt * (1 + random.uniform(0, JITTER_FRACTION)), MAX_BACKOFF_SECONDS)
+
+
+def run_chain(
+    *,
+    chain: Sequence[ModelRef],
+    context: CallContext,
+    method: Method,
+    attempt: Callable[[ModelRef], AttemptResult[T]],
+) -> ChainResult[T]:
+    """Run `attempt` against each backend in order until one succeeds; raise one clear error otherwise.
+
+    Raises UnparseableOutput when some backend answered but never validly (a content problem that
+    waiting will not fix), else AllBackendsFailed naming each backend's last error.
+    """
+    if not chain:
+        raise AllBackendsFailed(f"{method} call for {context.purpose}: the model chain is empty")
+    spent = Decimal(0)
+    last_errors: list[str] = []
+    failures: list[Exception] = []
+    for ref in chain:
+        for number in range(1, MAX_ATTEMPTS_PER_BACKEND + 1):
+            started = time.monotonic()
+            try:
+                result = attempt(ref)
+            except Exception as exc:
+                failures.append(exc)
+                failure, cost = _record_failure(
+                    exc, ref=ref, context=context, method=method, attempt=number, started=started
+                )
+                spent += cost
+                delay = None
+                if failure.transient and number < MAX_ATTEMPTS_PER_BACKEND:
+                    delay = backoff_seconds(attempt=number, retry_after=failure.retry_after)
+                if delay is None:
+                    last_errors.append(f"{ref.id} (attempt {number}): {failure.message}")
+                    break
+                logger.warning("LLM %s %s: retrying in %.1fs", method, ref.id, delay)
+                sleep(delay)
+                continue
+            cost = call_cost_usd(model=ref.id, usage=result.usage)
+            llm_call_record(
+                context=context,
+                ref=ref,
+                method=method,
+                attempt=number,
+                usage=result.usage,
+                latency_ms=_elapsed_ms(started),
+                cost_usd=cost,
+            )
+            return ChainResult(value=result.value, usage=result.usage, ref=ref, cost_usd=spent + cost)
+    summary = "; ".join(last_errors)
+    unparseable = [exc for exc in failures if isinstance(exc, UnparseableOutput)]
+    if unparseable:
+        raise UnparseableOutput(f"{method} output for {context.purpose} never validated: {summary}") from unparseable[
+            -1
+        ]
+    raise AllBackendsFailed(f"all LLM backends failed for {context.purpose} ({method}): {summary}") from failures[-1]
+
+
+def _record_failure(
+    exc: Exception, *, ref: ModelRef, context: CallContext, method: Method, attempt: int, started: float
+) -> tuple[Failure, Decimal]:
+    latency_ms = _elapsed_ms(started)
+    failure = classify_failure(exc)
+    usage = spent_usage(exc)  # a failed attempt may still have been billed (e.g. output that never validated)
+    cost = call_cost_usd(model=ref.id, usage=usage)
+    llm_call_record(
+        context=context,
+        ref=ref,
+        method=method,
+        attempt=attempt,
+        usage=usage,
+        latency_ms=latency_ms,
+        cost_usd=cost,
+        error=failure.message,
+    )
+    # A traceback only for what we could not classify: that is more likely our bug than the provider's.
+    unexpected = failure.message.startswith("unexpected ")
+    logger.warning(
+        "LLM %s %s (%s, project %s) attempt %d failed (%s): %s",
+        method,
+        ref.id,
+        context.purpose,
+        context.project_id,
+        attempt,
+        "transient" if failure.transient else "permanent",
+        failure.message,
+        exc_info=exc if unexpected else None,
+    )
+    return failure, cost
+
+
+def _elapsed_ms(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
+
+
+ToolBackend = Callable[..., ToolCallResponse]
+TOOL_BACKENDS: dict[Protocol, ToolBackend] = {
+    "openai": openai_backend.call_tools,
+    "anthropic": anthropic_backend.call_tools,
+}
+
+
+def call_tools(*, request: ToolCallRequest, chain: list[ModelRef], context: CallContext) -> ToolCallResponse:
+    """One model round-trip with tools, over the chain with retries and fallbacks; raises AllBackendsFailed."""
+
+    def attempt(ref: ModelRef) -> AttemptResult[ToolCallResponse]:
+        response = TOOL_BACKENDS[ref.protocol](ref=ref, request=request)
+        return AttemptResult(value=response, usage=response.usage)
+
+    outcome = run_chain(chain=chain, context=context, method="tools", attempt=attempt)
+    return replace(outcome.value, cost_usd=float(outcome.cost_usd))

@@ -1,0 +1,71 @@
+"""API key pools rotate round-robin; an empty pool is a clear permanent error."""
+
+import threading
+
+import pytest
+
+from bots.llm.chain import call_tools
+from bots.llm.keys import MissingApiKeys, next_api_key
+from bots.llm.slots import parse_chain
+from bots.llm.types import AllBackendsFailed, LLMMessage, ToolCallRequest
+from bots.models import LLMCall
+
+pytestmark = pytest.mark.django_db
+
+REQUEST = ToolCallRequest(system_prefix="p", system_suffix="s", messages=(LLMMessage.user_text("hi"),))
+
+
+def test_keys_rotate_across_calls(fake_llm, settings, context_a, context_b):
+    settings.OPENAI_API_KEYS = ["sk-rotation-key-one", "sk-rotation-key-two"]
+    for context in (context_a, context_b, context_a, context_b):
+        call_tools(request=REQUEST, chain=parse_chain("openai/gpt-test"), context=context)
+
+    keys = [r.api_key for r in fake_llm.requests_to("openai")]
+    assert set(keys) == {"sk-rotation-key-one", "sk-rotation-key-two"}
+    assert keys[0] != keys[1]
+    assert keys[:2] == keys[2:]
+
+
+def test_rotation_is_even_under_threads(settings):
+    settings.OPENAI_API_KEYS = "k1,k2,k3"
+    seen: list[str] = []
+    lock = threading.Lock()
+
+    def take() -> None:
+        for _ in range(100):
+            key = next_api_key(protocol="openai")
+            with lock:
+                seen.append(key)
+
+    threads = [threading.Thread(target=take) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert {key: seen.count(key) for key in set(seen)} == {"k1": 200, "k2": 200, "k3": 200}
+
+
+def test_empty_pool_names_the_env_var_and_the_chain_moves_on(fake_llm, settings, context_a, sleeps):
+    settings.ANTHROPIC_API_KEYS = []
+    with pytest.raises(MissingApiKeys, match="ANTHROPIC_API_KEYS"):
+        next_api_key(protocol="anthropic")
+
+    response = call_tools(
+        request=REQUEST, chain=parse_chain("anthropic/claude-test,openai/gpt-test"), context=context_a
+    )
+
+    assert response.model == "openai/gpt-test"
+    assert fake_llm.requests_to("anthropic") == []
+    assert sleeps == []
+    error_row, ok_row = LLMCall.objects.order_by("pk")
+    assert (error_row.model, error_row.status, error_row.attempt) == ("anthropic/claude-test", "error", 1)
+    assert "ANTHROPIC_API_KEYS is empty" in error_row.error
+    assert ok_row.status == "ok"
+
+
+def test_empty_pools_everywhere_fail_clearly(settings, context_a):
+    settings.OPENAI_API_KEYS = []
+
+    with pytest.raises(AllBackendsFailed, match="OPENAI_API_KEYS is empty"):
+        call_tools(request=REQUEST, chain=parse_chain("openai/gpt-test"), context=context_a)

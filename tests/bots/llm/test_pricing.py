@@ -1,0 +1,85 @@
+"""Cost in USD from the ModelPrice table, cached tokens included, for both protocols."""
+
+import logging
+from decimal import Decimal
+
+import pytest
+
+from bots.llm import pricing
+from bots.llm.chain import call_tools
+from bots.llm.pricing import call_cost_usd
+from bots.llm.slots import parse_chain
+from bots.llm.types import LLMMessage, ToolCallRequest, Usage
+from bots.models import LLMCall, ModelPrice
+from tests.fakes.llm_api import error, text
+
+pytestmark = pytest.mark.django_db
+
+REQUEST = ToolCallRequest(system_prefix="prefix", system_suffix="suffix", messages=(LLMMessage.user_text("hi"),))
+# (1000 - 400) * 2.00 + 400 * 0.50 + 100 * 8.00 = 2200 per million tokens
+EXPECTED = Decimal("0.002200")
+
+
+@pytest.fixture
+def prices():
+    for model in ("openai/gpt-test", "anthropic/claude-test"):
+        ModelPrice.objects.create(
+            model=model,
+            input_per_million=Decimal("2.00"),
+            cached_input_per_million=Decimal("0.50"),
+            output_per_million=Decimal("8.00"),
+        )
+
+
+def test_cost_formula(prices):
+    usage = Usage(input_tokens=1000, output_tokens=100, cached_tokens=400)
+
+    assert call_cost_usd(model="openai/gpt-test", usage=usage) == EXPECTED
+    assert call_cost_usd(model="openai/gpt-test", usage=Usage()) == 0
+
+
+def test_openai_call_cost_counts_cached_tokens(fake_llm, prices, context_a):
+    fake_llm.openai.push(text("hi", prompt_tokens=1000, cached_tokens=400, completion_tokens=100))
+
+    response = call_tools(request=REQUEST, chain=parse_chain("openai/gpt-test"), context=context_a)
+
+    assert response.cost_usd == pytest.approx(float(EXPECTED))
+    row = LLMCall.objects.get()
+    assert (row.tokens_in, row.tokens_cached, row.tokens_out, row.cost_usd) == (1000, 400, 100, EXPECTED)
+
+
+def test_anthropic_call_cost_counts_the_whole_prompt(fake_llm, prices, context_a):
+    # Anthropic reports input_tokens=500 + cache_read=400 + cache_creation=100: the prompt is 1000 tokens.
+    fake_llm.anthropic.push(
+        text("hi", prompt_tokens=1000, cached_tokens=400, cache_creation_tokens=100, completion_tokens=100)
+    )
+
+    response = call_tools(request=REQUEST, chain=parse_chain("anthropic/claude-test"), context=context_a)
+
+    assert response.usage == Usage(input_tokens=1000, output_tokens=100, cached_tokens=400)
+    assert response.cost_usd == pytest.approx(float(EXPECTED))
+    assert LLMCall.objects.get().cost_usd == EXPECTED
+
+
+def test_failed_attempts_cost_nothing_and_the_response_cost_is_the_call(fake_llm, prices, context_a, sleeps):
+    fake_llm.openai.push(error(500), text("hi", prompt_tokens=1000, cached_tokens=400, completion_tokens=100))
+
+    response = call_tools(request=REQUEST, chain=parse_chain("openai/gpt-test"), context=context_a)
+
+    assert response.cost_usd == pytest.approx(float(EXPECTED))
+    assert [r.cost_usd for r in LLMCall.objects.order_by("pk")] == [0, EXPECTED]
+
+
+def test_unknown_model_costs_zero_and_warns_once(fake_llm, context_a, caplog, monkeypatch):
+    monkeypatch.setattr(pricing, "_warned_models", set())
+    caplog.set_level(logging.WARNING, logger="bots.llm.pricing")
+
+    for _ in range(2):
+        response = call_tools(request=REQUEST, chain=parse_chain("openai/unpriced-model"), context=context_a)
+        assert response.cost_usd == 0
+
+    warnings = [r.getMessage() for r in caplog.records if r.name == "bots.llm.pricing"]
+    assert warnings == [
+        "No ModelPrice for openai/unpriced-model: its calls are recorded at $0 until an operator adds a price"
+    ]
+    assert all(row.cost_usd == 0 for row in LLMCall.objects.all())
