@@ -4,3 +4,10 @@ from django.apps import AppConfig
 class BotsConfig(AppConfig):
     name = "bots"
     verbose_name = "Bots and conversations"
+
+    def ready(self) -> None:
+        from bots.conversation import chat_turn_followup, chat_turn_handle
+        from bots.generations import register_generation_kind
+        from bots.models import Generation
+
+        register_generation_kind(Generation.Kind.CHAT_TURN, handler=chat_turn_handle, on_finished=chat_turn_followup)

@@ -11,8 +11,13 @@ from tenants.models import Project
 class Chat(models.Model):
     """One Telegram chat with one project's bot; `state` holds the kind's conversation state."""
 
+    class Channel(models.TextChoices):
+        TELEGRAM = "telegram", "Telegram"
+        TERMINAL = "terminal", "Terminal (manage.py chat)"
+
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="chats")
     telegram_chat_id = models.BigIntegerField()
+    channel = models.CharField(max_length=16, choices=Channel.choices, default=Channel.TELEGRAM)
     chat_type = models.CharField(max_length=16, default="private")
     user_id = models.BigIntegerField(null=True, blank=True)
     username = models.CharField(max_length=64, blank=True)
@@ -102,15 +107,19 @@ class Message(models.Model):
     turn = models.ForeignKey(Turn, null=True, blank=True, on_delete=models.SET_NULL, related_name="messages")
     telegram_message_id = models.BigIntegerField(null=True, blank=True)
     text = models.TextField(blank=True)
+    command = models.CharField(max_length=64, blank=True, help_text="/start, /debug, ... when it was a command.")
+    command_args = models.CharField(max_length=256, blank=True)
     files = models.JSONField(default=list, blank=True)
     contact = models.JSONField(null=True, blank=True)
     needs_reply = models.BooleanField(default=True, help_text="False for messages answered without the model.")
+    processed_at = models.DateTimeField(null=True, blank=True, help_text="Commands and acknowledgements done.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         indexes = [
             models.Index(fields=["chat", "created_at"]),
             models.Index(fields=["created_at"], condition=Q(turn__isnull=True, needs_reply=True), name="unanswered"),
+            models.Index(fields=["created_at"], condition=Q(processed_at__isnull=True), name="unprocessed"),
         ]
 
 

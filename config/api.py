@@ -4,6 +4,7 @@ from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpRequest
 from ninja import NinjaAPI, Schema
 
+from bots.api import router as telegram_router
 from config.health import readiness
 
 api = NinjaAPI(
@@ -36,3 +37,6 @@ def readyz(request: HttpRequest) -> tuple[int, Readiness]:
     checks = readiness()
     ready = all(value == "ok" for value in checks.values())
     return (200 if ready else 503), Readiness(status="ok" if ready else "unavailable", checks=checks)
+
+
+api.add_router("", telegram_router)

@@ -6,3 +6,11 @@ LLM = "llm"  # generation queue processing
 KNOWLEDGE = "knowledge"  # crawls and Qdrant access (one process in local mode)
 
 ALL = (DEFAULT, CHAT, LLM, KNOWLEDGE)
+
+# Task name patterns -> queue (Celery's task_routes).
+ROUTES = {
+    "bots.tasks.chat_*": {"queue": CHAT},
+    "bots.tasks.callback_*": {"queue": CHAT},
+    "bots.tasks.generations_*": {"queue": LLM},
+    "knowledge.tasks.*": {"queue": KNOWLEDGE},
+}

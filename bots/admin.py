@@ -1,0 +1,69 @@
+from django.contrib import admin
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path
+
+from bots.models import Chat, Generation, LLMCall, ModelPrice, Turn
+from bots.selectors import spend_by_week
+from tenants.admin_scoping import ProjectScopedAdmin, ReadOnlyAdminMixin
+from tenants.selectors import projects_for_user
+
+
+class TurnInline(ReadOnlyAdminMixin, admin.TabularInline):
+    model = Turn
+    fields = ["created_at", "trigger", "status", "user_text", "reply", "model", "cost_usd"]
+    readonly_fields = fields
+    ordering = ["-created_at"]
+    extra = 0
+    can_delete = False
+
+
+@admin.register(Chat)
+class ChatAdmin(ProjectScopedAdmin):
+    list_display = ["__str__", "project", "telegram_chat_id", "channel", "last_user_message_at", "blocked_at"]
+    list_filter = ["project", "channel"]
+    search_fields = ["username", "first_name", "last_name", "telegram_chat_id"]
+    readonly_fields = ["project", "telegram_chat_id", "user_id", "username", "first_name", "last_name", "state",
+                       "blocked_at", "last_user_message_at", "created_at"]  # fmt: skip
+    fields = [*readonly_fields, "debug", "paused_at"]
+    inlines = [TurnInline]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(Generation)
+class GenerationAdmin(ReadOnlyAdminMixin, ProjectScopedAdmin):
+    list_display = ["pk", "project", "kind", "status", "scheduled_for", "finished_at", "attempts", "tokens_in",
+                    "tokens_out", "cost_usd"]  # fmt: skip
+    list_filter = ["project", "kind", "status"]
+    date_hierarchy = "scheduled_for"
+    change_list_template = "admin/bots/generation/change_list.html"
+
+    def get_urls(self) -> list[URLPattern]:
+        spend = self.admin_site.admin_view(self.spend_view)
+        return [path("spend/", spend, name="bots_generation_spend"), *super().get_urls()]
+
+    def spend_view(self, request: HttpRequest) -> HttpResponse:
+        rows = spend_by_week(projects=projects_for_user(user=request.user))
+        context = {**self.admin_site.each_context(request), "title": "LLM spend per week", "rows": rows}
+        return TemplateResponse(request, "admin/bots/spend.html", context)
+
+
+@admin.register(LLMCall)
+class LLMCallAdmin(ReadOnlyAdminMixin, ProjectScopedAdmin):
+    list_display = ["created_at", "project", "purpose", "model", "method", "status", "attempt", "tokens_in",
+                    "tokens_cached", "tokens_out", "latency_ms", "cost_usd"]  # fmt: skip
+    list_filter = ["project", "purpose", "status", "provider"]
+    date_hierarchy = "created_at"
+
+
+@admin.register(ModelPrice)
+class ModelPriceAdmin(admin.ModelAdmin):
+    list_display = ["model", "input_per_million", "cached_input_per_million", "output_per_million", "updated_at"]
+    search_fields = ["model"]
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return request.user.is_superuser  # prices are platform-wide, not a tenant's
+
+    has_add_permission = has_delete_permission = has_change_permission

@@ -1,0 +1,99 @@
+"""The tool-calling agent: stable cached prefix, volatile state suffix, at most 8 model round-trips."""
+
+import logging
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from bots.llm.chain import call_tools
+from bots.llm.slots import resolve_chain
+from bots.llm.tool_arguments import unparsed_arguments
+from bots.llm.types import CallContext, LLMMessage, TextBlock, ToolCallRequest, ToolResultBlock, ToolUseBlock
+from bots.texts import ENGINE_PREAMBLE, SAFE_REPLY, in_language
+from bots.toolsets import ToolContext, ToolError, Toolset
+
+logger = logging.getLogger(__name__)
+
+MAX_ROUND_TRIPS = 8
+
+
+@dataclass
+class AgentResult:
+    reply: str
+    exchange: list[LLMMessage]  # the model's messages and the tool results of this turn, in order
+    round_trips: int
+    overflowed: bool = False
+    cost_usd: Decimal = Decimal(0)
+    tokens_in: int = 0
+    tokens_out: int = 0
+    tools_called: list[str] = field(default_factory=list)
+    model: str = ""
+
+
+def system_prefix(*, context: ToolContext, toolset: Toolset) -> str:
+    project = context.project
+    parts = [in_language(project, ENGINE_PREAMBLE), toolset.preamble(project), project.prompt.strip()]
+    return "\n\n".join(part for part in parts if part)
+
+
+def _execute(toolset: Toolset, use: ToolUseBlock, context: ToolContext) -> ToolResultBlock:
+    """Run one tool call; a refusal or a crash becomes an error result the model can react to."""
+    if unparsed_arguments(use) is not None:
+        return ToolResultBlock(tool_use_id=use.id, content="error: the arguments were not valid JSON", is_error=True)
+    try:
+        return ToolResultBlock(tool_use_id=use.id, content=toolset.execute(use.name, use.input, context))
+    except ToolError as exc:
+        return ToolResultBlock(tool_use_id=use.id, content=f"error: {exc}", is_error=True)
+    except Exception:
+        logger.exception(
+            "tool failed",
+            extra={"project_id": context.project.pk, "chat_id": context.chat.telegram_chat_id, "tool": use.name},
+        )
+        return ToolResultBlock(tool_use_id=use.id, content="error: the tool failed; try another way", is_error=True)
+
+
+def agent_run(
+    *, context: ToolContext, toolset: Toolset, thread: list[LLMMessage], generation_id: int | None, purpose: str
+) -> AgentResult:
+    """Run the tool loop for one turn; `thread` ends with this turn's user message."""
+    project = context.project
+    chain = resolve_chain(project=project, slot="toolcaller")
+    prefix = system_prefix(context=context, toolset=toolset)
+    tools = tuple(toolset.specs())
+    messages = list(thread)
+    result = AgentResult(reply="", exchange=[], round_trips=0)
+    call_context = CallContext(purpose=purpose, project_id=project.pk, generation_id=generation_id)
+
+    while result.round_trips < MAX_ROUND_TRIPS:
+        request = ToolCallRequest(
+            system_prefix=prefix,
+            system_suffix=toolset.state_snapshot(context),  # tools may have changed the state: rebuilt each call
+            messages=tuple(messages),
+            tools=tools,
+        )
+        response = call_tools(request=request, chain=chain, context=call_context)
+        result.round_trips += 1
+        result.cost_usd += Decimal(str(response.cost_usd))
+        result.tokens_in += response.usage.input_tokens
+        result.tokens_out += response.usage.output_tokens
+        result.model = response.model
+        assistant = LLMMessage("assistant", response.blocks)
+        messages.append(assistant)
+        result.exchange.append(assistant)
+        if not response.tool_uses:
+            result.reply = response.text
+            return result
+
+        result.tools_called.extend(use.name for use in response.tool_uses)
+        tool_results = LLMMessage("user", tuple(_execute(toolset, use, context) for use in response.tool_uses))
+        messages.append(tool_results)
+        result.exchange.append(tool_results)
+
+    logger.error(
+        "tool loop overflow: %s round-trips without a final answer; sent the safe reply",
+        MAX_ROUND_TRIPS,
+        extra={"project_id": project.pk, "chat_id": context.chat.telegram_chat_id, "tools": result.tools_called},
+    )
+    result.overflowed = True
+    result.reply = in_language(project, SAFE_REPLY)
+    result.exchange.append(LLMMessage("assistant", (TextBlock(result.reply),)))
+    return result

@@ -1,0 +1,39 @@
+"""The Telegram webhook: validate, store, enqueue, answer in milliseconds."""
+
+import hmac
+import json
+import logging
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from ninja import Router
+
+from bots.gateway import MalformedUpdate
+from bots.intake import update_accept
+from tenants.models import Project
+
+logger = logging.getLogger(__name__)
+router = Router(tags=["telegram"])
+
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+
+
+def _answer(status: int, description: str) -> JsonResponse:
+    return JsonResponse({"ok": status == 200, "description": description}, status=status)
+
+
+@router.post("/telegram/webhook/{project_slug}/", summary="Telegram webhook of one project", response={200: dict})
+def telegram_webhook(request: HttpRequest, project_slug: str) -> HttpResponse:
+    project = Project.objects.alive().filter(slug=project_slug).only("pk", "slug", "webhook_secret").first()
+    if project is None:
+        return _answer(404, "unknown project")
+    secret = request.headers.get(SECRET_HEADER, "")
+    if not hmac.compare_digest(secret.encode(), project.webhook_secret.encode()):
+        logger.warning("webhook with a wrong secret", extra={"project_id": project.pk})
+        return _answer(403, "wrong secret token")
+    try:
+        payload = json.loads(request.body)
+        result = update_accept(project=project, payload=payload)
+    except (ValueError, MalformedUpdate) as exc:  # JSON errors are ValueErrors too
+        logger.warning("malformed update: %s", exc, extra={"project_id": project.pk})
+        return _answer(400, f"malformed update: {exc}"[:200])
+    return _answer(200, result.status)

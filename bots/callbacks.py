@@ -1,0 +1,41 @@
+"""Inline-button presses: routed by the prefix of their data (`match:accept:42` -> "match")."""
+
+import logging
+from collections.abc import Callable
+
+from telegram.error import TelegramError
+
+from bots.event_loop import run_sync
+from bots.gateway import IncomingUpdate, normalize_update
+from bots.models import Chat, TelegramUpdate
+from bots.telegram_client import bot_for_token
+
+logger = logging.getLogger(__name__)
+
+# A handler applies the press (idempotently: a redelivered task may call it twice) and may return a
+# short notice shown to the user.
+CallbackHandler = Callable[[Chat, IncomingUpdate], str | None]
+_handlers: dict[str, CallbackHandler] = {}
+
+
+def register_callback_handler(prefix: str, handler: CallbackHandler) -> None:
+    _handlers[prefix] = handler
+
+
+def callback_process(*, update_id: int) -> None:
+    update = TelegramUpdate.objects.select_related("project").get(pk=update_id)
+    incoming = normalize_update(update.payload)
+    if incoming.callback is None:
+        return
+    chat = Chat.objects.select_related("project").get(project=update.project, telegram_chat_id=incoming.chat_id)
+    handler = _handlers.get(incoming.callback.data.split(":", 1)[0])
+    notice = handler(chat, incoming) if handler is not None else None
+    try:
+        bot = bot_for_token(update.project.bot_token)
+        run_sync(bot.answer_callback_query(incoming.callback.id, text=notice), timeout=30)
+    except TelegramError as exc:  # the spinner times out on its own; nothing to retry
+        logger.info(
+            "answerCallbackQuery failed: %s",
+            exc,
+            extra={"project_id": chat.project_id, "chat_id": chat.telegram_chat_id},
+        )

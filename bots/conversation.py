@@ -1,0 +1,224 @@
+"""One chat turn, from the unanswered messages to the reply that reached Telegram.
+
+A turn's life: composing -> reply_ready -> sending -> sent (or silent / send_unknown / failed).
+The reply is stored before it is sent and the turn is marked while sending, so a crash at any point
+either redoes the composing, sends a stored reply, or (caught mid-send) reports instead of resending.
+"""
+
+import logging
+from contextlib import nullcontext
+from typing import Any
+
+from django.db import transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from bots.agent import AgentResult, agent_run
+from bots.generations import generation_schedule, project_over_weekly_cap
+from bots.llm.types import AllBackendsFailed, LLMMessage, block_from_json, block_to_json
+from bots.models import Chat, Generation, Message, Turn
+from bots.telegram_outbox import (
+    ChatBlocked,
+    PermanentSendError,
+    SendError,
+    SendOutcomeUnknown,
+    TypingIndicator,
+    send_text,
+)
+from bots.texts import LLM_UNAVAILABLE, TEMPORARILY_UNAVAILABLE, in_language
+from bots.toolsets import ToolContext, toolset_for
+
+logger = logging.getLogger(__name__)
+
+HISTORY_TURNS = 40
+REPLAYED_STATUSES = (Turn.Status.SENT, Turn.Status.SILENT, Turn.Status.SEND_UNKNOWN)
+OPEN_STATUSES = (Turn.Status.COMPOSING, Turn.Status.REPLY_READY, Turn.Status.SENDING)
+
+
+class TurnFailed(RuntimeError):
+    """The turn ended with an apology to the user; the generation is recorded as failed."""
+
+
+def _log_extra(chat: Chat, **more: Any) -> dict[str, Any]:
+    return {"project_id": chat.project_id, "chat_id": chat.telegram_chat_id, **more}
+
+
+def unanswered_messages(chat: Chat) -> QuerySet[Message]:
+    return chat.messages.filter(turn__isnull=True, needs_reply=True).order_by("created_at", "pk")
+
+
+def describe_message(message: Message) -> str:
+    """A message as the model reads it: its text plus a note of what was attached."""
+    parts = [message.text.strip()] if message.text.strip() else []
+    for file in message.files:
+        name = f" '{file['file_name']}'" if file.get("file_name") else ""
+        parts.append(f"[the user sent a {file['kind'].replace('_', ' ')}{name}]")
+    if message.contact:
+        parts.append("[the user shared their contact]")
+    return "\n".join(parts)
+
+
+def messages_to_json(messages: list[LLMMessage]) -> list[dict[str, Any]]:
+    return [{"role": m.role, "blocks": [block_to_json(b) for b in m.blocks]} for m in messages]
+
+
+def messages_from_json(data: list[dict[str, Any]]) -> list[LLMMessage]:
+    return [LLMMessage(item["role"], tuple(block_from_json(b) for b in item["blocks"])) for item in data]
+
+
+def chat_thread(*, chat: Chat, exclude_turn: Turn | None = None) -> list[LLMMessage]:
+    """Earlier turns replayed for the model, with their tool-use and tool-result blocks."""
+    turns = chat.turns.filter(status__in=REPLAYED_STATUSES)
+    if exclude_turn is not None:
+        turns = turns.exclude(pk=exclude_turn.pk)
+    thread: list[LLMMessage] = []
+    for turn in reversed(turns.order_by("-created_at", "-pk")[:HISTORY_TURNS]):
+        if turn.user_text:
+            thread.append(LLMMessage.user_text(turn.user_text))
+        if turn.blocks:
+            thread.extend(messages_from_json(turn.blocks))
+        elif turn.reply:
+            thread.append(LLMMessage.assistant_text(turn.reply))
+    return thread
+
+
+def turn_open(*, chat: Chat, generation: Generation | None) -> Turn | None:
+    """Resume this chat's unfinished turn, or gather every unanswered message into a new one."""
+    with transaction.atomic():
+        Chat.objects.select_for_update().filter(pk=chat.pk).first()
+        turn = chat.turns.filter(status__in=OPEN_STATUSES).order_by("-created_at").first()
+        if turn is not None and turn.status == Turn.Status.SENDING:
+            # A worker died while sending: Telegram may have the reply already. Never resend blindly.
+            Turn.objects.filter(pk=turn.pk).update(status=Turn.Status.SEND_UNKNOWN, finished_at=timezone.now())
+            logger.error("turn was interrupted while sending; not resent", extra=_log_extra(chat, turn_id=turn.pk))
+            turn = None
+        if turn is not None:
+            return turn
+        messages = list(unanswered_messages(chat))
+        if not messages:
+            return None
+        turn = Turn.objects.create(
+            project_id=chat.project_id,
+            chat=chat,
+            generation=generation,
+            trigger=Turn.Trigger.USER,
+            user_text="\n\n".join(text for text in map(describe_message, messages) if text),
+        )
+        Message.objects.filter(pk__in=[m.pk for m in messages]).update(turn=turn)
+    return turn
+
+
+def _debug_trace(result: AgentResult) -> str:
+    tools = ", ".join(result.tools_called) or "none"
+    return (
+        f"\n\n[debug] model {result.model}, {result.round_trips} round-trip(s), tools: {tools}, "
+        f"tokens {result.tokens_in} in / {result.tokens_out} out, ${result.cost_usd:.6f}"
+        + (", loop overflow" if result.overflowed else "")
+    )
+
+
+def turn_compose(*, turn: Turn, generation_id: int | None, purpose: str = "chat_turn") -> bool:
+    """Have the agent write the reply (or a polite refusal) and store it, ready to send.
+
+    Returns False when no LLM backend answered (the stored reply is then an apology).
+    """
+    chat, project = turn.chat, turn.project
+    if project_over_weekly_cap(project=project):
+        reply = project.unavailable_reply.strip() or in_language(project, TEMPORARILY_UNAVAILABLE)
+        _store_reply(turn, reply=reply, error="weekly cap reached")
+        return True
+    context = ToolContext(project=project, chat=chat, turn=turn)
+    thread = [*chat_thread(chat=chat, exclude_turn=turn), LLMMessage.user_text(turn.user_text)]
+    try:
+        typing = TypingIndicator(project=project, chat=chat) if chat.channel == Chat.Channel.TELEGRAM else nullcontext()
+        with typing:
+            result = agent_run(
+                context=context,
+                toolset=toolset_for(project),
+                thread=thread,
+                generation_id=generation_id,
+                purpose=purpose,
+            )
+    except AllBackendsFailed as exc:
+        logger.error("no LLM backend answered", extra=_log_extra(chat, turn_id=turn.pk))
+        _store_reply(turn, reply=in_language(project, LLM_UNAVAILABLE), error=str(exc))
+        return False
+    reply = result.reply + (_debug_trace(result) if chat.debug and result.reply else "")
+    _store_reply(turn, reply=reply, blocks=messages_to_json(result.exchange), model=result.model, cost=result.cost_usd)
+    return True
+
+
+def _store_reply(turn: Turn, *, reply: str, error: str = "", **fields: Any) -> None:
+    turn.reply, turn.error, turn.status = reply, error[:2000], Turn.Status.REPLY_READY
+    update = {"reply": reply, "error": turn.error, "status": turn.status}
+    if "blocks" in fields:
+        update["blocks"] = turn.blocks = fields["blocks"]
+    if "model" in fields:
+        update["model"] = turn.model = fields["model"]
+    if "cost" in fields:
+        update["cost_usd"] = turn.cost_usd = fields["cost"]
+    Turn.objects.filter(pk=turn.pk, status=Turn.Status.COMPOSING).update(**update)
+
+
+def turn_deliver(*, turn: Turn) -> None:
+    """Send a stored reply exactly once (at most once when the outcome is unknown)."""
+    chat = turn.chat
+    now = timezone.now()
+    if not turn.reply.strip():
+        Turn.objects.filter(pk=turn.pk, status=Turn.Status.REPLY_READY).update(
+            status=Turn.Status.SILENT, finished_at=now
+        )
+        return
+    # The conditional update is the claim: a second deliverer of the same turn changes nothing and leaves.
+    if not Turn.objects.filter(pk=turn.pk, status=Turn.Status.REPLY_READY).update(status=Turn.Status.SENDING):
+        return
+    if chat.channel == Chat.Channel.TERMINAL:  # `manage.py chat` reads replies from the database
+        Turn.objects.filter(pk=turn.pk).update(status=Turn.Status.SENT, finished_at=now)
+        return
+    status, error, sent_ids = Turn.Status.SENT, "", []
+    try:
+        sent_ids = [m.message_id for m in send_text(project=turn.project, chat=chat, text=turn.reply,
+                                                     reply_markup=turn.reply_markup)]  # fmt: skip
+    except SendOutcomeUnknown as exc:
+        status, error, sent_ids = Turn.Status.SEND_UNKNOWN, str(exc), [m.message_id for m in exc.sent]
+    except (ChatBlocked, PermanentSendError, SendError) as exc:
+        status, error, sent_ids = Turn.Status.FAILED, str(exc), [m.message_id for m in exc.sent]
+        logger.warning("reply not delivered: %s", exc, extra=_log_extra(chat, turn_id=turn.pk))
+    Turn.objects.filter(pk=turn.pk).update(
+        status=status, error=(turn.error + "\n" + error).strip()[:2000], sent_message_ids=sent_ids,
+        finished_at=timezone.now(),
+    )  # fmt: skip
+
+
+def chat_turn_handle(generation: Generation) -> None:
+    """The generation handler of chat turns: compose and deliver the chat's next turn."""
+    chat = Chat.objects.select_related("project").get(pk=generation.chat_id)
+    if chat.blocked_at is not None or chat.paused_at is not None:
+        return
+    turn = turn_open(chat=chat, generation=generation)
+    if turn is None:
+        return
+    llm_answered = True
+    if turn.status == Turn.Status.COMPOSING:
+        llm_answered = turn_compose(turn=turn, generation_id=generation.pk)
+        turn.refresh_from_db()
+    turn_deliver(turn=turn)
+    if not llm_answered:
+        raise TurnFailed(turn.error)
+
+
+def chat_turn_followup(generation: Generation) -> None:
+    """Messages that arrived during the turn become the chat's next turn (one combined turn)."""
+    chat = Chat.objects.select_related("project").get(pk=generation.chat_id)
+    if chat.blocked_at is None and chat.paused_at is None and unanswered_messages(chat).exists():
+        generation_schedule(project=chat.project, kind=Generation.Kind.CHAT_TURN, chat=chat)
+
+
+def system_reply(*, chat: Chat, text: str, reply_markup: dict[str, Any] | None = None) -> Turn:
+    """A reply of the platform's own (greeting, acknowledgement): stored as a turn, then delivered."""
+    turn = Turn.objects.create(
+        project_id=chat.project_id, chat=chat, trigger=Turn.Trigger.SYSTEM, status=Turn.Status.REPLY_READY,
+        reply=text, reply_markup=reply_markup,
+    )  # fmt: skip
+    turn_deliver(turn=turn)
+    return turn

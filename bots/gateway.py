@@ -1,0 +1,259 @@
+"""Raw Telegram updates in, one normalised `IncomingUpdate` out.
+
+This is the only module that reads update JSON. python-telegram-bot does the parsing, but it does not
+check value types (it happily keeps `"text": 5` or `"chat": {"id": "abc"}`), so every field the engine
+relies on is checked here too. Anything unreadable becomes `MalformedUpdate`, which the webhook answers
+with 400 without storing anything.
+"""
+
+import re
+from dataclasses import asdict, dataclass
+from typing import Any, TypeVar
+
+from telegram import CallbackQuery as TelegramCallbackQuery
+from telegram import Chat as TelegramChat
+from telegram import Contact, Message, PhotoSize, Update, User
+
+T = TypeVar("T")
+
+FILE_KINDS = ("photo", "video", "document", "voice", "video_note", "audio", "animation", "sticker")
+# A leading bot command as Telegram recognises one: `/name` or `/name@botname`, then a space or the end.
+_COMMAND = re.compile(r"/(?P<name>[A-Za-z0-9_]{1,64})(?:@[A-Za-z0-9_]+)?(?=\s|$)")
+
+
+class MalformedUpdate(ValueError):
+    """The payload is not a Telegram update we can read."""
+
+
+@dataclass(frozen=True)
+class Sender:
+    user_id: int
+    username: str
+    first_name: str
+    last_name: str
+    language_code: str
+    is_bot: bool
+
+
+@dataclass(frozen=True)
+class FileRef:
+    kind: str  # one of FILE_KINDS
+    file_id: str
+    file_unique_id: str
+    file_name: str
+    mime_type: str
+    file_size: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "FileRef":
+        return cls(
+            kind=data["kind"],
+            file_id=data["file_id"],
+            file_unique_id=data.get("file_unique_id") or "",
+            file_name=data.get("file_name") or "",
+            mime_type=data.get("mime_type") or "",
+            file_size=data.get("file_size"),
+        )
+
+
+@dataclass(frozen=True)
+class SharedContact:
+    phone_number: str
+    first_name: str
+    last_name: str
+    user_id: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "SharedContact":
+        return cls(
+            phone_number=data["phone_number"],
+            first_name=data.get("first_name") or "",
+            last_name=data.get("last_name") or "",
+            user_id=data.get("user_id"),
+        )
+
+
+@dataclass(frozen=True)
+class CallbackQuery:
+    id: str
+    data: str
+    message_id: int | None  # the message carrying the pressed button; None for inline-mode messages
+
+
+@dataclass(frozen=True)
+class IncomingUpdate:
+    update_id: int
+    kind: str  # "message" | "callback_query" | "ignored"
+    chat_id: int | None = None
+    chat_type: str = ""  # private|group|supergroup|channel|""
+    sender: Sender | None = None
+    message_id: int | None = None
+    text: str = ""  # message text, or the caption of a file
+    files: tuple[FileRef, ...] = ()
+    contact: SharedContact | None = None
+    command: str | None = None  # "/start": lower-cased, without the @botname suffix
+    command_args: str = ""  # what follows the command, stripped
+    callback: CallbackQuery | None = None
+
+    @property
+    def has_content(self) -> bool:
+        return bool(self.text.strip() or self.files or self.contact)
+
+
+def normalize_update(payload: object) -> IncomingUpdate:
+    """Read one webhook/getUpdates update. Raises MalformedUpdate for anything that is not one."""
+    if not isinstance(payload, dict):
+        raise MalformedUpdate(f"an update must be a JSON object, not {type(payload).__name__}")
+    update_id = payload.get("update_id")
+    if not _is_int(update_id):
+        raise MalformedUpdate("update_id is missing or not an integer")
+    for key in ("message", "callback_query"):
+        if key in payload and not isinstance(payload[key], dict):
+            raise MalformedUpdate(f"update {update_id}: {key} must be an object")
+    try:
+        update = Update.de_json(payload, bot=None)
+    except Exception as exc:  # a third-party parser fed untrusted input: whatever it raises means "not an update"
+        raise MalformedUpdate(f"update {update_id} does not parse: {type(exc).__name__}: {exc}") from exc
+    if update.message is not None:
+        return _from_message(update_id, update.message)
+    if update.callback_query is not None:
+        return _from_callback_query(update_id, update.callback_query)
+    # Edits (we do not answer a message twice), channel posts, membership changes, polls, ...
+    return IncomingUpdate(update_id=update_id, kind="ignored")
+
+
+def _from_message(update_id: int, message: Message) -> IncomingUpdate:
+    chat_id, chat_type = _chat(message.chat, "message.chat")
+    message_text = _optional(message.text, str, "message.text") or ""
+    caption = _optional(message.caption, str, "message.caption") or ""
+    # Commands come as message text; a caption that starts with "/" is a file's description, not an order.
+    command, command_args = _command(message_text)
+    return IncomingUpdate(
+        update_id=update_id,
+        kind="message",
+        chat_id=chat_id,
+        chat_type=chat_type,
+        sender=_sender(message.from_user, "message.from"),
+        message_id=_required(message.message_id, int, "message.message_id"),
+        text=message_text or caption,
+        files=_files(message),
+        contact=_contact(message.contact),
+        command=command,
+        command_args=command_args,
+    )
+
+
+def _from_callback_query(update_id: int, query: TelegramCallbackQuery) -> IncomingUpdate:
+    chat_id, chat_type, message_id = None, "", None
+    if query.message is not None:  # absent when the button was on an inline-mode message
+        chat_id, chat_type = _chat(query.message.chat, "callback_query.message.chat")
+        message_id = _required(query.message.message_id, int, "callback_query.message.message_id")
+    if query.from_user is None:  # always sent by Telegram; the consent flow needs to know who pressed
+        raise MalformedUpdate("callback_query.from is missing")
+    callback = CallbackQuery(
+        id=_required(query.id, str, "callback_query.id"),
+        data=_optional(query.data, str, "callback_query.data") or "",
+        message_id=message_id,
+    )
+    return IncomingUpdate(
+        update_id=update_id,
+        kind="callback_query",
+        chat_id=chat_id,
+        chat_type=chat_type,
+        sender=_sender(query.from_user, "callback_query.from"),
+        message_id=message_id,
+        callback=callback,
+    )
+
+
+def _chat(chat: TelegramChat | None, field: str) -> tuple[int, str]:
+    if chat is None:
+        raise MalformedUpdate(f"{field} is missing")
+    # ChatType is a str enum; str() gives its plain value, and unknown future types stay as sent.
+    return _required(chat.id, int, f"{field}.id"), str(_required(chat.type, str, f"{field}.type"))
+
+
+def _sender(user: User | None, field: str) -> Sender | None:
+    if user is None:  # e.g. an anonymous group admin posting as the group
+        return None
+    return Sender(
+        user_id=_required(user.id, int, f"{field}.id"),
+        username=_optional(user.username, str, f"{field}.username") or "",
+        first_name=_optional(user.first_name, str, f"{field}.first_name") or "",
+        last_name=_optional(user.last_name, str, f"{field}.last_name") or "",
+        language_code=_optional(user.language_code, str, f"{field}.language_code") or "",
+        is_bot=_required(user.is_bot, bool, f"{field}.is_bot"),
+    )
+
+
+def _files(message: Message) -> tuple[FileRef, ...]:
+    refs = []
+    if message.photo:  # Telegram sends every size it made of one photo: the largest is the photo
+        refs.append(_file_ref("photo", max(message.photo, key=_photo_area)))
+    for kind in FILE_KINDS[1:]:
+        attachment = getattr(message, kind)
+        # Telegram repeats an animation (GIF) as a document for old clients: keep it once.
+        if attachment is None or (kind == "document" and message.animation is not None):
+            continue
+        refs.append(_file_ref(kind, attachment))
+    return tuple(refs)
+
+
+def _photo_area(size: PhotoSize) -> tuple[int, int]:
+    width = _required(size.width, int, "photo.width")
+    height = _required(size.height, int, "photo.height")
+    return width * height, _optional(size.file_size, int, "photo.file_size") or 0
+
+
+def _file_ref(kind: str, attachment: Any) -> FileRef:
+    return FileRef(
+        kind=kind,
+        file_id=_required(attachment.file_id, str, f"{kind}.file_id"),
+        file_unique_id=_required(attachment.file_unique_id, str, f"{kind}.file_unique_id"),
+        file_name=_optional(getattr(attachment, "file_name", None), str, f"{kind}.file_name") or "",
+        mime_type=_optional(getattr(attachment, "mime_type", None), str, f"{kind}.mime_type") or "",
+        file_size=_optional(attachment.file_size, int, f"{kind}.file_size"),
+    )
+
+
+def _contact(contact: Contact | None) -> SharedContact | None:
+    if contact is None:
+        return None
+    return SharedContact(
+        phone_number=_required(contact.phone_number, str, "contact.phone_number"),
+        first_name=_optional(contact.first_name, str, "contact.first_name") or "",
+        last_name=_optional(contact.last_name, str, "contact.last_name") or "",
+        user_id=_optional(contact.user_id, int, "contact.user_id"),
+    )
+
+
+def _command(text: str) -> tuple[str | None, str]:
+    match = _COMMAND.match(text)
+    if match is None:
+        return None, ""
+    return f"/{match['name'].lower()}", text[match.end() :].strip()
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # JSON true is not an id
+
+
+def _required(value: object, expected: type[T], field: str) -> T:
+    if value is None:
+        raise MalformedUpdate(f"{field} is missing")
+    return _optional(value, expected, field)  # type: ignore[return-value]  # not None here
+
+
+def _optional(value: object, expected: type[T], field: str) -> T | None:
+    if value is None:
+        return None
+    valid = _is_int(value) if expected is int else isinstance(value, expected)
+    if not valid:
+        raise MalformedUpdate(f"{field} must be {expected.__name__}, not {type(value).__name__}")
+    return value  # type: ignore[return-value]  # checked just above

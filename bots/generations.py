@@ -1,0 +1,222 @@
+"""The generation queue: every LLM job is a row, spaced by the project's weekly budget.
+
+interval = last_cost_usd * 604800 / weekly_budget_usd; scheduled_for = max(latest scheduled_for, now) + interval.
+The project's first generation runs at once; no budget means no spacing. Workers claim due rows with
+SELECT ... FOR UPDATE SKIP LOCKED and hold a lease that a heartbeat extends, so a killed worker's
+generation goes back to the queue when its lease runs out.
+"""
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Max, Q, Sum
+from django.utils import timezone
+
+from bots.models import Chat, Generation, LLMCall
+from tenants.models import Project
+
+logger = logging.getLogger(__name__)
+
+WEEK_SECONDS = 604800
+MAX_ATTEMPTS = 3
+# Over its weekly cap a project's background work waits; it is looked at again this often.
+CAP_RECHECK = timedelta(hours=1)
+TURN_KINDS = (Generation.Kind.CHAT_TURN, Generation.Kind.TIMER_TURN)
+
+GenerationHandler = Callable[[Generation], None]
+_handlers: dict[str, GenerationHandler] = {}
+_finishers: dict[str, GenerationHandler] = {}
+
+
+def register_generation_kind(
+    kind: str, *, handler: GenerationHandler, on_finished: GenerationHandler | None = None
+) -> None:
+    """Apps register how their generations run, and what follows one (in their AppConfig.ready)."""
+    _handlers[kind] = handler
+    if on_finished is not None:
+        _finishers[kind] = on_finished
+
+
+def _lease() -> timedelta:
+    return timedelta(seconds=settings.GENERATION_LEASE_SECONDS)
+
+
+def generation_interval(*, last_cost_usd: Decimal, weekly_budget_usd: Decimal | None) -> timedelta:
+    if not weekly_budget_usd or weekly_budget_usd <= 0 or last_cost_usd <= 0:
+        return timedelta(0)
+    return timedelta(seconds=float(last_cost_usd * WEEK_SECONDS / weekly_budget_usd))
+
+
+def _last_cost(project: Project) -> Decimal:
+    last = (
+        Generation.objects.filter(project=project, status=Generation.Status.DONE)
+        .order_by("-finished_at", "-pk")
+        .values_list("cost_usd", flat=True)
+        .first()
+    )
+    return last or Decimal(0)
+
+
+def generation_schedule(
+    *, project: Project, kind: str, chat: Chat | None = None, target_id: int | None = None, now: datetime | None = None
+) -> Generation:
+    """Queue one generation at the time the budget allows. For turns: at most one active per chat."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        # One scheduler per project at a time, so two new generations never take the same slot.
+        Project.objects.select_for_update().filter(pk=project.pk).first()
+        if chat is not None and kind in TURN_KINDS:
+            active = Generation.objects.filter(chat=chat, kind__in=TURN_KINDS, status__in=Generation.ACTIVE).first()
+            if active is not None:
+                return active
+        latest = Generation.objects.filter(project=project).aggregate(latest=Max("scheduled_for"))["latest"]
+        if latest is None:
+            scheduled_for = now
+        else:
+            interval = generation_interval(
+                last_cost_usd=_last_cost(project), weekly_budget_usd=project.weekly_budget_usd
+            )
+            scheduled_for = max(latest, now) + interval
+        try:
+            with transaction.atomic():
+                return Generation.objects.create(
+                    project=project, kind=kind, chat=chat, target_id=target_id, scheduled_for=scheduled_for
+                )
+        except IntegrityError:
+            # Lost a race with another scheduler for the same chat: theirs serves this chat too.
+            return Generation.objects.get(chat=chat, kind__in=TURN_KINDS, status__in=Generation.ACTIVE)
+
+
+def generation_claim_next(*, now: datetime | None = None, chat: Chat | None = None) -> Generation | None:
+    """Claim the most overdue pending generation (of one chat, if given), or None when nothing is due."""
+    now = now or timezone.now()
+    due = Generation.objects.filter(status=Generation.Status.PENDING, scheduled_for__lte=now)
+    if chat is not None:
+        due = due.filter(chat=chat)
+    with transaction.atomic():
+        generation = due.select_for_update(skip_locked=True).order_by("scheduled_for", "pk").first()
+        if generation is None:
+            return None
+        generation.status = Generation.Status.RUNNING
+        generation.started_at = now
+        generation.lease_expires_at = now + _lease()
+        generation.attempts += 1
+        generation.save(update_fields=["status", "started_at", "lease_expires_at", "attempts"])
+    return generation
+
+
+@contextmanager
+def _lease_heartbeat(generation: Generation) -> Iterator[None]:
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(settings.GENERATION_LEASE_SECONDS / 4):
+            Generation.objects.filter(pk=generation.pk, status=Generation.Status.RUNNING).update(
+                lease_expires_at=timezone.now() + _lease()
+            )
+
+    thread = threading.Thread(target=beat, name=f"lease-{generation.pk}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def _record_usage(generation: Generation) -> None:
+    totals = LLMCall.objects.filter(generation=generation).aggregate(
+        tokens_in=Sum("tokens_in"),
+        tokens_out=Sum("tokens_out"),
+        tokens_cached=Sum("tokens_cached"),
+        cost=Sum("cost_usd"),
+    )
+    generation.tokens_in = totals["tokens_in"] or 0
+    generation.tokens_out = totals["tokens_out"] or 0
+    generation.tokens_cached = totals["tokens_cached"] or 0
+    generation.cost_usd = totals["cost"] or Decimal(0)
+
+
+def generation_run(*, generation: Generation) -> None:
+    """Run a claimed generation with its kind's handler and record the outcome and its cost."""
+    handler = _handlers.get(generation.kind)
+    if generation.kind not in TURN_KINDS and project_over_weekly_cap(project=generation.project):
+        # Turns answer the user politely themselves; background work simply waits for the window.
+        Generation.objects.filter(pk=generation.pk).update(
+            status=Generation.Status.PENDING,
+            scheduled_for=timezone.now() + CAP_RECHECK,
+            attempts=generation.attempts - 1,
+        )
+        return
+    try:
+        if handler is None:
+            raise RuntimeError(f"no handler registered for generation kind {generation.kind!r}")
+        with _lease_heartbeat(generation):
+            handler(generation)
+    except Exception as exc:
+        logger.exception(
+            "generation failed",
+            extra={"project_id": generation.project_id, "chat_id": generation.chat_id, "generation_id": generation.pk},
+        )
+        generation.status, generation.error = Generation.Status.FAILED, f"{type(exc).__name__}: {exc}"[:2000]
+    else:
+        generation.status = Generation.Status.DONE
+    generation.finished_at = timezone.now()
+    _record_usage(generation)
+    generation.save(
+        update_fields=["status", "error", "finished_at", "tokens_in", "tokens_out", "tokens_cached", "cost_usd"]
+    )
+    if (finisher := _finishers.get(generation.kind)) is not None:
+        finisher(generation)
+
+
+def generations_process_due(*, max_seconds: float = 50.0, chat: Chat | None = None) -> int:
+    """Run due generations one after another for a bounded time; returns how many ran."""
+    deadline = timezone.now() + timedelta(seconds=max_seconds)
+    count = 0
+    while timezone.now() < deadline and (generation := generation_claim_next(chat=chat)) is not None:
+        generation_run(generation=generation)
+        count += 1
+    return count
+
+
+def generations_recover_expired_leases(*, now: datetime | None = None) -> int:
+    """Give generations of dead workers back to the queue (or fail them after MAX_ATTEMPTS)."""
+    now = now or timezone.now()
+    expired = Q(status=Generation.Status.RUNNING, lease_expires_at__lt=now)
+    failed = Generation.objects.filter(expired, attempts__gte=MAX_ATTEMPTS).update(
+        status=Generation.Status.FAILED, finished_at=now, error="worker lost too many times"
+    )
+    requeued = Generation.objects.filter(expired, attempts__lt=MAX_ATTEMPTS).update(
+        status=Generation.Status.PENDING, scheduled_for=now, lease_expires_at=None
+    )
+    if failed or requeued:
+        logger.warning("recovered generations of lost workers", extra={"requeued": requeued, "failed": failed})
+    return requeued
+
+
+def next_due_at() -> datetime | None:
+    return (
+        Generation.objects.filter(status=Generation.Status.PENDING)
+        .order_by("scheduled_for")
+        .values_list("scheduled_for", flat=True)
+        .first()
+    )
+
+
+def project_spend_usd(*, project: Project, since: datetime) -> Decimal:
+    total = LLMCall.objects.filter(project=project, created_at__gte=since).aggregate(total=Sum("cost_usd"))["total"]
+    return total or Decimal(0)
+
+
+def project_over_weekly_cap(*, project: Project, now: datetime | None = None) -> bool:
+    if not project.weekly_cap_usd:
+        return False
+    now = now or timezone.now()
+    return project_spend_usd(project=project, since=now - timedelta(days=7)) >= project.weekly_cap_usd

@@ -1,0 +1,93 @@
+"""What the webhook (and getUpdates polling) does with an update: validate, store, enqueue. No network."""
+
+import logging
+from dataclasses import dataclass
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from bots.gateway import IncomingUpdate, normalize_update
+from bots.models import Chat, Message, TelegramUpdate
+from tenants.models import Project
+
+logger = logging.getLogger(__name__)
+
+ENGINE_COMMANDS = ("/start", "/debug")
+
+
+@dataclass(frozen=True)
+class IntakeResult:
+    status: str  # "stored" | "duplicate" | "ignored"
+    chat_id: int | None = None  # our Chat pk, for the task that processes it
+    callback_update_id: int | None = None  # our TelegramUpdate pk when it was a button press
+
+
+def _chat_upsert(project: Project, incoming: IncomingUpdate) -> Chat:
+    sender = incoming.sender
+    profile = {}
+    if sender is not None and incoming.chat_type == "private":
+        profile = {
+            "user_id": sender.user_id, "username": sender.username, "first_name": sender.first_name,
+            "last_name": sender.last_name, "language_code": sender.language_code,
+        }  # fmt: skip
+    chat, created = Chat.objects.get_or_create(
+        project=project,
+        telegram_chat_id=incoming.chat_id,
+        defaults={"chat_type": incoming.chat_type, "last_user_message_at": timezone.now(), **profile},
+    )
+    if not created:
+        Chat.objects.filter(pk=chat.pk).update(last_user_message_at=timezone.now(), **profile)
+    return chat
+
+
+def _is_for_engine(incoming: IncomingUpdate) -> bool:
+    """Private chats talk to the bot; in groups (the lead group) only our commands are for us."""
+    if incoming.kind != "message" or incoming.chat_id is None:
+        return False
+    if incoming.chat_type == "private":
+        return incoming.has_content or incoming.command is not None
+    return incoming.command in ENGINE_COMMANDS
+
+
+def update_receive(*, project: Project, payload: object) -> IntakeResult:
+    """Store a Telegram update once and the user's message as an unanswered row. Raises MalformedUpdate."""
+    incoming = normalize_update(payload)
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                update = TelegramUpdate.objects.create(project=project, update_id=incoming.update_id, payload=payload)
+        except IntegrityError:
+            return IntakeResult("duplicate")
+        if incoming.kind == "callback_query" and incoming.chat_id is not None:
+            chat = _chat_upsert(project, incoming)
+            return IntakeResult("stored", chat.pk, callback_update_id=update.pk)
+        if not _is_for_engine(incoming):
+            return IntakeResult("ignored")
+        chat = _chat_upsert(project, incoming)
+        command = incoming.command if incoming.command in ENGINE_COMMANDS else ""
+        files = [file.to_json() for file in incoming.files]
+        Message.objects.create(
+            project=project,
+            chat=chat,
+            telegram_message_id=incoming.message_id,
+            text=incoming.text,
+            command=command,
+            command_args=incoming.command_args[:256] if command else "",
+            files=files,
+            contact=incoming.contact.to_json() if incoming.contact else None,
+            # A file without text is acknowledged without the model; commands are answered by the engine.
+            needs_reply=not command and bool(incoming.text.strip() or incoming.contact),
+        )
+    return IntakeResult("stored", chat.pk)
+
+
+def update_accept(*, project: Project, payload: object) -> IntakeResult:
+    """Store an update and hand it to the workers (webhook and getUpdates polling alike)."""
+    from bots.tasks import callback_process_task, chat_process_task  # tasks import the services: no cycle at load
+
+    result = update_receive(project=project, payload=payload)
+    if result.callback_update_id is not None:
+        transaction.on_commit(lambda: callback_process_task.delay(result.callback_update_id))
+    elif result.status == "stored":
+        transaction.on_commit(lambda: chat_process_task.delay(result.chat_id))
+    return result

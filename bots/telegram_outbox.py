@@ -1,0 +1,303 @@
+"""Everything the engine sends to Telegram goes through one error policy.
+
+- `RetryAfter` (429): wait the time Telegram asks for, then resend the same request (a few times).
+- `Forbidden` (403): the user blocked the bot (or it was removed from a group): the chat is marked
+  blocked and nothing more is sent to it.
+- `BadRequest` (400) and the other client errors: permanent, resending cannot help.
+- `TimedOut`: the request may have reached Telegram, so it is never resent blindly; the caller learns
+  that the outcome is unknown. Only failures that prove the request never left (connection refused, no
+  free connection in the pool) and error answers from Telegram (502 ...) are retried, with a short backoff.
+
+Error texts pass through the log redaction, so a token can never ride along in a SendError.
+"""
+
+import asyncio
+import logging
+import threading
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from django.conf import settings
+from django.utils import timezone
+from telegram import ForceReply, InlineKeyboardMarkup, ReplyKeyboardMarkup, ReplyKeyboardRemove
+from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
+from telegram.warnings import PTBDeprecationWarning
+
+from bots.event_loop import run_sync
+from bots.models import Chat
+from bots.telegram_client import bot_for_token
+from bots.text_split import split_message
+from config.log_redaction import redact
+from tenants.models import Project
+
+logger = logging.getLogger(__name__)
+
+MAX_RATE_LIMIT_RETRIES = 3
+# A longer flood wait would park a worker for minutes: fail instead and let the caller decide.
+MAX_RETRY_AFTER_SECONDS = 60.0
+NETWORK_RETRY_BACKOFF_SECONDS = (1.0, 3.0)  # one wait per retry, so at most two retries
+CHAT_ACTION_TIMEOUT_SECONDS = 10.0
+# httpx failures that prove the request never reached Telegram, so resending cannot duplicate it.
+_NOT_SENT_CAUSES = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+_MAYBE_ARRIVED = "got no answer; it may have arrived, so it is not resent"
+
+sleep = time.sleep  # module level so tests can record the waits instead of sleeping
+
+
+@dataclass(frozen=True)
+class SentMessage:
+    message_id: int
+
+
+class SendError(RuntimeError):
+    """A message was not delivered, or may not have been; the text is safe to log (no token)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact(message))
+        # For a multi-part text: the parts that did arrive before the failure.
+        self.sent: tuple[SentMessage, ...] = ()
+
+
+class ChatBlocked(SendError):
+    """Telegram answered Forbidden: the chat is marked blocked and nothing more is sent to it."""
+
+
+class PermanentSendError(SendError):
+    """Telegram refused the request (BadRequest and the like); resending the same request cannot help."""
+
+
+class SendOutcomeUnknown(SendError):
+    """The request timed out after it may have reached Telegram; it is never resent automatically."""
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One Bot method call and what its log lines and errors say about it."""
+
+    project: Project
+    chat: Chat | None
+    method_name: str
+    chat_id: int | str | None
+
+    @property
+    def log_extra(self) -> dict[str, Any]:
+        return {"project_id": self.project.pk, "chat_id": self.chat_id}
+
+    def describe(self, what: str, exc: BaseException | None = None) -> str:
+        detail = f": {type(exc).__name__}: {exc}" if exc is not None else ""
+        return redact(f"{self.method_name} to chat {self.chat_id} {what}{detail}")
+
+
+def send_text(
+    *,
+    project: Project,
+    chat: Chat,
+    text: str,
+    reply_markup: dict[str, Any] | None = None,
+    parse_mode: str | None = None,
+) -> list[SentMessage]:
+    """Send a reply, split into Telegram-sized parts in order; the keyboard goes on the last part.
+
+    Blank text sends nothing. On failure the SendError's `sent` holds the parts that did arrive.
+    The split does not know about markup: with `parse_mode`, keep replies under the limit or tag-free.
+    """
+    _refuse_if_blocked(project, chat)
+    parts = split_message(text)
+    markup = _reply_markup(project, chat, reply_markup)
+    sent: list[SentMessage] = []
+    for index, part in enumerate(parts):
+        is_last = index == len(parts) - 1
+        try:
+            message = call_with_policy(
+                project=project,
+                chat=chat,
+                method_name="send_message",
+                text=part,
+                parse_mode=parse_mode,
+                reply_markup=markup if is_last else None,
+            )
+        except SendError as exc:
+            exc.sent = tuple(sent)
+            raise
+        sent.append(SentMessage(message_id=message.message_id))
+    return sent
+
+
+def send_chat_action(*, project: Project, chat: Chat, action: str = "typing") -> None:
+    """Best effort: a missing "typing..." bubble must never fail a turn, so this never raises.
+
+    It touches no database (it runs on the typing thread); a block shows up on the next real send.
+    """
+    if chat.blocked_at is not None:
+        return
+    try:
+        bot = bot_for_token(project.bot_token)
+        coroutine = bot.send_chat_action(chat_id=chat.telegram_chat_id, action=action)
+        run_sync(asyncio.wait_for(coroutine, CHAT_ACTION_TIMEOUT_SECONDS), timeout=CHAT_ACTION_TIMEOUT_SECONDS + 1)
+    except Exception as exc:
+        extra = {"project_id": project.pk, "chat_id": chat.telegram_chat_id}
+        logger.info("chat action %s failed: %s", action, redact(f"{type(exc).__name__}: {exc}"), extra=extra)
+
+
+class TypingIndicator:
+    """Shows "typing..." while the model works: at once, then every `interval` seconds until exit.
+
+    Telegram shows an action for about 5 seconds, hence the 4 s default. Exiting does not wait for an
+    action in flight, so the reply is never held back by it.
+    """
+
+    def __init__(self, *, project: Project, chat: Chat, interval: float = 4.0) -> None:
+        self._project, self._chat, self._interval = project, chat, interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> "TypingIndicator":
+        self._thread = threading.Thread(target=self._run, name="switchboard-typing", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        # Checking the flag before each action keeps a late "typing" from following a quick reply.
+        while not self._stop.is_set():
+            send_chat_action(project=self._project, chat=self._chat)
+            self._stop.wait(self._interval)
+
+
+def call_with_policy(*, project: Project, chat: Chat | None, method_name: str, **kwargs: Any) -> Any:
+    """Call one Bot method (`send_message`, `send_document`, ...) under the error policy; its result.
+
+    `chat` is the user's Chat (its `chat_id` is filled in unless given), or None for a target that is
+    not a Chat row, such as a CRM group: then Forbidden raises ChatBlocked without marking anything.
+    """
+    if chat is not None:
+        kwargs.setdefault("chat_id", chat.telegram_chat_id)
+        _refuse_if_blocked(project, chat)
+    call = _Call(project=project, chat=chat, method_name=method_name, chat_id=kwargs.get("chat_id"))
+    bot = bot_for_token(project.bot_token)
+    rate_limited = network_failures = 0
+    while True:
+        try:
+            return _call_once(getattr(bot, method_name), kwargs)
+        except RetryAfter as exc:
+            rate_limited += 1
+            _wait_out_rate_limit(call, exc, rate_limited)
+        except Forbidden as exc:
+            _chat_mark_blocked(call, exc)
+            raise ChatBlocked(call.describe("refused: the bot is blocked", exc)) from exc
+        except BadRequest as exc:  # before NetworkError, of which it is a subclass
+            raise _failure(PermanentSendError, call, "refused", exc) from exc
+        except TimedOut as exc:  # before NetworkError, of which it is a subclass
+            if not _never_sent(exc):
+                raise _failure(SendOutcomeUnknown, call, _MAYBE_ARRIVED, exc) from exc
+            network_failures += 1
+            _back_off(call, exc, network_failures)
+        except NetworkError as exc:
+            if not (_never_sent(exc) or _answered_by_telegram(exc)):  # the connection broke after sending
+                raise _failure(SendOutcomeUnknown, call, _MAYBE_ARRIVED, exc) from exc
+            network_failures += 1
+            _back_off(call, exc, network_failures)
+        except TimeoutError as exc:  # our own guard deadline: the request may be in flight
+            raise _failure(SendOutcomeUnknown, call, _MAYBE_ARRIVED, exc) from exc
+        except TelegramError as exc:  # InvalidToken, ChatMigrated, Conflict, ...: not fixed by resending
+            raise _failure(PermanentSendError, call, "refused", exc) from exc
+
+
+def _call_once(method: Any, kwargs: dict[str, Any]) -> Any:
+    # python-telegram-bot enforces the request timeouts; this guard only bounds a hang elsewhere (pool,
+    # loop). A file upload gets at least 20 s per phase from python-telegram-bot, hence the floor.
+    guard = 4 * max(settings.TELEGRAM_REQUEST_TIMEOUT_SECONDS, 20.0) + 5
+    # wait_for cancels the request on the loop itself, so nothing keeps running after we give up.
+    return run_sync(asyncio.wait_for(method(**kwargs), guard), timeout=guard + 5)
+
+
+def _refuse_if_blocked(project: Project, chat: Chat) -> None:
+    if chat.blocked_at is not None:
+        extra = {"project_id": project.pk, "chat_id": chat.telegram_chat_id}
+        logger.info("not sending: the chat blocked the bot", extra=extra)
+        raise ChatBlocked(f"chat {chat.telegram_chat_id} blocked the bot at {chat.blocked_at:%Y-%m-%d %H:%M}")
+
+
+def _chat_mark_blocked(call: _Call, exc: Forbidden) -> None:
+    logger.warning("%s", call.describe("refused: the bot is blocked", exc), extra=call.log_extra)
+    chat = call.chat
+    if chat is None:
+        return
+    now = timezone.now()
+    # Conditional: the first worker to see the block records when it happened; later ones change nothing.
+    Chat.objects.filter(pk=chat.pk, project_id=call.project.pk, blocked_at__isnull=True).update(blocked_at=now)
+    chat.blocked_at = chat.blocked_at or now
+
+
+def _wait_out_rate_limit(call: _Call, exc: RetryAfter, attempt: int) -> None:
+    seconds = _retry_after_seconds(exc)
+    if attempt > MAX_RATE_LIMIT_RETRIES or seconds > MAX_RETRY_AFTER_SECONDS:
+        raise _failure(SendError, call, f"rate limited {attempt} times (retry after {seconds:g} s)", exc) from exc
+    logger.warning("%s", call.describe(f"rate limited: retrying in {seconds:g} s"), extra=call.log_extra)
+    sleep(seconds)
+
+
+def _retry_after_seconds(exc: RetryAfter) -> float:
+    # python-telegram-bot 22 warns that `retry_after` will become a timedelta; accept either form.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PTBDeprecationWarning)
+        value = exc.retry_after
+    return value if isinstance(value, int | float) else value.total_seconds()
+
+
+def _back_off(call: _Call, exc: NetworkError, failures: int) -> None:
+    if failures > len(NETWORK_RETRY_BACKOFF_SECONDS):
+        raise _failure(SendError, call, f"not accepted after {failures} tries", exc) from exc
+    seconds = NETWORK_RETRY_BACKOFF_SECONDS[failures - 1]
+    logger.warning("%s", call.describe(f"not accepted, retrying in {seconds:g} s", exc), extra=call.log_extra)
+    sleep(seconds)
+
+
+def _failure(error: type[SendError], call: _Call, what: str, exc: BaseException) -> SendError:
+    """The error to raise for a failed call, logged once here with the project and chat ids."""
+    message = call.describe(what, exc)
+    logger.error("%s", message, extra=call.log_extra)
+    return error(message)
+
+
+def _never_sent(exc: TelegramError) -> bool:
+    return isinstance(exc.__cause__, _NOT_SENT_CAUSES)
+
+
+def _answered_by_telegram(exc: NetworkError) -> bool:
+    """An error status from the server (502, 500, ...): python-telegram-bot raised it from the response.
+
+    Such errors have no cause, or the failed parse of a non-JSON error page (itself a TelegramError).
+    """
+    return exc.__cause__ is None or isinstance(exc.__cause__, TelegramError)
+
+
+def _reply_markup(project: Project, chat: Chat, markup: dict[str, Any] | None) -> Any:
+    """A Bot API reply_markup dict as python-telegram-bot's object; a bad one fails before any send."""
+    if markup is None:
+        return None
+    try:
+        return _markup_from_json(markup)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        message = redact(f"invalid reply_markup for chat {chat.telegram_chat_id}: {type(exc).__name__}: {exc}")
+        logger.error("%s", message, extra={"project_id": project.pk, "chat_id": chat.telegram_chat_id})
+        raise PermanentSendError(message) from exc
+
+
+def _markup_from_json(markup: dict[str, Any]) -> Any:
+    if "inline_keyboard" in markup:
+        return InlineKeyboardMarkup.de_json(markup, None)
+    if "keyboard" in markup:
+        return ReplyKeyboardMarkup.de_json(markup, None)
+    if markup.get("remove_keyboard"):
+        return ReplyKeyboardRemove(selective=markup.get("selective"))
+    if markup.get("force_reply"):
+        return ForceReply(
+            selective=markup.get("selective"), input_field_placeholder=markup.get("input_field_placeholder")
+        )
+    raise ValueError(f"unknown keys {sorted(markup)}")

@@ -1,0 +1,42 @@
+"""Builders of Telegram updates as the Bot API posts them to a webhook."""
+
+import itertools
+import time
+from typing import Any
+
+_update_ids = itertools.count(1000)
+_message_ids = itertools.count(1)
+
+
+def user(user_id: int, *, first_name: str = "Anna", username: str = "anna", language_code: str = "en") -> dict:
+    return {"id": user_id, "is_bot": False, "first_name": first_name, "username": username,
+            "language_code": language_code}  # fmt: skip
+
+
+def message_update(chat_id: int, *, update_id: int | None = None, **fields: Any) -> dict:
+    sender = fields.pop("sender", None) or user(chat_id)
+    chat = {"id": chat_id, "type": "private", "first_name": sender["first_name"]}
+    if chat_id < 0:
+        chat = {"id": chat_id, "type": "supergroup", "title": "Leads"}
+    message = {"message_id": next(_message_ids), "date": int(time.time()), "chat": chat, "from": sender, **fields}
+    return {"update_id": update_id if update_id is not None else next(_update_ids), "message": message}
+
+
+def text_update(chat_id: int, text: str, **kwargs: Any) -> dict:
+    update = message_update(chat_id, text=text, **kwargs)
+    if text.startswith("/"):
+        command = text.split()[0]
+        update["message"]["entities"] = [{"type": "bot_command", "offset": 0, "length": len(command)}]
+    return update
+
+
+def photo_update(chat_id: int, *, caption: str | None = None, **kwargs: Any) -> dict:
+    sizes = [
+        {"file_id": f"small-{chat_id}", "file_unique_id": f"us-{chat_id}", "width": 90, "height": 90, "file_size": 900},
+        {"file_id": f"big-{chat_id}", "file_unique_id": f"ub-{chat_id}", "width": 1280, "height": 960,
+         "file_size": 90000},
+    ]  # fmt: skip
+    fields: dict[str, Any] = {"photo": sizes}
+    if caption is not None:
+        fields["caption"] = caption
+    return message_update(chat_id, **fields, **kwargs)
