@@ -49,7 +49,7 @@ def generations_process_due_task() -> None:
         generations_process_due_task.delay()  # bounded batches: the rest goes on in a fresh task
 
 
-@shared_task(time_limit=60)
+@shared_task(time_limit=60, soft_time_limit=50)
 def engine_sweep() -> None:
     """Beat: recover what crashed workers left behind and start what is due."""
     generations_recover_expired_leases()

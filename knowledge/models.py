@@ -70,6 +70,7 @@ class CrawlJob(models.Model):
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="Last sign of life of the running crawl.")
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -77,6 +78,10 @@ class CrawlJob(models.Model):
 
     def __str__(self) -> str:
         return f"crawl #{self.pk} ({self.status}, {self.phase})"
+
+    @property
+    def progress(self) -> str:
+        return f"{self.pages_done + self.pages_failed}/{self.total_pages} pages, {self.pages_failed} failed"
 
 
 class Page(models.Model):

@@ -54,7 +54,7 @@ class ProjectAdmin(admin.ModelAdmin):
     search_fields = ["slug", "name", "bot_username"]
     readonly_fields = ["bot_username", "bot_id", "webhook_registered_at", "deleted_at", "created_at", "updated_at"]
     inlines = [MembershipInline]
-    actions = ["register_webhook", "soft_delete", "restore"]
+    actions = ["register_webhook", "crawl_knowledge", "recrawl_knowledge", "soft_delete", "restore"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Project]:
         return projects_for_user(user=request.user)
@@ -78,6 +78,24 @@ class ProjectAdmin(admin.ModelAdmin):
                 self.message_user(request, f"{project.slug}: {exc}", messages.ERROR)
             else:
                 self.message_user(request, f"{project.slug}: @{registration.bot_username} → {registration.url}")
+
+    @admin.action(description="Crawl knowledge base now (new pages)")
+    def crawl_knowledge(self, request: HttpRequest, queryset: QuerySet[Project]) -> None:
+        self._crawl(request, queryset, recrawl=False)
+
+    @admin.action(description="Re-crawl knowledge base (fetch every page again)")
+    def recrawl_knowledge(self, request: HttpRequest, queryset: QuerySet[Project]) -> None:
+        self._crawl(request, queryset, recrawl=True)
+
+    def _crawl(self, request: HttpRequest, queryset: QuerySet[Project], *, recrawl: bool) -> None:
+        from knowledge.services import crawl_project
+
+        for project in queryset.filter(kind=Project.Kind.SALES):
+            if not project.knowledge_sources.exists():
+                self.message_user(request, f"{project.slug}: no sources yet; add some with New crawl", messages.WARNING)
+                continue
+            job = crawl_project(project=project, recrawl=recrawl)
+            self.message_user(request, f"{project.slug}: crawl job #{job.pk} started")
 
     @admin.action(description="Delete (soft; can be restored)")
     def soft_delete(self, request: HttpRequest, queryset: QuerySet[Project]) -> None:

@@ -40,6 +40,7 @@ def platform_wired_to_fakes(fake_telegram_server, fake_llm_server, redis_url) ->
     """Point every external dependency of the platform at local fakes; nothing reaches the internet."""
     settings.REDIS_URL = redis_url
     celery_app.conf.broker_url = redis_url
+    celery_app.conf.result_backend = redis_url
     settings.TELEGRAM_API_BASE_URL = fake_telegram_server.base_url
     settings.OPENAI_BASE_URL = f"{fake_llm_server.base_url}/v1"
     settings.OPENAI_API_KEYS = list(TEST_OPENAI_KEYS)

@@ -39,7 +39,7 @@ def database_url_of_connection() -> str:
 class CeleryWorker:
     """A real `celery -A config worker` subprocess sharing the test database, Redis and fakes."""
 
-    def __init__(self, *, env: dict[str, str], log_path: Path, concurrency: int = 2) -> None:
+    def __init__(self, *, env: dict[str, str], log_path: Path, concurrency: int = 4) -> None:
         self.env = env
         self.log_path = log_path
         self.concurrency = concurrency
@@ -49,7 +49,8 @@ class CeleryWorker:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "config", "worker", "-l", "info",
-             "-Q", ",".join(queues.ALL), "-c", str(self.concurrency), "-n", f"test-{os.getpid()}@%h",
+             # One process with threads, as in local Qdrant mode (`manage.py dev`): it owns the store.
+             "-Q", ",".join(queues.ALL), "-P", "threads", "-c", str(self.concurrency), "-n", f"test-{os.getpid()}@%h",
              "--without-heartbeat", "--without-mingle", "--without-gossip"],
             cwd=BASE_DIR, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip

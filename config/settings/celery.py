@@ -4,7 +4,10 @@ from config.env import env
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 
 CELERY_BROKER_URL = REDIS_URL
-CELERY_RESULT_BACKEND = None
+# Results are kept only for the few tasks the web process waits on (e.g. the search playground, since
+# in local mode only the worker may open the Qdrant store); every other task ignores its result.
+CELERY_RESULT_BACKEND = REDIS_URL
+CELERY_RESULT_EXPIRES = 600
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SERIALIZER = "json"
@@ -27,4 +30,5 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Installed into django-celery-beat's tables on start; editable in the admin afterwards.
 CELERY_BEAT_SCHEDULE = {
     "engine-sweep": {"task": "bots.tasks.engine_sweep", "schedule": 10.0},
+    "crawl-resume-stale": {"task": "knowledge.tasks.crawl_jobs_resume_stale", "schedule": 60.0},
 }

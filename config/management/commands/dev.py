@@ -1,4 +1,4 @@
-"""`manage.py dev`: run the whole platform on one machine (web, worker, knowledge worker, beat).
+"""`manage.py dev`: run the whole platform on one machine (web, worker, beat).
 
 Prepares what a first run needs (Redis, migrations, static files, an admin user, the demo projects),
 then supervises the processes with honcho; Ctrl-C stops them all.
@@ -16,23 +16,31 @@ from config import queues
 from config.admin_account import admin_ensure
 from config.env import VAR_DIR
 from config.local_redis import RedisUnavailable, ensure_redis
+from knowledge.qdrant_store import is_local_mode
+
+
+def worker_command(*, python: str) -> str:
+    """The worker for this machine's Qdrant topology.
+
+    Local mode lets one process open the store, and chat turns search it, so a single worker process
+    serves every queue with a thread pool (the store's calls are serialised by a lock). With a Qdrant
+    server, workers are ordinary prefork processes and can be scaled out.
+    """
+    base = f"{python} -m celery -A config worker -l info -Q {','.join(queues.ALL)}"
+    return f"{base} -P threads -c 8" if is_local_mode() else f"{base} -c 2"
 
 
 def platform_processes(*, host: str, port: int, python: str) -> dict[str, str]:
     """The development process set; the Procfile holds the production equivalents."""
-    celery = f"{python} -m celery -A config"
-    chat_queues = ",".join(q for q in queues.ALL if q != queues.KNOWLEDGE)
     return {
         "web": f"{python} -m gunicorn config.wsgi -b {host}:{port} -w 2 --threads 4 --access-logfile -",
-        "worker": f"{celery} worker -l info -Q {chat_queues} -c 2 -n worker@%h",
-        # One process owns the local Qdrant store (DESIGN.md); with QDRANT_URL it scales like the others.
-        "knowledge": f"{celery} worker -l info -Q {queues.KNOWLEDGE} -c 1 -n knowledge@%h",
-        "beat": f"{celery} beat -l info",
+        "worker": worker_command(python=python),
+        "beat": f"{python} -m celery -A config beat -l info",
     }
 
 
 class Command(BaseCommand):
-    help = "Run web, worker, knowledge worker and beat together on embedded defaults; Ctrl-C stops all."
+    help = "Run web, worker and beat together on embedded defaults; Ctrl-C stops all."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--host", default="127.0.0.1")

