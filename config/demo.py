@@ -1,7 +1,13 @@
 """The demo projects: one per kind, with prompts that show what a project holds."""
 
+from pathlib import Path
+
+from knowledge.models import CrawlJob
+from knowledge.services import crawl_start
 from tenants.models import Project
 from tenants.services import project_create
+
+DEMO_SITE = Path(__file__).resolve().parent.parent / "knowledge" / "demo_site"
 
 # A syntactically valid placeholder; Telegram rejects it until an operator sets a real token.
 DEMO_TOKEN = "1000000000:demo-token-replace-me-with-botfather-token"
@@ -28,12 +34,26 @@ DEMO_PROJECTS = [
 ]
 
 
+def demo_site_files() -> list[tuple[str, bytes]]:
+    """The bundled website of the demo business (English and Russian pages)."""
+    return [(str(path.relative_to(DEMO_SITE)), path.read_bytes()) for path in sorted(DEMO_SITE.glob("*/*.html"))]
+
+
+def demo_knowledge_ensure(project: Project) -> CrawlJob | None:
+    """Crawl the bundled pages into the demo sales project once (the worker runs the job)."""
+    if project.crawl_jobs.exists():
+        return None
+    return crawl_start(project=project, files=demo_site_files())
+
+
 def demo_ensure() -> list[tuple[Project, bool]]:
     results = []
     for spec in DEMO_PROJECTS:
-        existing = Project.objects.filter(slug=spec["slug"]).first()
-        if existing is not None:
-            results.append((existing, False))
-            continue
-        results.append((project_create(token=DEMO_TOKEN, **spec), True))
+        project = Project.objects.filter(slug=spec["slug"]).first()
+        created = project is None
+        if project is None:
+            project = project_create(token=DEMO_TOKEN, **spec)
+        if project.kind == Project.Kind.SALES:
+            demo_knowledge_ensure(project)
+        results.append((project, created))
     return results
