@@ -23,6 +23,16 @@ def register_start_handler(handler: StartHandler) -> StartHandler:
     return handler
 
 
+# Kinds react to the user's new messages (the sales kind restarts its follow-up timers), inside the
+# transaction that marks them processed.
+MessagesHook = Callable[[Chat, list[Message]], None]
+_message_hooks: dict[str, list[MessagesHook]] = {}
+
+
+def register_messages_hook(kind: str, hook: MessagesHook) -> None:
+    _message_hooks.setdefault(kind, []).append(hook)
+
+
 def _chat_reset(chat: Chat, upto: Message) -> None:
     """/start: forget the conversation state; what came before it is no longer waiting for an answer."""
     chat.messages.filter(turn__isnull=True, needs_reply=True, pk__lte=upto.pk).update(needs_reply=False)
@@ -72,6 +82,10 @@ def chat_process(*, chat_id: int) -> Generation | None:
             if reply:
                 replies.append(reply)
         Message.objects.filter(pk__in=[m.pk for m in new]).update(processed_at=timezone.now())
+        user_messages = [m for m in new if not m.command]
+        if user_messages:
+            for hook in _message_hooks.get(chat.project.kind, []):
+                hook(chat, user_messages)
         if chat.blocked_at is None and chat.paused_at is None and unanswered_messages(chat).exists():
             generation = generation_schedule(project=chat.project, kind=Generation.Kind.CHAT_TURN, chat=chat)
     for text in replies:

@@ -128,6 +128,10 @@ def turn_compose(*, turn: Turn, generation_id: int | None, purpose: str = "chat_
         _store_reply(turn, reply=reply, error="weekly cap reached")
         return True
     context = ToolContext(project=project, chat=chat, turn=turn)
+    toolset = toolset_for(project)
+    if (canned := toolset.reply_without_model(context)) is not None:
+        _store_reply(turn, reply=canned)
+        return True
     thread = [*chat_thread(chat=chat, exclude_turn=turn), LLMMessage.user_text(turn.user_text)]
     try:
         typing = TypingIndicator(project=project, chat=chat) if chat.channel == Chat.Channel.TELEGRAM else nullcontext()
@@ -144,7 +148,11 @@ def turn_compose(*, turn: Turn, generation_id: int | None, purpose: str = "chat_
         _store_reply(turn, reply=in_language(project, LLM_UNAVAILABLE), error=str(exc))
         return False
     reply = result.reply + (_debug_trace(result) if chat.debug and result.reply else "")
-    _store_reply(turn, reply=reply, blocks=messages_to_json(result.exchange), model=result.model, cost=result.cost_usd)
+    markup = toolset.reply_markup(context, result.reply) if result.reply else None
+    _store_reply(
+        turn, reply=reply, blocks=messages_to_json(result.exchange), model=result.model, cost=result.cost_usd,
+        markup=markup,
+    )  # fmt: skip
     return True
 
 
@@ -157,6 +165,8 @@ def _store_reply(turn: Turn, *, reply: str, error: str = "", **fields: Any) -> N
         update["model"] = turn.model = fields["model"]
     if "cost" in fields:
         update["cost_usd"] = turn.cost_usd = fields["cost"]
+    if fields.get("markup") is not None:
+        update["reply_markup"] = turn.reply_markup = fields["markup"]
     Turn.objects.filter(pk=turn.pk, status=Turn.Status.COMPOSING).update(**update)
 
 

@@ -35,6 +35,14 @@ class Toolset(Protocol):
         """What the model should see of the chat's state this turn (volatile suffix)."""
         ...
 
+    def reply_without_model(self, context: ToolContext) -> str | None:
+        """A reply that needs no model this turn (e.g. the conversation is finished), or None."""
+        ...
+
+    def reply_markup(self, context: ToolContext, reply: str) -> dict[str, Any] | None:
+        """A keyboard to send with the reply (Bot API JSON), or None."""
+        ...
+
 
 class ClockTools:
     """The engine's own small toolset (the local time of the business), for kinds without their own."""
@@ -59,6 +67,12 @@ class ClockTools:
 
     def state_snapshot(self, context: ToolContext) -> str:
         return ""
+
+    def reply_without_model(self, context: ToolContext) -> str | None:
+        return None
+
+    def reply_markup(self, context: ToolContext, reply: str) -> dict[str, Any] | None:
+        return None
 
 
 _toolsets: dict[str, Callable[[Project], Toolset]] = {}

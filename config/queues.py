@@ -13,4 +13,5 @@ ROUTES = {
     "bots.tasks.callback_*": {"queue": CHAT},
     "bots.tasks.generations_*": {"queue": LLM},
     "knowledge.tasks.*": {"queue": KNOWLEDGE},
+    "leads.tasks.*": {"queue": CHAT},
 }

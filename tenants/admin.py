@@ -1,10 +1,13 @@
+from datetime import timedelta
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
 
+from bots.generations import project_over_weekly_cap, project_spend_usd
 from tenants.models import Membership, Project
 from tenants.selectors import projects_for_user
 from tenants.services import WebhookRegistrationError, project_register_webhook, project_restore, project_soft_delete
@@ -49,7 +52,7 @@ class MembershipInline(admin.TabularInline):
 @admin.register(Project)
 class ProjectAdmin(admin.ModelAdmin):
     form = ProjectForm
-    list_display = ["slug", "name", "kind", "language", "bot_display", "weekly_budget_usd", "status"]
+    list_display = ["slug", "name", "kind", "language", "bot_display", "spend_7d", "weekly_budget_usd", "status"]
     list_filter = ["kind", "language"]
     search_fields = ["slug", "name", "bot_username"]
     readonly_fields = ["bot_username", "bot_id", "webhook_registered_at", "deleted_at", "created_at", "updated_at"]
@@ -58,6 +61,23 @@ class ProjectAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Project]:
         return projects_for_user(user=request.user)
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
+        for project in self.get_queryset(request).alive():
+            if project_over_weekly_cap(project=project):
+                self.message_user(
+                    request,
+                    f"{project}: LLM work is paused: spend over the last 7 days reached the weekly cap of "
+                    f"${project.weekly_cap_usd}. Users get the 'temporarily unavailable' reply; leads still go out.",
+                    messages.WARNING,
+                )
+        return super().changelist_view(request, extra_context)
+
+    @admin.display(description="LLM spend (7 days)")
+    def spend_7d(self, project: Project) -> str:
+        spend = project_spend_usd(project=project, since=timezone.now() - timedelta(days=7))
+        cap = f" / cap ${project.weekly_cap_usd}" if project.weekly_cap_usd else ""
+        return f"${spend:.4f}{cap}"
 
     @admin.display(description="Bot")
     def bot_display(self, project: Project) -> str:

@@ -11,8 +11,10 @@ from config.celery_app import app as celery_app
 from config.local_redis import start_redis_server
 from tests.factories import ProjectFactory
 from tests.infrastructure import CeleryWorker, free_port, redis_answers, worker_environment
+from tests.knowledge.site import local_site
 
 pytest_plugins = ["tests.fakes.telegram_api", "tests.fakes.llm_api"]
+__all__ = ["local_site"]  # a fixture: the local website crawl tests read
 
 TEST_OPENAI_KEYS = ["sk-test-openai-key-one", "sk-test-openai-key-two"]
 TEST_ANTHROPIC_KEYS = ["sk-ant-test-key-one"]

@@ -1,0 +1,139 @@
+"""Follow-up timers: when a customer goes silent the agent gets a [TIMER PING] turn at each step.
+
+Timers are database rows swept by beat, so they survive restarts (overdue ones fire at once). Each
+incoming message restarts the sequence. At the last step the lead is dispatched regardless, with a
+one-shot summary when the agent wrote none. Nudges wait for the morning in the project's quiet hours.
+"""
+
+import logging
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from django.db import transaction
+from django.utils import timezone
+
+from bots.conversation import chat_thread, turn_compose, turn_deliver, unanswered_messages
+from bots.generations import generation_schedule
+from bots.llm.chain import call_tools
+from bots.llm.slots import resolve_chain
+from bots.llm.types import CallContext, LLMError, LLMMessage, ToolCallRequest
+from bots.models import Chat, Generation, Message, Turn
+from leads.models import FollowUp
+from leads.services import lead_finish
+from tenants.models import Project
+
+logger = logging.getLogger(__name__)
+
+TIMER_PING = "[TIMER PING]"
+POSTPONE_WHEN_BUSY = timedelta(minutes=1)
+
+
+def followup_restart(chat: Chat, messages: list[Message]) -> None:
+    """Messages hook: the customer wrote, so the sequence starts again from its first step."""
+    steps = chat.project.followup_steps or []
+    if not steps or chat.state.get("lead_id"):
+        FollowUp.objects.filter(chat=chat).update(fire_at=None)
+        return
+    FollowUp.objects.update_or_create(
+        chat=chat,
+        defaults={"project": chat.project, "step": 0, "fire_at": timezone.now() + timedelta(seconds=steps[0])},
+    )
+
+
+def in_quiet_hours(project: Project, moment: datetime) -> datetime | None:
+    """The end of the quiet period when `moment` falls into it, else None."""
+    start, end = project.quiet_hours_start, project.quiet_hours_end
+    if start is None or end is None or start == end:
+        return None
+    local = moment.astimezone(ZoneInfo(project.timezone))
+    now_t = local.time()
+    quiet = start <= now_t or now_t < end if start > end else start <= now_t < end
+    if not quiet:
+        return None
+    wake = datetime.combine(local.date(), end, tzinfo=local.tzinfo)
+    if wake <= local:
+        wake += timedelta(days=1)
+    return wake
+
+
+def followups_fire_due(*, now: datetime | None = None) -> int:
+    """Sweep: turn every due timer into a timer-turn generation (claimed once by a conditional update)."""
+    now = now or timezone.now()
+    fired = 0
+    for follow_up in FollowUp.objects.filter(fire_at__lte=now).select_related("chat", "project"):
+        if not FollowUp.objects.filter(pk=follow_up.pk, fire_at=follow_up.fire_at).update(fire_at=None):
+            continue  # another sweeper took it
+        chat, project = follow_up.chat, follow_up.project
+        steps = project.followup_steps or []
+        last = follow_up.step >= len(steps) - 1
+        if chat.paused_at or chat.blocked_at or chat.state.get("lead_id"):
+            continue
+        if not last and (wake := in_quiet_hours(project, now)) is not None:
+            FollowUp.objects.filter(pk=follow_up.pk).update(fire_at=wake)
+            continue
+        with transaction.atomic():
+            generation = generation_schedule(
+                project=project, kind=Generation.Kind.TIMER_TURN, chat=chat, target_id=follow_up.step
+            )
+            if generation.kind != Generation.Kind.TIMER_TURN:
+                # A conversation turn is running: this step waits a little rather than being lost.
+                FollowUp.objects.filter(pk=follow_up.pk).update(fire_at=now + POSTPONE_WHEN_BUSY)
+                continue
+            next_fire = None if last else now + timedelta(seconds=steps[follow_up.step + 1])
+            FollowUp.objects.filter(pk=follow_up.pk).update(
+                last_fired_at=now, step=follow_up.step if last else follow_up.step + 1, fire_at=next_fire
+            )
+        fired += 1
+    return fired
+
+
+def lead_summary_generate(*, chat: Chat) -> str:
+    """A one-shot summary of the dialog for the manager, when the agent never wrote one."""
+    transcript = "\n".join(
+        f"{'Bot' if message.role == 'assistant' else 'Client'}: {block.text}"
+        for message in chat_thread(chat=chat)
+        for block in message.blocks
+        if getattr(block, "text", "") and not block.text.startswith(TIMER_PING)
+    )
+    notes = chat.state.get("notes", "")
+    request = ToolCallRequest(
+        system_prefix="Summarize this sales dialog for the manager who will call the customer back: 1-2 short "
+        f"paragraphs in the language '{chat.project.language}': what they need, when, where, how to reach them.",
+        system_suffix="",
+        messages=(LLMMessage.user_text(f"Dialog:\n{transcript}\n\nConsultant's notes:\n{notes}"),),
+        max_tokens=400,
+    )
+    try:
+        response = call_tools(
+            request=request, chain=resolve_chain(project=chat.project, slot="summary"),
+            context=CallContext(purpose="lead_summary", project_id=chat.project_id),
+        )  # fmt: skip
+        return response.text or notes
+    except LLMError as exc:
+        logger.error("lead summary failed; the notes stand in", extra={"project_id": chat.project_id,
+                                                                        "chat_id": chat.telegram_chat_id})  # fmt: skip
+        return notes or f"(no summary: the model was unavailable: {exc})"[:500]
+
+
+def timer_turn_handle(generation: Generation) -> None:
+    """Generation handler: run the agent on a [TIMER PING] turn; at the last step, dispatch the lead."""
+    chat = Chat.objects.select_related("project").get(pk=generation.chat_id)
+    if chat.paused_at or chat.blocked_at or chat.state.get("lead_id") or unanswered_messages(chat).exists():
+        return
+    steps = chat.project.followup_steps or []
+    step = generation.target_id or 0
+    last = step >= len(steps) - 1
+    turn = Turn.objects.create(
+        project=chat.project, chat=chat, generation=generation, trigger=Turn.Trigger.TIMER,
+        user_text=f"{TIMER_PING} step {step + 1} of {len(steps)}; the customer has been silent.",
+    )  # fmt: skip
+    turn_compose(turn=turn, generation_id=generation.pk, purpose="timer_turn")
+    turn.refresh_from_db()
+    turn_deliver(turn=turn)
+    chat.refresh_from_db(fields=["state"])
+    if last and not chat.state.get("lead_id"):
+        lead_finish(chat=chat, summary=lead_summary_generate(chat=chat), source="timer")
+
+
+def followups_active_count() -> int:
+    return FollowUp.objects.filter(fire_at__isnull=False).count()

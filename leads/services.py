@@ -1,0 +1,161 @@
+"""Leads: two-phase dispatch (finished persisted, sent to every CRM backend, sent persisted).
+
+`lead_finish` is idempotent per conversation: the chat state keeps the lead id, so a second
+`send_lead` (or a timer racing the agent) returns the same lead and never creates another.
+"""
+
+import logging
+import re
+from datetime import timedelta
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from bots.models import Chat
+from leads.crm.base import CrmError, CrmPermanentError, crm_backends_for
+from leads.models import Lead, LeadDispatch
+from tenants.models import Project
+
+logger = logging.getLogger(__name__)
+
+MAX_REFRESHES = 5
+
+# Conventions of the notes scratchpad (`key: value` lines), English and Russian keys.
+NOTE_KEYS = {
+    "name": ("name", "имя"),
+    "city": ("city", "город"),
+    "service": ("service", "услуга"),
+    "contact": ("contact", "phone", "контакт", "телефон"),
+}
+_NOTE_LINE = re.compile(r"^\s*([\w ]+?)\s*:\s*(.+?)\s*$", re.MULTILINE)
+
+
+def notes_fields(notes: str) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for key, value in _NOTE_LINE.findall(notes or ""):
+        for field, aliases in NOTE_KEYS.items():
+            if key.strip().lower() in aliases and field not in found:
+                found[field] = value[:200]
+    return found
+
+
+def lead_finish(*, chat: Chat, summary: str, source: str = "agent") -> tuple[Lead, bool]:
+    """Phase one: persist the finished lead (once per conversation). Returns (lead, created)."""
+    with transaction.atomic():
+        chat = Chat.objects.select_for_update().select_related("project").get(pk=chat.pk)
+        existing = chat.state.get("lead_id")
+        if existing and (lead := Lead.objects.filter(pk=existing, chat=chat).first()) is not None:
+            return lead, False
+        state = chat.state
+        lead = Lead.objects.create(
+            project=chat.project, chat=chat, summary=summary.strip() or "(no summary)", notes=state.get("notes", ""),
+            client_status=state.get("client_status", ""), shared_contact=state.get("shared_contact"),
+            files=state.get("files", []), determined_url=state.get("determined_url", ""), source=source,
+            **notes_fields(state.get("notes", "")),
+        )  # fmt: skip
+        state["lead_id"] = lead.pk
+        Chat.objects.filter(pk=chat.pk).update(state=state)
+        logger.info("lead finished", extra={"project_id": chat.project_id, "chat_id": chat.telegram_chat_id,
+                                            "lead_id": lead.pk, "source": source})  # fmt: skip
+    from leads.tasks import lead_dispatch_task
+
+    transaction.on_commit(lambda: lead_dispatch_task.delay(lead.pk))
+    return lead, True
+
+
+def lead_dispatch(*, lead: Lead) -> Lead:
+    """Phase two: send to every configured CRM backend not yet done, then mark the lead sent."""
+    backends = crm_backends_for(lead.project)
+    if not backends:
+        Lead.objects.filter(pk=lead.pk, status=Lead.Status.FINISHED).update(status=Lead.Status.FAILED)
+        logger.error("lead has no CRM to go to: connect a lead group", extra={"project_id": lead.project_id,
+                                                                                "lead_id": lead.pk})  # fmt: skip
+        lead.refresh_from_db()
+        return lead
+    for backend in backends:
+        LeadDispatch.objects.get_or_create(lead=lead, backend=backend.name)
+        with transaction.atomic():
+            # The row lock makes a concurrent dispatcher skip this backend instead of posting it twice.
+            dispatch = (
+                LeadDispatch.objects.select_for_update(skip_locked=True)
+                .filter(lead=lead, backend=backend.name).exclude(status=LeadDispatch.Status.SENT).first()
+            )  # fmt: skip
+            if dispatch is None:
+                continue
+            dispatch.attempts += 1
+            try:
+                # What an interrupted earlier attempt already posted is not posted again.
+                dispatch.refs = backend.send(lead, partial_refs=dispatch.refs or None)
+            except CrmError as exc:
+                dispatch.refs = exc.refs or dispatch.refs
+                permanent = isinstance(exc, CrmPermanentError)
+                dispatch.status = LeadDispatch.Status.FAILED if permanent else LeadDispatch.Status.PENDING
+                dispatch.error = str(exc)[:2000]
+                logger.warning("lead dispatch to %s failed: %s", backend.name, exc,
+                               extra={"project_id": lead.project_id, "lead_id": lead.pk})  # fmt: skip
+            else:
+                dispatch.status, dispatch.error, dispatch.sent_at = LeadDispatch.Status.SENT, "", timezone.now()
+            dispatch.save()
+    statuses = set(lead.dispatches.values_list("status", flat=True))
+    if statuses == {LeadDispatch.Status.SENT}:
+        Lead.objects.filter(pk=lead.pk).exclude(status=Lead.Status.SENT).update(
+            status=Lead.Status.SENT, sent_at=timezone.now()
+        )
+    elif LeadDispatch.Status.PENDING not in statuses:
+        Lead.objects.filter(pk=lead.pk, status=Lead.Status.FINISHED).update(status=Lead.Status.FAILED)
+    lead.refresh_from_db()
+    return lead
+
+
+def lead_resend(*, lead: Lead) -> Lead:
+    """Operator's "resend to CRM": failed backends are tried again; sent ones are not repeated."""
+    lead.dispatches.exclude(status=LeadDispatch.Status.SENT).update(status=LeadDispatch.Status.PENDING)
+    Lead.objects.filter(pk=lead.pk, status=Lead.Status.FAILED).update(status=Lead.Status.FINISHED)
+    lead.refresh_from_db()
+    return lead_dispatch(lead=lead)
+
+
+def lead_note_customer_message(*, lead: Lead) -> bool:
+    """A customer wrote after dispatch: count it; True when the posted lead should be refreshed."""
+    return bool(
+        Lead.objects.filter(pk=lead.pk, updates_after_dispatch__lt=MAX_REFRESHES).update(
+            updates_after_dispatch=F("updates_after_dispatch") + 1
+        )
+    )
+
+
+def lead_refresh(*, lead: Lead) -> None:
+    """Update every posted copy of the lead in place (new transcript, "history updated" footer)."""
+    by_name = {backend.name: backend for backend in crm_backends_for(lead.project)}
+    for dispatch in lead.dispatches.filter(status=LeadDispatch.Status.SENT):
+        backend = by_name.get(dispatch.backend)
+        if backend is None:
+            continue
+        try:
+            dispatch.refs = backend.refresh(lead, dispatch.refs)
+        except CrmError as exc:
+            logger.warning("lead refresh failed: %s", exc, extra={"project_id": lead.project_id, "lead_id": lead.pk})
+            continue
+        dispatch.save(update_fields=["refs", "updated_at"])
+    Lead.objects.filter(pk=lead.pk).update(refreshed_at=timezone.now())
+
+
+def leads_retry_unsent(*, older_than_seconds: int = 30) -> int:
+    """Sweep: finished leads whose dispatch never completed (a crash between the two phases)."""
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    stuck = Lead.objects.filter(status=Lead.Status.FINISHED, created_at__lt=cutoff)
+    count = 0
+    for lead in stuck.select_related("project"):
+        lead_dispatch(lead=lead)
+        count += 1
+    return count
+
+
+def lead_group_connect(*, project: Project, chat: Chat) -> bool:
+    """`/start connect_<slug>` in a group: it becomes the lead group, unless one is set already."""
+    if chat.chat_type not in ("group", "supergroup"):
+        return False
+    return bool(
+        Project.objects.filter(pk=project.pk, lead_group_id__isnull=True).update(lead_group_id=chat.telegram_chat_id)
+    )

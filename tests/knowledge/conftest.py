@@ -1,3 +1,0 @@
-from tests.knowledge.site import local_site
-
-__all__ = ["local_site"]
