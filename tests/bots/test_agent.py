@@ -4,15 +4,23 @@ import json
 
 import pytest
 
+from bots import toolsets
 from bots.agent import MAX_ROUND_TRIPS
 from bots.chat_processing import chat_process
 from bots.generations import generations_process_due
 from bots.intake import update_receive
 from bots.models import Chat, Turn
+from bots.toolsets import ClockTools
 from tests.fakes import llm_api
 from tests.telegram_updates import text_update
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def clock_toolset(monkeypatch):
+    """The engine is proven with its own small toolset, whatever kind the test project is."""
+    monkeypatch.setitem(toolsets._toolsets, "sales", ClockTools)
 
 
 @pytest.fixture
