@@ -1,0 +1,137 @@
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.db.models import Count, Q, QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+
+from matching.broadcasts import broadcast_create
+from matching.forms import BroadcastForm
+from matching.matcher import matching_wake
+from matching.models import Broadcast, BroadcastDelivery, Match, MatchingState, Profile
+from matching.profiles import EmbeddingUnavailable, profiles_reembed
+from matching.qualifier import match_requalify
+from tenants.admin_scoping import ProjectScopedAdmin, ReadOnlyAdminMixin
+from tenants.models import Project
+
+
+@admin.register(Profile)
+class ProfileAdmin(ProjectScopedAdmin):
+    list_display = ["__str__", "project", "role", "state", "location", "profile_updated_at", "embedding_model"]
+    list_filter = ["project", "state", "role", "embedding_model"]
+    search_fields = ["chat__username", "chat__first_name", "chat__last_name", "summary", "matching_summary",
+                     "location"]  # fmt: skip
+    list_select_related = ["chat", "project"]
+    readonly_fields = ["project", "chat", "state", "embedding_model", "embedded_text", "embedded_at",
+                       "profile_updated_at", "activated_at", "created_at", "updated_at"]  # fmt: skip
+    exclude = ["embedding"]
+    actions = ["reembed", "broadcast"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # profiles come from conversations
+
+    @admin.action(description="Re-embed the selected profiles")
+    def reembed(self, request: HttpRequest, queryset: QuerySet[Profile]) -> None:
+        done = 0
+        for project in Project.objects.filter(pk__in=queryset.values("project")):
+            try:
+                done += profiles_reembed(project=project, profiles=queryset.filter(project=project))
+            except EmbeddingUnavailable as exc:
+                self.message_user(request, f"{project}: {exc}", messages.ERROR)
+        self.message_user(request, f"{done} profile(s) re-embedded.", messages.SUCCESS)
+
+    @admin.action(description="Broadcast a message to the selected users")
+    def broadcast(self, request: HttpRequest, queryset: QuerySet[Profile]) -> HttpResponse | None:
+        sending = "send" in request.POST
+        form = BroadcastForm(request.POST if sending else None)
+        if sending and form.is_valid():
+            total = 0
+            for project in Project.objects.filter(pk__in=queryset.values("project")):
+                recipients = queryset.filter(project=project).select_related("chat")
+                broadcast = broadcast_create(
+                    project=project, profiles=recipients, text=form.cleaned_data["text"], created_by=request.user
+                )
+                total += broadcast.deliveries.count()
+                self.message_user(request, f"{project}: broadcast #{broadcast.pk} to {len(recipients)} user(s) queued.")
+            self.message_user(request, f"{total} message(s) will be sent; delivery status is under Broadcasts.")
+            return None
+        per_project = queryset.values("project__slug").annotate(count=Count("pk")).order_by("project__slug")
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Broadcast a message",
+            "form": form,
+            "queryset": queryset,
+            "count": queryset.count(),
+            "blocked": queryset.filter(chat__blocked_at__isnull=False).count(),
+            "per_project": [{"project": row["project__slug"], "count": row["count"]} for row in per_project],
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/matching/profile/broadcast.html", context)
+
+
+@admin.register(Match)
+class MatchAdmin(ReadOnlyAdminMixin, ProjectScopedAdmin):
+    list_display = ["pk", "project", "user_a", "user_b", "status", "round", "similarity", "created_at", "decided_at"]
+    list_filter = ["status", "round", "project"]
+    list_select_related = ["project", "user_a__chat", "user_b__chat"]
+    search_fields = ["user_a__chat__username", "user_b__chat__username", "reason"]
+    actions = ["requalify"]
+
+    @admin.action(description="Re-run the qualification of the selected matches")
+    def requalify(self, request: HttpRequest, queryset: QuerySet[Match]) -> None:
+        chosen = queryset.filter(status__in=[Match.Status.PENDING, Match.Status.DISQUALIFIED])
+        queued = sum(match_requalify(match=match) for match in chosen.select_related("project"))
+        skipped = queryset.count() - queued
+        self.message_user(request, f"{queued} qualification(s) queued.", messages.SUCCESS)
+        if skipped:
+            self.message_user(
+                request,
+                f"{skipped} skipped: only pending or disqualified matches whose users have no other open match.",
+                messages.WARNING,
+            )
+
+
+@admin.register(MatchingState)
+class MatchingStateAdmin(ReadOnlyAdminMixin, ProjectScopedAdmin):
+    list_display = ["project", "current_round", "next_run_at", "last_run_at", "last_outcome"]
+    actions = ["wake"]
+
+    @admin.action(description="Run the matching loop now")
+    def wake(self, request: HttpRequest, queryset: QuerySet[MatchingState]) -> None:
+        for state in queryset.select_related("project"):
+            matching_wake(project=state.project)
+        self.message_user(request, f"{queryset.count()} matching loop(s) woken.")
+
+
+class BroadcastDeliveryInline(ReadOnlyAdminMixin, admin.TabularInline):
+    model = BroadcastDelivery
+    fields = ["chat", "status", "error", "sent_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+
+@admin.register(Broadcast)
+class BroadcastAdmin(ReadOnlyAdminMixin, ProjectScopedAdmin):
+    list_display = ["pk", "project", "created_at", "created_by", "finished_at", "sent", "failed"]
+    list_filter = ["project"]
+    inlines = [BroadcastDeliveryInline]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Broadcast]:
+        sent = Count("deliveries", filter=Q(deliveries__status=BroadcastDelivery.Status.SENT))
+        failed = Count("deliveries", filter=~Q(deliveries__status__in=["sent", "pending", "sending"]))
+        return super().get_queryset(request).annotate(sent_count=sent, failed_count=failed)
+
+    @admin.display(description="sent", ordering="sent_count")
+    def sent(self, obj: Broadcast) -> int:
+        return obj.sent_count
+
+    @admin.display(description="not delivered", ordering="failed_count")
+    def failed(self, obj: Broadcast) -> int:
+        return obj.failed_count
+
+
+@admin.register(BroadcastDelivery)
+class BroadcastDeliveryAdmin(ReadOnlyAdminMixin, ProjectScopedAdmin):
+    list_display = ["broadcast", "project", "chat", "status", "error", "sent_at"]
+    list_filter = ["project", "status"]

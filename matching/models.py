@@ -1,0 +1,194 @@
+"""Profiles (with their pgvector embedding), the matching loop's state, matches, and broadcasts."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Greatest, Least
+from pgvector.django import HnswIndex, VectorField
+
+from bots.models import Chat, Turn
+from tenants.models import Project
+
+# The column is sized for the offline encoder (and any endpoint model run with EMBEDDING_DIM=512);
+# vectors of another size are refused with a clear error rather than silently mixed.
+PROFILE_VECTOR_DIM = 512
+
+
+class Profile(models.Model):
+    """What the matchmaker knows about one user of one matching project."""
+
+    class Role(models.TextChoices):
+        SEEKER = "seeker", "Seeker (looks for work)"
+        PROVIDER = "provider", "Provider (offers work)"
+        BOTH = "both", "Both"
+
+    class State(models.TextChoices):
+        ONBOARDING = "onboarding", "Onboarding"
+        READY = "ready", "Ready (waiting for Start matching)"
+        ACTIVE = "active", "Active (in matching)"
+        UPDATED = "updated", "Updated (waiting for re-confirmation)"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="matching_profiles")
+    chat = models.ForeignKey(Chat, on_delete=models.CASCADE, related_name="matching_profiles")
+    role = models.CharField(max_length=16, choices=Role.choices, blank=True)
+    summary = models.TextField(blank=True, help_text="Who the person is and what they want, shown on their card.")
+    location = models.CharField(max_length=200, blank=True)
+    work_format = models.CharField(max_length=200, blank=True, help_text="Remote, office, hybrid; full-time, ...")
+    rates = models.CharField(max_length=200, blank=True)
+    availability = models.CharField(max_length=200, blank=True)
+    private_observations = models.TextField(
+        blank=True, help_text="The model's private notes; used by the qualifier, never shown to other users."
+    )
+    matching_summary = models.TextField(blank=True, help_text="Embedded for the search and shown to counterparts.")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.ONBOARDING)
+    embedding = VectorField(dimensions=PROFILE_VECTOR_DIM, null=True, blank=True)
+    embedding_model = models.CharField(max_length=200, blank=True, help_text="Vectors of other models never meet.")
+    embedded_text = models.TextField(blank=True, help_text="The matching_summary the embedding was computed from.")
+    embedded_at = models.DateTimeField(null=True, blank=True)
+    profile_updated_at = models.DateTimeField(
+        null=True, blank=True, help_text="Last change of the shared profile: round-robin order and re-pairing."
+    )
+    activated_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    SHARED_FIELDS = ("role", "summary", "location", "work_format", "rates", "availability", "matching_summary")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "chat"], name="matching_profile_unique_per_chat"),
+        ]
+        indexes = [
+            HnswIndex(
+                name="profile_embedding_hnsw",
+                fields=["embedding"],
+                m=16,
+                ef_construction=64,
+                opclasses=["vector_cosine_ops"],
+            ),
+            # The round-robin pick: active profiles of a project, oldest change first.
+            models.Index(fields=["project", "state", "profile_updated_at", "id"], name="profile_round_robin"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.chat} [{self.role or '?'}]"
+
+    @property
+    def has_data(self) -> bool:
+        return self.state != self.State.ONBOARDING or any(
+            getattr(self, name) for name in (*self.SHARED_FIELDS, "private_observations")
+        )
+
+
+class MatchingState(models.Model):
+    """The matching loop of one project: its round and when it runs next (the loop lives in the database)."""
+
+    project = models.OneToOneField(Project, on_delete=models.CASCADE, related_name="matching_state")
+    current_round = models.PositiveIntegerField(default=1)
+    next_run_at = models.DateTimeField(null=True, blank=True, help_text="Empty or past: the loop has work to try.")
+    last_run_at = models.DateTimeField(null=True, blank=True)
+    last_outcome = models.CharField(max_length=32, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.project}: round {self.current_round}"
+
+
+class Match(models.Model):
+    """One attempt of the loop: a candidate pair (user_b set) or an unmatched try (user_b empty)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending qualification"
+        QUALIFIED = "qualified", "Qualified"
+        DISQUALIFIED = "disqualified", "Disqualified"
+        A_ACCEPTED = "a_accepted", "A accepted"
+        B_ACCEPTED = "b_accepted", "B accepted"
+        CONNECTED = "connected", "Connected"
+        REJECTED = "rejected", "Rejected"
+        UNMATCHED = "unmatched", "Unmatched attempt"
+
+    # A user in one of these is neither picked nor offered as a candidate.
+    OPEN = (Status.PENDING, Status.QUALIFIED, Status.A_ACCEPTED, Status.B_ACCEPTED)
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="matches")
+    user_a = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="matches_as_a")
+    user_b = models.ForeignKey(Profile, null=True, blank=True, on_delete=models.CASCADE, related_name="matches_as_b")
+    round = models.PositiveIntegerField()
+    similarity = models.FloatField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices)
+    reason = models.TextField(blank=True, help_text="The qualifier's explanation (operators only).")
+    introduced_at = models.DateTimeField(null=True, blank=True)
+    a_contact_sent_at = models.DateTimeField(null=True, blank=True)
+    b_contact_sent_at = models.DateTimeField(null=True, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True, help_text="When the qualifier decided.")
+    closed_at = models.DateTimeField(null=True, blank=True, help_text="When it was connected or rejected.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "matches"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status="unmatched", user_b__isnull=True)
+                | (~Q(status="unmatched") & Q(user_b__isnull=False)),
+                name="match_user_b_iff_matched",
+            ),
+            models.CheckConstraint(condition=~Q(user_a=models.F("user_b")), name="match_not_with_oneself"),
+            # Each user is tried once per round: the loop's fairness, enforced by the database too.
+            models.UniqueConstraint(fields=["user_a", "round"], name="match_one_try_per_user_per_round"),
+            models.UniqueConstraint(
+                Least("user_a", "user_b"),
+                Greatest("user_a", "user_b"),
+                condition=Q(status__in=["pending", "qualified", "a_accepted", "b_accepted"]),
+                name="match_one_open_per_pair",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["project", "round"], name="match_round"),
+            models.Index(fields=["user_a", "status"], name="match_user_a_status"),
+            models.Index(fields=["user_b", "status"], name="match_user_b_status"),
+            models.Index(fields=["project", "status"], name="match_project_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"match #{self.pk} ({self.status})"
+
+
+class Broadcast(models.Model):
+    """An operator's message to selected users of one project, sent through the bot at Telegram's pace."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="matching_broadcasts")
+    text = models.TextField()
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"broadcast #{self.pk} ({self.project})"
+
+
+class BroadcastDelivery(models.Model):
+    """One recipient of a broadcast and what happened to their message."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+        BLOCKED = "blocked", "Blocked the bot"
+        UNKNOWN = "unknown", "Outcome unknown"
+
+    broadcast = models.ForeignKey(Broadcast, on_delete=models.CASCADE, related_name="deliveries")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="matching_broadcast_deliveries")
+    profile = models.ForeignKey(Profile, null=True, on_delete=models.SET_NULL, related_name="broadcast_deliveries")
+    chat = models.ForeignKey(Chat, on_delete=models.CASCADE, related_name="broadcast_deliveries")
+    turn = models.ForeignKey(Turn, null=True, blank=True, on_delete=models.SET_NULL)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    error = models.TextField(blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "broadcast deliveries"
+        constraints = [
+            models.UniqueConstraint(fields=["broadcast", "chat"], name="broadcast_delivery_once_per_chat"),
+        ]

@@ -1,0 +1,270 @@
+"""Profile services: save what the agent learned, show the card, activate, wipe, (re-)embed."""
+
+import enum
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import override
+
+from bots.conversation import system_reply
+from bots.llm.embeddings import embed_texts, embedding_dim, embedding_model_id
+from bots.llm.types import CallContext
+from bots.models import Chat
+from bots.texts import DEFAULT_START, in_language
+from matching import texts
+from matching.matcher import matching_wake
+from matching.models import PROFILE_VECTOR_DIM, Match, Profile
+from matching.selectors import profile_for_chat
+from tenants.models import Project
+
+logger = logging.getLogger(__name__)
+
+# What the agent may write, with the longest value accepted (longer input is refused, not cut).
+FIELD_LIMITS = {
+    "role": 16,
+    "summary": 2000,
+    "location": 200,
+    "work_format": 200,
+    "rates": 200,
+    "availability": 200,
+    "private_observations": 4000,
+    "matching_summary": 1500,
+}
+CARD_FIELDS = ("role", "summary", "location", "work_format", "rates", "availability", "matching_summary")
+ACTIVATE_DATA = "match:activate"
+WIPE_YES_DATA = "match:wipe:yes"
+WIPE_NO_DATA = "match:wipe:no"
+
+
+class ProfileInvalid(ValueError):
+    """The agent's input cannot be saved; the message says why (it goes back to the model)."""
+
+
+class EmbeddingUnavailable(RuntimeError):
+    """The configured embedding model does not fit the profile column (a configuration error)."""
+
+
+@dataclass(frozen=True)
+class ProfileSaved:
+    profile: Profile
+    previous_state: str
+    changed: tuple[str, ...]
+
+    @property
+    def card_due(self) -> bool:
+        """The user sees a card whenever a complete profile awaiting confirmation changed or became so."""
+        waiting = (Profile.State.READY, Profile.State.UPDATED)
+        return self.profile.state in waiting and (bool(self.changed) or self.previous_state != self.profile.state)
+
+
+class Activation(enum.StrEnum):
+    ACTIVATED = "activated"
+    ALREADY_ACTIVE = "already_active"
+    NOT_READY = "not_ready"
+
+
+def _profile_get_or_create(*, project: Project, chat: Chat) -> Profile:
+    try:
+        with transaction.atomic():
+            profile, _ = Profile.objects.get_or_create(project=project, chat=chat)
+    except IntegrityError:  # created by a concurrent call a moment ago
+        profile = Profile.objects.get(project=project, chat=chat)
+    return profile
+
+
+def _validated(changes: Mapping[str, Any]) -> dict[str, str]:
+    clean: dict[str, str] = {}
+    for name, value in changes.items():
+        if name not in FIELD_LIMITS:
+            raise ProfileInvalid(f"unknown profile field {name!r}")
+        if not isinstance(value, str):
+            raise ProfileInvalid(f"{name} must be a string")
+        value = value.strip()
+        if len(value) > FIELD_LIMITS[name]:
+            raise ProfileInvalid(f"{name} is longer than {FIELD_LIMITS[name]} characters; shorten it")
+        if name == "role" and value and value not in Profile.Role.values:
+            raise ProfileInvalid(f"roles must be one of {', '.join(Profile.Role.values)}")
+        clean[name] = value
+    return clean
+
+
+@dataclass(frozen=True)
+class _Embedding:
+    vector: list[float]
+    model: str
+    text: str
+
+
+def _embed_one(*, project: Project, text: str) -> _Embedding:
+    if embedding_dim() != PROFILE_VECTOR_DIM:
+        raise EmbeddingUnavailable(
+            f"profiles store {PROFILE_VECTOR_DIM}-dimensional vectors but {embedding_model_id()} gives "
+            f"{embedding_dim()}: set EMBEDDING_DIM={PROFILE_VECTOR_DIM} (Matryoshka models) or use the offline model"
+        )
+    result = embed_texts([text], context=CallContext(purpose="profile_embedding", project_id=project.pk))
+    return _Embedding(vector=result.vectors[0], model=result.model, text=text)
+
+
+def _embedding_stale(profile: Profile) -> bool:
+    return (
+        profile.embedding is None
+        or profile.embedded_text != profile.matching_summary
+        or profile.embedding_model != embedding_model_id()
+    )
+
+
+def _set_embedding(profile: Profile, embedding: _Embedding) -> None:
+    profile.embedding, profile.embedding_model = embedding.vector, embedding.model
+    profile.embedded_text, profile.embedded_at = embedding.text, timezone.now()
+
+
+def profile_save(*, project: Project, chat: Chat, changes: Mapping[str, Any], complete: bool) -> ProfileSaved:
+    """Apply the agent's changes; a completed profile waits for the user's Start matching.
+
+    An active profile whose shared fields change leaves matching (state `updated`) until the user confirms
+    again; its vector is recomputed only when the matching summary itself changed. Private observations
+    alone change nothing for matching (rewording notes must not re-open disqualified pairs).
+    """
+    clean = _validated(changes)
+    profile = _profile_get_or_create(project=project, chat=chat)
+    new_summary = clean.get("matching_summary", profile.matching_summary)
+    # The embedding call happens before the row lock; the summary is checked again under the lock.
+    fresh = None
+    if profile.embedding is not None and new_summary and new_summary != profile.embedded_text:
+        fresh = _embed_one(project=project, text=new_summary)
+    with transaction.atomic():
+        profile = Profile.objects.select_for_update().get(pk=profile.pk)
+        previous_state = profile.state
+        changed = tuple(name for name, value in clean.items() if getattr(profile, name) != value)
+        for name in changed:
+            setattr(profile, name, clean[name])
+        if complete and not (profile.role and profile.matching_summary and profile.summary):
+            raise ProfileInvalid("complete needs roles, summary and matching_summary: ask for what is missing")
+        shared_changed = any(name in Profile.SHARED_FIELDS for name in changed)
+        if not complete:
+            profile.state = Profile.State.ONBOARDING
+        elif previous_state == Profile.State.ONBOARDING:
+            profile.state = Profile.State.READY
+        elif previous_state == Profile.State.ACTIVE and shared_changed:
+            profile.state = Profile.State.UPDATED
+        if shared_changed:
+            profile.profile_updated_at = timezone.now()
+        if fresh is not None and profile.matching_summary == fresh.text:
+            _set_embedding(profile, fresh)
+        profile.save()
+    logger.info(
+        "profile saved",
+        extra={"project_id": project.pk, "chat_id": chat.telegram_chat_id, "state": profile.state, "changed": changed},
+    )
+    return ProfileSaved(profile=profile, previous_state=previous_state, changed=changed)
+
+
+def profile_card_text(*, profile: Profile, project: Project) -> str:
+    with override(project.language):
+        lines = []
+        for name in CARD_FIELDS:
+            if value := getattr(profile, name):
+                shown = texts.ROLE_LABELS[value] if name == "role" else value
+                lines.append(f"{texts.FIELD_LABELS[name]}: {shown}")
+        closing = texts.CARD_UPDATED if profile.state == Profile.State.UPDATED else texts.CARD_READY
+        return "\n\n".join([str(texts.CARD_TITLE), "\n".join(lines), str(closing)])
+
+
+def start_matching_markup(project: Project) -> dict[str, Any]:
+    button = {"text": in_language(project, texts.BUTTON_START_MATCHING), "callback_data": ACTIVATE_DATA}
+    return {"inline_keyboard": [[button]]}
+
+
+def profile_card_send(*, profile: Profile) -> None:
+    project = profile.project
+    system_reply(
+        chat=profile.chat, text=profile_card_text(profile=profile, project=project),
+        reply_markup=start_matching_markup(project),
+    )  # fmt: skip
+
+
+def profile_activate(*, project: Project, chat: Chat) -> Activation:
+    """The user pressed Start matching: embed the matching summary if needed and join the matching loop."""
+    profile = profile_for_chat(project=project, chat=chat)
+    if profile is None or profile.state == Profile.State.ONBOARDING:
+        return Activation.NOT_READY
+    if profile.state == Profile.State.ACTIVE:
+        return Activation.ALREADY_ACTIVE
+    fresh = _embed_one(project=project, text=profile.matching_summary) if _embedding_stale(profile) else None
+    with transaction.atomic():
+        profile = Profile.objects.select_for_update().get(pk=profile.pk)
+        if profile.state == Profile.State.ACTIVE:  # a concurrent press won
+            return Activation.ALREADY_ACTIVE
+        if profile.state == Profile.State.ONBOARDING:
+            return Activation.NOT_READY
+        if fresh is not None and fresh.text == profile.matching_summary:
+            _set_embedding(profile, fresh)
+        if _embedding_stale(profile):  # the summary changed while we embedded: rare, embed under the lock
+            _set_embedding(profile, _embed_one(project=project, text=profile.matching_summary))
+        profile.state = Profile.State.ACTIVE
+        profile.activated_at = timezone.now()
+        profile.save()
+    matching_wake(project=project)
+    system_reply(chat=chat, text=in_language(project, texts.ACTIVATED))
+    return Activation.ACTIVATED
+
+
+def profile_wipe(*, project: Project, chat: Chat) -> bool:
+    """Forget the profile (the user confirmed /start): open matches close, the conversation starts over."""
+    now = timezone.now()
+    with transaction.atomic():
+        profile = Profile.objects.select_for_update().filter(project=project, chat=chat).first()
+        if profile is None or not profile.has_data:
+            return False
+        for name in FIELD_LIMITS:
+            setattr(profile, name, "")
+        profile.state = Profile.State.ONBOARDING
+        profile.embedding, profile.embedding_model, profile.embedded_text, profile.embedded_at = None, "", "", None
+        profile.profile_updated_at, profile.activated_at = now, None
+        profile.save()
+        closed = Match.objects.filter(Q(user_a=profile) | Q(user_b=profile), status__in=Match.OPEN).update(
+            status=Match.Status.REJECTED, closed_at=now, updated_at=now
+        )
+        Chat.objects.filter(pk=chat.pk, project=project).update(state={})
+    if closed:
+        matching_wake(project=project)  # their counterparts are free again
+    system_reply(chat=chat, text=project.start_reply.strip() or in_language(project, DEFAULT_START))
+    return True
+
+
+def profile_wipe_confirmation_send(*, project: Project, chat: Chat) -> None:
+    markup = {
+        "inline_keyboard": [
+            [
+                {"text": in_language(project, texts.BUTTON_WIPE_YES), "callback_data": WIPE_YES_DATA},
+                {"text": in_language(project, texts.BUTTON_WIPE_NO), "callback_data": WIPE_NO_DATA},
+            ]
+        ]
+    }
+    system_reply(chat=chat, text=in_language(project, texts.WIPE_CONFIRM), reply_markup=markup)
+
+
+def profiles_reembed(*, project: Project, profiles: Iterable[Profile]) -> int:
+    """Recompute the vectors of the given profiles of one project (e.g. after an embedding model change)."""
+    chosen = [p for p in profiles if p.project_id == project.pk and p.matching_summary]
+    if not chosen:
+        return 0
+    if embedding_dim() != PROFILE_VECTOR_DIM:
+        raise EmbeddingUnavailable(f"EMBEDDING_DIM must be {PROFILE_VECTOR_DIM} for profiles")
+    result = embed_texts(
+        [p.matching_summary for p in chosen], context=CallContext(purpose="profile_embedding", project_id=project.pk)
+    )
+    now = timezone.now()
+    for profile, vector in zip(chosen, result.vectors, strict=True):
+        # Conditional on the summary, so a change made meanwhile is never paired with an old vector.
+        Profile.objects.filter(pk=profile.pk, project=project, matching_summary=profile.matching_summary).update(
+            embedding=vector, embedding_model=result.model, embedded_text=profile.matching_summary,
+            embedded_at=now, updated_at=now,
+        )  # fmt: skip
+    matching_wake(project=project)
+    return len(chosen)

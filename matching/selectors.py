@@ -1,0 +1,140 @@
+"""Reads of the matching kind; every one takes the project (or an object that belongs to one)."""
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from django.db import connection
+from django.db.models import DateTimeField, Exists, OuterRef, Q, QuerySet, Value
+from django.db.models.functions import Coalesce, Greatest
+from django.utils import timezone
+from pgvector.django import CosineDistance
+
+from bots.llm.embeddings import OFFLINE_MODEL_ID
+from bots.models import Chat
+from matching.models import Match, MatchingState, Profile
+from tenants.models import Project
+
+# Default similarity thresholds per embedding model (cosine similarity of matching summaries).
+# The offline encoder (multilingual USE v3) was measured on 15 seeker and 14 provider IT summaries in
+# English and Russian: same-topic pairs had a median of 0.66 (min 0.41, p10 0.45); different-topic pairs a
+# median of 0.27, p95 0.43, p99 0.51, max 0.54 (Python backend vs. data analyst). At 0.55 no different-topic
+# pair passed and 74% of same-topic pairs did (0.7 would keep only 43% of them); the LLM qualifier is the
+# second filter. Endpoint models spread similarities differently: they get the design's 0.7 until measured.
+DEFAULT_SIMILARITY_THRESHOLDS = {OFFLINE_MODEL_ID: 0.55}
+FALLBACK_SIMILARITY_THRESHOLD = 0.7
+
+HNSW_EF_SEARCH = 100
+
+COUNTERPART_ROLES = {
+    Profile.Role.SEEKER: (Profile.Role.PROVIDER, Profile.Role.BOTH),
+    Profile.Role.PROVIDER: (Profile.Role.SEEKER, Profile.Role.BOTH),
+    Profile.Role.BOTH: (Profile.Role.SEEKER, Profile.Role.PROVIDER, Profile.Role.BOTH),
+}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    profile: Profile
+    similarity: float
+
+
+def similarity_threshold(*, project: Project, model_id: str) -> float:
+    if project.similarity_threshold is not None:
+        return project.similarity_threshold
+    return DEFAULT_SIMILARITY_THRESHOLDS.get(model_id, FALLBACK_SIMILARITY_THRESHOLD)
+
+
+def profile_for_chat(*, project: Project, chat: Chat) -> Profile | None:
+    return Profile.objects.filter(project=project, chat=chat).first()
+
+
+def matching_projects_due(*, now: datetime | None = None) -> QuerySet[Project]:
+    """Matching projects whose loop has work to try now (no state row yet counts as due)."""
+    now = now or timezone.now()
+    waiting = MatchingState.objects.filter(project=OuterRef("pk"), next_run_at__gt=now)
+    return Project.objects.alive().filter(kind=Project.Kind.MATCHING).exclude(Exists(waiting)).order_by("pk")
+
+
+def _open_match_of_outer_profile() -> QuerySet[Match]:
+    return Match.objects.filter(Q(user_a=OuterRef("pk")) | Q(user_b=OuterRef("pk")), status__in=Match.OPEN)
+
+
+def profiles_matchable(*, project: Project, model_id: str) -> QuerySet[Profile]:
+    """Active profiles with a vector of this model, a chat that has not blocked the bot, and no open match:
+    who may be picked or offered."""
+    # Anti-joins (NOT EXISTS) rather than a join on the chat: they keep the HNSW index scan in the plan.
+    blocked_chat = Chat.objects.filter(pk=OuterRef("chat_id"), blocked_at__isnull=False)
+    return (
+        Profile.objects.filter(
+            project=project, state=Profile.State.ACTIVE, embedding_model=model_id, embedding__isnull=False
+        )
+        .exclude(Exists(blocked_chat))
+        .exclude(Exists(_open_match_of_outer_profile()))
+    )
+
+
+def profile_next_to_try(*, project: Project, round_number: int, model_id: str) -> Profile | None:
+    """The round-robin pick: a matchable profile not yet tried in this round, oldest change first."""
+    tried = Match.objects.filter(project=project, round=round_number, user_a=OuterRef("pk"))
+    return (
+        profiles_matchable(project=project, model_id=model_id)
+        .exclude(Exists(tried))
+        .order_by("profile_updated_at", "pk")  # walks the profile_round_robin index in order
+        .first()
+    )
+
+
+def profile_counterparts(*, profile: Profile, threshold: float) -> QuerySet[Profile]:
+    """Matchable counterparts of the opposite role above the threshold, nearest first, never paired before.
+
+    A pair is never offered twice, except a disqualified pair after one of the two profiles changed (its
+    profile_updated_at is later than the disqualified match's creation).
+    """
+    pair = Match.objects.filter(Q(user_a=profile, user_b=OuterRef("pk")) | Q(user_a=OuterRef("pk"), user_b=profile))
+    never_again = pair.exclude(status=Match.Status.DISQUALIFIED)
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    mine = Value(profile.profile_updated_at or epoch, output_field=DateTimeField())
+    last_change = Greatest(Coalesce(OuterRef("profile_updated_at"), Value(epoch, output_field=DateTimeField())), mine)
+    disqualified_unchanged = pair.filter(status=Match.Status.DISQUALIFIED, created_at__gte=last_change)
+    return (
+        profiles_matchable(project=profile.project, model_id=profile.embedding_model)
+        .filter(role__in=COUNTERPART_ROLES[Profile.Role(profile.role)])
+        .exclude(pk=profile.pk)
+        .exclude(Exists(never_again))
+        .exclude(Exists(disqualified_unchanged))
+        .annotate(distance=CosineDistance("embedding", profile.embedding))
+        .filter(distance__lte=1.0 - threshold)
+        # Ordering by the bare distance lets PostgreSQL walk the HNSW index (a tie-breaker would not).
+        .order_by("distance")
+    )
+
+
+def profile_best_counterpart(*, profile: Profile, threshold: float) -> Candidate | None:
+    """The nearest counterpart (see profile_counterparts), or None."""
+    if profile.embedding is None or not profile.role:
+        return None
+    _hnsw_scan_until_found()
+    best = profile_counterparts(profile=profile, threshold=threshold).first()
+    return Candidate(profile=best, similarity=1.0 - best.distance) if best is not None else None
+
+
+def _hnsw_scan_until_found() -> None:
+    """Search settings for the candidate query, for this transaction (SET LOCAL; skipped outside one).
+
+    With filters, a plain HNSW scan stops after ef_search neighbours even when all were filtered out;
+    pgvector 0.8's iterative scan goes on until a row passes, and strict order keeps the first row the
+    nearest. ef_search 100 instead of 40: at 100k clustered profiles, 40 missed an existing counterpart for
+    8 of 200 users and 100 for none, at the same latency (benchmarks/test_matching_speed.py).
+    """
+    if connection.in_atomic_block:
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL hnsw.iterative_scan = strict_order")
+            cursor.execute(f"SET LOCAL hnsw.ef_search = {HNSW_EF_SEARCH}")
+
+
+def match_for_project(*, project: Project, match_id: int) -> Match | None:
+    return (
+        Match.objects.select_related("user_a__chat", "user_b__chat", "project")
+        .filter(project=project, pk=match_id)
+        .first()
+    )

@@ -1,0 +1,32 @@
+"""Celery tasks of the matching kind: thin wiring around the services."""
+
+from celery import shared_task
+
+from matching.broadcasts import broadcast_send
+from matching.matcher import matching_run
+from matching.models import Broadcast
+from matching.selectors import matching_projects_due
+from tenants.models import Project
+
+
+@shared_task(time_limit=60, soft_time_limit=50)
+def matching_tick() -> None:
+    """Beat: start the loop of every matching project that has work to try now."""
+    for project_id in matching_projects_due().values_list("pk", flat=True):
+        matching_run_task.delay(project_id)
+
+
+@shared_task(acks_late=True, time_limit=120, soft_time_limit=100)
+def matching_run_task(project_id: int) -> None:
+    project = Project.objects.alive().filter(pk=project_id, kind=Project.Kind.MATCHING).first()
+    if project is None:
+        return
+    if matching_run(project=project, max_seconds=50).more_work:
+        matching_run_task.delay(project_id)  # bounded batches: the rest goes on in a fresh task
+
+
+@shared_task(acks_late=True, time_limit=120, soft_time_limit=100)
+def broadcast_send_task(broadcast_id: int) -> None:
+    broadcast = Broadcast.objects.filter(pk=broadcast_id).first()
+    if broadcast is not None and not broadcast_send(broadcast=broadcast, max_seconds=50):
+        broadcast_send_task.delay(broadcast_id)

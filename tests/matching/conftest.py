@@ -1,0 +1,44 @@
+"""Matching fixtures: two matching tenants (English and Russian) on the fake Telegram and LLM servers."""
+
+import pytest
+
+from bots.llm import chain
+from tenants.models import Project
+
+
+@pytest.fixture(autouse=True)
+def offline_embeddings(settings):
+    """The offline encoder, whatever the environment says: its model id is the one profiles carry."""
+    settings.EMBEDDING_MODEL = ""
+    settings.EMBEDDING_DIM = 512
+    settings.LLM_MODEL_TOOLCALLER = "openai/gpt-test"
+    settings.LLM_MODEL_EXTRACT = "openai/gpt-test"
+    return settings
+
+
+@pytest.fixture(autouse=True)
+def no_backoff(monkeypatch) -> list[float]:
+    delays: list[float] = []
+    monkeypatch.setattr(chain, "sleep", delays.append)
+    return delays
+
+
+def _matching(project: Project, fake_telegram, username: str) -> Project:
+    project.kind = Project.Kind.MATCHING
+    project.prompt = "You introduce IT people to each other. Be brief."
+    project.start_reply = "Hi! Are you looking for work or for people?"
+    project.save()
+    fake_telegram.register_bot(project.bot_token, username)
+    return project
+
+
+@pytest.fixture
+def alpha(project_a, fake_telegram) -> Project:
+    """An English matching project."""
+    return _matching(project_a, fake_telegram, "alpha_match_bot")
+
+
+@pytest.fixture
+def beta(project_b, fake_telegram) -> Project:
+    """A Russian matching project (project_b's language is ru)."""
+    return _matching(project_b, fake_telegram, "beta_match_bot")
