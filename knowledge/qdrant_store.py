@@ -5,6 +5,7 @@ threads, so the client is created lazily per process (never at import time) and 
 through a lock. In local mode only the Celery worker of the knowledge queue opens the store.
 """
 
+import atexit
 import os
 import threading
 from typing import Any
@@ -64,3 +65,7 @@ def qdrant_close() -> None:
         if _client is not None and _client_pid == os.getpid():
             _client.close()
         _client, _client_pid = None, None
+
+
+# Close before interpreter teardown: the local client's __del__ fails noisily once imports are gone.
+atexit.register(qdrant_close)

@@ -82,6 +82,8 @@ def _load(project_id: int, count: int) -> float:
             " WITH (m = 16, ef_construction = 64)"
         )
         cursor.execute("ANALYZE matching_profile")
+        cursor.execute("ANALYZE bots_chat")
+        cursor.execute("ANALYZE matching_match")
     return time.monotonic() - started
 
 
@@ -117,7 +119,7 @@ def test_matching_speed(count):
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL enable_indexscan = on")
         cursor.execute("SET LOCAL hnsw.iterative_scan = strict_order")
-        sql, params = profile_counterparts(profile=queries[0], threshold=0.55)[:1].query.sql_with_params()
+        sql, params = profile_counterparts(profile=queries[0])[:1].query.sql_with_params()
         cursor.execute(f"EXPLAIN {sql}", params)
         plan = [row[0] for row in cursor.fetchall()]
     uses_hnsw = any("profile_embedding_hnsw" in line for line in plan)
