@@ -30,7 +30,14 @@ def tenant_world(project: Project, marker: str, *, chat_id: int) -> World:
         last_user_message_at=now, state={"notes": f"name: {marker}"},
     )  # fmt: skip
     other = Chat.objects.create(project=project, telegram_chat_id=chat_id + 1, user_id=chat_id + 1, first_name=marker)
-    TelegramUpdate.objects.create(project=project, update_id=chat_id, payload={"message": {"text": marker}})
+    TelegramUpdate.objects.create(
+        project=project,
+        update_id=chat_id,
+        payload={
+            "update_id": chat_id,
+            "message": {"text": marker, "from": {"id": chat_id}, "chat": {"id": chat_id, "type": "private"}},
+        },
+    )
     generation = Generation.objects.create(
         project=project, kind=Generation.Kind.CHAT_TURN, chat=chat, status=Generation.Status.DONE, scheduled_for=now,
         error=marker, cost_usd=Decimal("0.01"),
