@@ -5,7 +5,6 @@ from decimal import Decimal
 
 import pytest
 from django.urls import reverse
-from django.utils import timezone
 
 from bots.models import Chat, LLMCall, Message, Turn
 from leads.models import Lead
