@@ -21,6 +21,11 @@ from tenants.selectors import projects_for_user
 from tenants.services import WebhookRegistrationError, project_register_webhook, project_restore, project_soft_delete
 
 
+admin.site.site_header = "Switchboard"
+admin.site.site_title = "Switchboard console"
+admin.site.index_title = "Operator console"
+
+
 class MembershipInline(admin.TabularInline):
     model = Membership
     extra = 0

@@ -33,7 +33,7 @@ def column_chart(
     bar_w = max(step * 0.7, 1)
     parts = [
         f'<svg class="chart" role="img" aria-label="{escape(title)}" viewBox="0 0 {width} {height}" '
-        f'width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg"><title>{escape(title)}</title>'
+        f'width="100%" style="max-width: {width}px" xmlns="http://www.w3.org/2000/svg"><title>{escape(title)}</title>'
     ]
     for fraction in (0, 0.5, 1):
         y = top + plot_h * (1 - fraction)
@@ -75,7 +75,7 @@ def bar_list(
     peak = max([value for _, value in items] + [0]) or 1
     parts = [
         f'<svg class="chart" role="img" aria-label="{escape(title)}" viewBox="0 0 {width} {height}" '
-        f'width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg"><title>{escape(title)}</title>'
+        f'width="100%" style="max-width: {width}px" xmlns="http://www.w3.org/2000/svg"><title>{escape(title)}</title>'
     ]
     if not items:
         parts.append(f'<text x="0" y="18" font-size="12" fill="{TEXT}">nothing in this period</text>')
@@ -98,8 +98,8 @@ def meter(value: float, limit: float | None, *, title: str, label: str, width: i
     share = min(value / limit, 1.0) if limit else 0.0
     color = WARN if limit and value > limit else ACCENT
     return mark_safe(
-        f'<svg class="chart" role="img" aria-label="{escape(title)}" viewBox="0 0 {width} 44" width="{width}" '
-        f'height="44" xmlns="http://www.w3.org/2000/svg"><title>{escape(title)}</title>'
+        f'<svg class="chart" role="img" aria-label="{escape(title)}" viewBox="0 0 {width} 44" width="100%" '
+        f'style="max-width: {width}px" xmlns="http://www.w3.org/2000/svg"><title>{escape(title)}</title>'
         f'<rect x="0" y="4" width="{width}" height="18" rx="9" fill="{GRID}"/>'
         f'<rect x="0" y="4" width="{width * share:.1f}" height="18" rx="9" fill="{color}"/>'
         f'<text x="0" y="38" font-size="12" fill="{TEXT}">{escape(label)}</text></svg>'

@@ -6,32 +6,16 @@ from decimal import Decimal
 import pytest
 from django.urls import reverse
 
-from bots.models import Chat, LLMCall, Message, Turn
-from leads.models import Lead
+from bots.models import Chat
 from matching.models import Match, Profile
 from tenants.dashboard import PeriodInvalid, dashboard_period, project_dashboard
 from tenants.models import Membership
+from tests.console.world import exchange
 from tests.factories import MembershipFactory
 
 pytestmark = pytest.mark.django_db
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
-
-
-def exchange(project, chat_id: int, *, asked: datetime, answered_after: float, cost: str, status: str = "") -> None:
-    """One customer message answered by the bot `answered_after` seconds later, at a cost."""
-    chat, _ = Chat.objects.get_or_create(project=project, telegram_chat_id=chat_id)
-    turn = Turn.objects.create(project=project, chat=chat, status=Turn.Status.SENT, reply="ok",
-                               finished_at=asked + timedelta(seconds=answered_after))  # fmt: skip
-    message = Message.objects.create(project=project, chat=chat, turn=turn, text="question")
-    Message.objects.filter(pk=message.pk).update(created_at=asked)
-    Turn.objects.filter(pk=turn.pk).update(created_at=asked)
-    call = LLMCall.objects.create(project=project, purpose="chat_turn", provider="openai", model="openai/m",
-                                  status="ok", cost_usd=Decimal(cost))  # fmt: skip
-    LLMCall.objects.filter(pk=call.pk).update(created_at=asked)
-    if status:
-        lead = Lead.objects.create(project=project, chat=chat, summary="s", client_status=status)
-        Lead.objects.filter(pk=lead.pk).update(created_at=asked)
 
 
 @pytest.fixture

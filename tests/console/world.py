@@ -1,7 +1,7 @@
 """A project filled with one row of every tenant model, each carrying a marker string to look for."""
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.utils import timezone
@@ -74,3 +74,19 @@ def tenant_world(project: Project, marker: str, *, chat_id: int) -> World:
     broadcast = Broadcast.objects.create(project=project, text=marker)
     BroadcastDelivery.objects.create(broadcast=broadcast, project=project, profile=seeker, chat=chat, error=marker)
     return World(project=project, marker=marker, chat=chat, lead=lead, turn=turn)
+
+
+def exchange(project, chat_id: int, *, asked: datetime, answered_after: float, cost: str, status: str = "") -> None:
+    """One customer message answered by the bot `answered_after` seconds later, at a cost."""
+    chat, _ = Chat.objects.get_or_create(project=project, telegram_chat_id=chat_id)
+    turn = Turn.objects.create(project=project, chat=chat, status=Turn.Status.SENT, reply="ok",
+                               finished_at=asked + timedelta(seconds=answered_after))  # fmt: skip
+    message = Message.objects.create(project=project, chat=chat, turn=turn, text="question")
+    Message.objects.filter(pk=message.pk).update(created_at=asked)
+    Turn.objects.filter(pk=turn.pk).update(created_at=asked)
+    call = LLMCall.objects.create(project=project, purpose="chat_turn", provider="openai", model="openai/m",
+                                  status="ok", cost_usd=Decimal(cost))  # fmt: skip
+    LLMCall.objects.filter(pk=call.pk).update(created_at=asked)
+    if status:
+        lead = Lead.objects.create(project=project, chat=chat, summary="s", client_status=status)
+        Lead.objects.filter(pk=lead.pk).update(created_at=asked)
