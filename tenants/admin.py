@@ -9,6 +9,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
+from django.utils.html import format_html
 
 from bots.generations import project_over_weekly_cap, project_spend_usd
 from tenants.charts import bar_list, column_chart, meter
@@ -19,7 +20,6 @@ from tenants.models import Membership, Project
 from tenants.roles import projects_with_role, user_has_role, user_is_member
 from tenants.selectors import projects_for_user
 from tenants.services import WebhookRegistrationError, project_register_webhook, project_restore, project_soft_delete
-
 
 admin.site.site_header = "Switchboard"
 admin.site.site_title = "Switchboard console"
@@ -140,8 +140,6 @@ class ProjectAdmin(admin.ModelAdmin):
 
     @admin.display(description="Console")
     def console_links(self, project: Project) -> str:
-        from django.utils.html import format_html
-
         return format_html(
             '<a href="{}">Dashboard</a> · <a href="{}?project__id__exact={}">Conversations</a>',
             reverse("admin:tenants_project_dashboard", args=[project.pk]),
