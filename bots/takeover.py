@@ -36,19 +36,24 @@ def chat_take_over(*, chat: Chat, operator: str) -> bool:
     return paused
 
 
+def _refuse(chat: Chat, operator: str, reason: str) -> TakeoverRefused:
+    logger.info("operator reply refused: %s", reason, extra=_log_extra(chat, operator))
+    return TakeoverRefused(reason)
+
+
 def chat_operator_reply(*, chat: Chat, text: str, operator: str) -> Turn:
     """Send the operator's reply through the bot; it answers every message waiting in the chat."""
     text = text.strip()
     if not text:
-        raise TakeoverRefused("the reply is empty")
+        raise _refuse(chat, operator, "the reply is empty")
     if len(text) > MAX_OPERATOR_REPLY_CHARS:
-        raise TakeoverRefused(f"the reply is longer than {MAX_OPERATOR_REPLY_CHARS} characters")
+        raise _refuse(chat, operator, f"the reply is longer than {MAX_OPERATOR_REPLY_CHARS} characters")
     with transaction.atomic():
         locked = Chat.objects.select_for_update().select_related("project").get(pk=chat.pk)
         if locked.paused_at is None:
-            raise TakeoverRefused("take the chat over first: the bot is answering it")
+            raise _refuse(locked, operator, "take the chat over first: the bot is answering it")
         if locked.blocked_at is not None:
-            raise TakeoverRefused("the user blocked the bot; nothing can be sent")
+            raise _refuse(locked, operator, "the user blocked the bot; nothing can be sent")
         waiting = list(unanswered_messages(locked))
         turn = Turn.objects.create(
             project_id=locked.project_id, chat=locked, trigger=Turn.Trigger.OPERATOR, status=Turn.Status.REPLY_READY,

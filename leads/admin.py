@@ -35,6 +35,7 @@ class LeadAdmin(ReadOnlyAdminMixin, ProjectScopedAdmin):
     fields = readonly_fields
     inlines = [LeadDispatchInline]
     actions = ["export_csv", "resend_to_crm"]
+    read_only_actions = ("export_csv",)
 
     @admin.display(description="Shared contact")
     def shared_contact_display(self, lead: Lead) -> str:

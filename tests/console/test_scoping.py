@@ -166,6 +166,12 @@ def test_roles_grade_what_a_member_may_do(client, worlds, project_a, role, can_c
     chats = client.get(reverse("admin:bots_chat_changelist")).content.decode()
     assert ('value="take_over"' in chats) is can_act
     assert ('value="export_json"' in chats) is True  # exporting only reads: viewers may
+    new_crawl = client.get(reverse("admin:knowledge_crawljob_new")).content.decode()
+    assert ("Alpha Cleaning" in new_crawl) is can_act  # viewers cannot start crawls
+    leads_csv = client.post(
+        reverse("admin:leads_lead_changelist"), {"action": "export_csv", ACTION_CHECKBOX_NAME: [alpha.lead.pk]}
+    )
+    assert "AAALPHA summary" in leads_csv.content.decode()  # every role may export
     client.post(reverse("admin:bots_chat_takeover", args=[alpha.chat.pk]), {"do": "take_over"})
     alpha.chat.refresh_from_db()
     assert (alpha.chat.paused_at is not None) is can_act
