@@ -15,7 +15,7 @@ from bots.generations import project_over_weekly_cap, project_spend_usd
 from tenants.charts import bar_list, column_chart, meter
 from tenants.console import crawl_progress, project_system_prompt
 from tenants.dashboard import PERIOD_DAYS, PeriodInvalid, dashboard_period, project_dashboard
-from tenants.forms import ProjectCrawlForm, ProjectForm
+from tenants.forms import MembershipForm, ProjectCrawlForm, ProjectForm
 from tenants.models import Membership, Project
 from tenants.roles import projects_with_role, user_has_role, user_is_member
 from tenants.selectors import projects_for_user
@@ -27,18 +27,24 @@ admin.site.index_title = "Operator console"
 
 
 class MembershipInline(admin.TabularInline):
+    """The project's members: owners add, re-role and remove them by username; members see who else is in."""
+
     model = Membership
+    form = MembershipForm
+    fields = ["username", "role"]
     extra = 0
-    autocomplete_fields = ["user"]
 
-    # Members are managed by superusers; project members see who else works on the project.
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return True
+        return True  # the project page itself is already the member's
 
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return request.user.is_superuser
+    def has_add_permission(self, request: HttpRequest, obj: Project | None = None) -> bool:
+        return obj is not None and user_has_role(user=request.user, role=Membership.Role.OWNER, project_id=obj.pk)
 
     has_change_permission = has_delete_permission = has_add_permission
+
+    @admin.display(description="Username")
+    def username(self, membership: Membership) -> str:  # shown where the member may not edit
+        return membership.user.get_username()
 
 
 @admin.register(Project)

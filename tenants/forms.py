@@ -3,9 +3,10 @@
 from typing import Any
 
 from django import forms
+from django.contrib.auth import get_user_model
 from django.core.validators import URLValidator
 
-from tenants.models import Project
+from tenants.models import Membership, Project
 
 
 class ProjectForm(forms.ModelForm):
@@ -79,3 +80,38 @@ class ProjectCrawlForm(forms.Form):
             except forms.ValidationError:
                 raise forms.ValidationError(f"Not a web address: {url}") from None
         return urls
+
+
+class MembershipForm(forms.ModelForm):
+    """A member named by username, so that owners never browse the platform's list of accounts."""
+
+    username = forms.CharField(max_length=150, help_text="An existing staff account; a superuser creates accounts.")
+
+    class Meta:
+        model = Membership
+        fields = ["role"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.initial["username"] = self.instance.user.get_username()
+
+    def clean_username(self) -> Any:
+        username = self.cleaned_data["username"].strip()
+        user = get_user_model().objects.filter(username=username, is_active=True, is_staff=True).first()
+        if user is None:
+            raise forms.ValidationError(f"No active staff account is called {username!r}.")
+        return user
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        user, project = cleaned.get("username"), getattr(self.instance, "project", None)
+        if user is not None and project is not None:
+            others = Membership.objects.filter(user=user, project=project).exclude(pk=self.instance.pk)
+            if others.exists():
+                self.add_error("username", f"{user.get_username()} is a member of this project already.")
+        return cleaned
+
+    def save(self, commit: bool = True) -> Membership:
+        self.instance.user = self.cleaned_data["username"]
+        return super().save(commit)

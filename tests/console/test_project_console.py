@@ -6,7 +6,7 @@ from django.urls import reverse
 
 from knowledge.models import CrawlJob
 from tenants.models import Membership, Project
-from tests.factories import MembershipFactory
+from tests.factories import MembershipFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -26,7 +26,7 @@ def change_form_data(response) -> dict:
             data[f"{formset.prefix}-{key}"] = value
         for index, sub in enumerate(formset.forms):
             for name in sub.fields:
-                value = sub.initial.get(name)
+                value = sub.initial.get(name, sub.instance.pk if name == "id" else None)
                 if value is not None:
                     data[f"{formset.prefix}-{index}-{name}"] = value.pk if hasattr(value, "pk") else value
     return data
@@ -124,3 +124,34 @@ def test_operators_cannot_delete(client, operator, project_a):
     response = client.post(reverse("admin:tenants_project_lifecycle", args=[project_a.pk]), {"do": "delete"})
     assert response.status_code == 404
     assert not Project.objects.get(pk=project_a.pk).is_deleted
+
+
+def test_owners_add_members_by_username_and_operators_cannot(client, project_a, project_b):
+    owner = MembershipFactory(project=project_a, role=Membership.Role.OWNER).user
+    UserFactory(username="newbie")
+    MembershipFactory(project=project_b, user__username="beta_only")
+    client.force_login(owner)
+    url = reverse("admin:tenants_project_change", args=[project_a.pk])
+    data = change_form_data(client.get(url))
+    prefix = "memberships"
+    index = int(data[f"{prefix}-TOTAL_FORMS"])
+
+    def with_member(username: str) -> dict:
+        return data | {f"{prefix}-TOTAL_FORMS": index + 1, f"{prefix}-{index}-username": username,
+                       f"{prefix}-{index}-role": "viewer", f"{prefix}-{index}-project": project_a.pk}  # fmt: skip
+
+    unknown = client.post(url, with_member("nobody"))
+    assert "No active staff account is called &#x27;nobody&#x27;." in unknown.content.decode()
+    twice = client.post(url, with_member(owner.username))
+    assert "is a member of this project already" in twice.content.decode()
+    assert client.post(url, with_member("newbie")).status_code == 302
+    member = Membership.objects.get(project=project_a, user__username="newbie")
+    assert member.role == "viewer"
+
+    client.force_login(member.user)
+    assert client.get(url).status_code == 200  # the new viewer sees the project now
+    page = client.get(url).content.decode()
+    assert "newbie" in page
+    assert "beta_only" not in page  # other projects' members stay unseen
+    assert client.post(url, with_member("beta_only")).status_code == 403  # viewers change nothing
+    assert not Membership.objects.filter(project=project_a, user__username="beta_only").exists()
