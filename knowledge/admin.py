@@ -9,6 +9,8 @@ from knowledge.models import Chunk, CrawlJob, Page, Source
 from knowledge.pipeline import knowledge_delete_urls
 from knowledge.services import crawl_start
 from tenants.admin_scoping import ProjectScopedAdmin, ReadOnlyAdminMixin
+from tenants.models import Membership
+from tenants.roles import projects_with_role
 
 SEARCH_TIMEOUT_SECONDS = 20
 
@@ -45,6 +47,9 @@ class CrawlJobAdmin(ReadOnlyAdminMixin, ProjectScopedAdmin):
 
     def new_crawl_view(self, request: HttpRequest) -> HttpResponse:
         form = CrawlForm(request.POST or None, request.FILES or None, user=request.user)
+        # Starting a crawl changes the knowledge base: operators and owners only, of their own projects.
+        operated = projects_with_role(user=request.user, role=Membership.Role.OPERATOR)
+        form.fields["project"].queryset = form.fields["project"].queryset.filter(pk__in=operated)
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
             job = crawl_start(

@@ -9,13 +9,13 @@ from django.utils.html import format_html, format_html_join
 from leads.models import CrmWebhook, FollowUp, Lead, LeadDispatch
 from leads.services import lead_resend
 from leads.transcript import lead_transcript
-from tenants.admin_scoping import ProjectScopedAdmin, ReadOnlyAdminMixin
+from tenants.admin_scoping import ProjectScopedAdmin, ReadOnlyAdminMixin, ScopedInlineMixin
 
 CSV_FIELDS = ["id", "project", "status", "client_status", "name", "city", "service", "contact", "summary",
               "created_at", "sent_at"]  # fmt: skip
 
 
-class LeadDispatchInline(ReadOnlyAdminMixin, admin.TabularInline):
+class LeadDispatchInline(ScopedInlineMixin, ReadOnlyAdminMixin, admin.TabularInline):
     model = LeadDispatch
     fields = ["backend", "status", "attempts", "error", "sent_at"]
     readonly_fields = fields
@@ -35,6 +35,7 @@ class LeadAdmin(ReadOnlyAdminMixin, ProjectScopedAdmin):
     fields = readonly_fields
     inlines = [LeadDispatchInline]
     actions = ["export_csv", "resend_to_crm"]
+    read_only_actions = ("export_csv",)
 
     @admin.display(description="Shared contact")
     def shared_contact_display(self, lead: Lead) -> str:

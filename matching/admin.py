@@ -10,7 +10,7 @@ from matching.matcher import matching_wake
 from matching.models import Broadcast, BroadcastDelivery, Match, MatchingState, Profile
 from matching.profiles import EmbeddingUnavailable, profiles_reembed
 from matching.qualifier import match_requalify
-from tenants.admin_scoping import ProjectScopedAdmin, ReadOnlyAdminMixin
+from tenants.admin_scoping import ProjectScopedAdmin, ReadOnlyAdminMixin, ScopedInlineMixin
 from tenants.models import Project
 
 
@@ -103,7 +103,7 @@ class MatchingStateAdmin(ReadOnlyAdminMixin, ProjectScopedAdmin):
         self.message_user(request, f"{queryset.count()} matching loop(s) woken.")
 
 
-class BroadcastDeliveryInline(ReadOnlyAdminMixin, admin.TabularInline):
+class BroadcastDeliveryInline(ScopedInlineMixin, ReadOnlyAdminMixin, admin.TabularInline):
     model = BroadcastDelivery
     fields = ["chat", "status", "error", "sent_at"]
     readonly_fields = fields

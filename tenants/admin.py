@@ -1,66 +1,121 @@
-from datetime import timedelta
+"""The project console: settings and prompts, webhook, lead group, knowledge base, dashboard, deletion."""
+
+from datetime import date, timedelta
 from typing import Any
 
-from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
 from django.utils import timezone
+from django.utils.html import format_html
 
 from bots.generations import project_over_weekly_cap, project_spend_usd
+from tenants.charts import bar_list, column_chart, meter
+from tenants.console import crawl_progress, project_system_prompt
+from tenants.dashboard import PERIOD_DAYS, PeriodInvalid, dashboard_period, project_dashboard
+from tenants.forms import MembershipForm, ProjectCrawlForm, ProjectForm
 from tenants.models import Membership, Project
+from tenants.roles import projects_with_role, user_has_role, user_is_member
 from tenants.selectors import projects_for_user
 from tenants.services import WebhookRegistrationError, project_register_webhook, project_restore, project_soft_delete
 
-
-class ProjectForm(forms.ModelForm):
-    # Write-only: the field is never filled from the stored value, and empty input keeps the old token.
-    bot_token = forms.CharField(
-        required=False,
-        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
-        help_text="Write-only. Leave empty to keep the current token.",
-    )
-
-    class Meta:
-        model = Project
-        fields = [
-            "slug", "name", "kind", "language", "bot_token", "webhook_secret", "lead_group_id", "prompt",
-            "start_reply", "unavailable_reply", "price_url", "model_toolcaller", "model_extract", "model_summary",
-            "weekly_budget_usd", "weekly_cap_usd", "followup_steps", "quiet_hours_start", "quiet_hours_end",
-            "timezone", "similarity_threshold",
-        ]  # fmt: skip
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.initial["bot_token"] = ""
-
-    def clean_bot_token(self) -> str:
-        token = self.cleaned_data["bot_token"].strip()
-        if not token and self.instance.pk:
-            return Project.objects.get(pk=self.instance.pk).bot_token
-        if not token:
-            raise forms.ValidationError("A new project needs its bot token.")
-        return token
+admin.site.site_header = "Switchboard"
+admin.site.site_title = "Switchboard console"
+admin.site.index_title = "Operator console"
 
 
 class MembershipInline(admin.TabularInline):
+    """The project's members: owners add, re-role and remove them by username; members see who else is in."""
+
     model = Membership
+    form = MembershipForm
+    fields = ["username", "role"]
     extra = 0
-    autocomplete_fields = ["user"]
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return True  # the project page itself is already the member's
+
+    def has_add_permission(self, request: HttpRequest, obj: Project | None = None) -> bool:
+        return obj is not None and user_has_role(user=request.user, role=Membership.Role.OWNER, project_id=obj.pk)
+
+    has_change_permission = has_delete_permission = has_add_permission
+
+    @admin.display(description="Username")
+    def username(self, membership: Membership) -> str:  # shown where the member may not edit
+        return membership.user.get_username()
 
 
 @admin.register(Project)
 class ProjectAdmin(admin.ModelAdmin):
     form = ProjectForm
-    list_display = ["slug", "name", "kind", "language", "bot_display", "spend_7d", "weekly_budget_usd", "status"]
+    change_form_template = "admin/tenants/project/change_form.html"
+    list_display = ["slug", "name", "kind", "language", "bot_display", "spend_7d", "weekly_budget_usd", "status",
+                    "console_links"]  # fmt: skip
     list_filter = ["kind", "language"]
     search_fields = ["slug", "name", "bot_username"]
     readonly_fields = ["bot_username", "bot_id", "webhook_registered_at", "deleted_at", "created_at", "updated_at"]
+    fieldsets = [
+        (None, {"fields": ["slug", "name", "kind", "language"]}),
+        ("Prompts", {"fields": ["prompt", "start_reply", "unavailable_reply", "price_url"]}),
+        ("Models (provider/model; empty: the platform default)",
+         {"fields": ["model_toolcaller", "model_extract", "model_summary"]}),
+        ("Budget", {"fields": ["weekly_budget_usd", "weekly_cap_usd"]}),
+        ("Follow-ups and quiet hours", {"fields": ["followup_steps", "quiet_hours_start", "quiet_hours_end",
+                                                   "timezone"]}),
+        ("Telegram", {"fields": ["bot_token", "webhook_secret", "bot_username", "bot_id", "webhook_registered_at",
+                                 "lead_group_id"]}),
+        ("Matching", {"fields": ["similarity_threshold"], "classes": ["collapse"]}),
+        ("Record", {"fields": ["created_at", "updated_at", "deleted_at"], "classes": ["collapse"]}),
+    ]  # fmt: skip
     inlines = [MembershipInline]
     actions = ["register_webhook", "crawl_knowledge", "recrawl_knowledge", "soft_delete", "restore"]
+    owner_actions = ("soft_delete", "restore")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Project]:
         return projects_for_user(user=request.user)
+
+    # Rights by membership role ----------------------------------------------------------------------
+
+    def _role(self, request: HttpRequest, role: str, obj: Project | None) -> bool:
+        return user_has_role(user=request.user, role=role, project_id=obj.pk if obj is not None else None)
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_superuser or user_is_member(user=request.user)
+
+    def has_view_permission(self, request: HttpRequest, obj: Project | None = None) -> bool:
+        return self._role(request, Membership.Role.VIEWER, obj)
+
+    def has_change_permission(self, request: HttpRequest, obj: Project | None = None) -> bool:
+        return self._role(request, Membership.Role.OPERATOR, obj)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_superuser  # a new tenant is the platform's decision
+
+    def has_delete_permission(self, request: HttpRequest, obj: Project | None = None) -> bool:
+        return request.user.is_superuser  # owners soft-delete; only superusers erase a tenant for good
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)
+        if not user_has_role(user=request.user, role=Membership.Role.OWNER):
+            actions = {name: action for name, action in actions.items() if name not in self.owner_actions}
+        if not user_has_role(user=request.user, role=Membership.Role.OPERATOR):
+            return {}
+        return actions
+
+    def response_action(self, request: HttpRequest, queryset: QuerySet[Project]) -> HttpResponse | None:
+        needed = Membership.Role.OWNER if request.POST.get("action") in self.owner_actions else Membership.Role.OPERATOR
+        queryset = queryset.filter(pk__in=projects_with_role(user=request.user, role=needed))
+        return super().response_action(request, queryset)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Project | None = None) -> list[str]:
+        fields = list(super().get_readonly_fields(request, obj))
+        if obj is not None and not request.user.is_superuser:
+            fields += ["slug", "kind"]  # the webhook URL and the agent's tools hang on these
+        return fields
+
+    # The changelist -----------------------------------------------------------------------------------
 
     def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
         for project in self.get_queryset(request).alive():
@@ -89,15 +144,30 @@ class ProjectAdmin(admin.ModelAdmin):
             return "deleted"
         return "webhook registered" if project.webhook_registered_at else "no webhook"
 
+    @admin.display(description="Console")
+    def console_links(self, project: Project) -> str:
+        return format_html(
+            '<a href="{}">Dashboard</a> · <a href="{}?project__id__exact={}">Conversations</a>',
+            reverse("admin:tenants_project_dashboard", args=[project.pk]),
+            reverse("admin:bots_chat_changelist"),
+            project.pk,
+        )
+
+    # Actions ------------------------------------------------------------------------------------------
+
     @admin.action(description="Verify token and register webhook")
     def register_webhook(self, request: HttpRequest, queryset: QuerySet[Project]) -> None:
         for project in queryset:
-            try:
-                registration = project_register_webhook(project=project)
-            except WebhookRegistrationError as exc:
-                self.message_user(request, f"{project.slug}: {exc}", messages.ERROR)
-            else:
-                self.message_user(request, f"{project.slug}: @{registration.bot_username} → {registration.url}")
+            self._register_webhook(request, project)
+
+    def _register_webhook(self, request: HttpRequest, project: Project) -> None:
+        try:
+            registration = project_register_webhook(project=project)
+        except WebhookRegistrationError as exc:
+            self.message_user(request, f"{project.slug}: {exc}", messages.ERROR)
+        else:
+            self.message_user(request, f"{project.slug}: token verified: @{registration.bot_username}; "
+                                       f"webhook registered at {registration.url}")  # fmt: skip
 
     @admin.action(description="Crawl knowledge base now (new pages)")
     def crawl_knowledge(self, request: HttpRequest, queryset: QuerySet[Project]) -> None:
@@ -121,13 +191,164 @@ class ProjectAdmin(admin.ModelAdmin):
     def soft_delete(self, request: HttpRequest, queryset: QuerySet[Project]) -> None:
         for project in queryset:
             project_soft_delete(project=project)
+            self.log_change(request, project, "Deleted (soft) from the console")
         self.message_user(request, f"{queryset.count()} project(s) deleted; restore them with the Restore action.")
 
     @admin.action(description="Restore")
     def restore(self, request: HttpRequest, queryset: QuerySet[Project]) -> None:
         for project in queryset:
             project_restore(project=project)
+            self.log_change(request, project, "Restored from the console")
         self.message_user(request, f"{queryset.count()} project(s) restored.")
+
+    # The console page around the change form ------------------------------------------------------------
+
+    def get_urls(self) -> list[URLPattern]:
+        def view(function: Any) -> Any:
+            return self.admin_site.admin_view(function)
+
+        return [
+            path("<int:pk>/dashboard/", view(self.dashboard_view), name="tenants_project_dashboard"),
+            path("<int:pk>/console/webhook/", view(self.webhook_view), name="tenants_project_webhook"),
+            path("<int:pk>/console/crawl/", view(self.crawl_view), name="tenants_project_crawl"),
+            path("<int:pk>/console/crawls.json", view(self.crawl_progress_view), name="tenants_project_crawls"),
+            path("<int:pk>/console/lifecycle/", view(self.lifecycle_view), name="tenants_project_lifecycle"),
+            *super().get_urls(),
+        ]
+
+    def _project_or_404(self, request: HttpRequest, pk: int, role: str = Membership.Role.VIEWER) -> Project:
+        # A foreign project, a missing one and one the member may not act on answer alike.
+        project = self.get_queryset(request).filter(pk=pk).first()
+        if project is None or not self._role(request, role, project):
+            raise Http404("No project matches the given query.")
+        return project
+
+    def _back(self, project: Project) -> HttpResponseRedirect:
+        return HttpResponseRedirect(reverse("admin:tenants_project_change", args=[project.pk]))
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict | None = None
+    ) -> HttpResponse:
+        project = self.get_queryset(request).filter(pk=object_id).first() if object_id.isdigit() else None
+        if project is not None:
+            from leads.lead_group import connect_link
+
+            spend = project_spend_usd(project=project, since=timezone.now() - timedelta(days=7))
+            budget = project.weekly_budget_usd
+            extra_context = {
+                **(extra_context or {}),
+                "console": {
+                    "project": project,
+                    "prompt": project_system_prompt(project=project),
+                    "connect_link": connect_link(project) if project.kind == Project.Kind.SALES else None,
+                    "spend_meter": meter(
+                        float(spend),
+                        float(budget) if budget else None,
+                        title="LLM spend, 7 days",
+                        label=f"${spend:.2f} of " + (f"${budget} weekly budget" if budget else "no weekly budget"),
+                    ),
+                    "sources": project.knowledge_sources.all()[:20],
+                    "crawls": crawl_progress(project=project),
+                    "crawl_form": ProjectCrawlForm(),
+                    "can_operate": self._role(request, Membership.Role.OPERATOR, project),
+                    "can_own": self._role(request, Membership.Role.OWNER, project),
+                },
+            }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def webhook_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        project = self._project_or_404(request, pk, Membership.Role.OPERATOR)
+        if request.method == "POST":
+            self._register_webhook(request, project)
+        return self._back(project)
+
+    def crawl_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        from knowledge.services import crawl_project, crawl_start
+
+        project = self._project_or_404(request, pk, Membership.Role.OPERATOR)
+        if request.method != "POST":
+            return self._back(project)
+        if project.kind != Project.Kind.SALES:
+            self.message_user(request, "Only sales projects have a knowledge base.", messages.ERROR)
+            return self._back(project)
+        form = ProjectCrawlForm(request.POST)
+        if not form.is_valid():
+            errors = "; ".join(str(error) for errors in form.errors.values() for error in errors)
+            self.message_user(request, f"Nothing crawled: {errors}", messages.ERROR)
+            return self._back(project)
+        urls, sitemap, recrawl = form.cleaned_data["urls"], form.cleaned_data["sitemap"], form.cleaned_data["recrawl"]
+        if urls or sitemap:
+            job = crawl_start(project=project, urls=urls, sitemap=sitemap or None, recrawl=recrawl)
+        elif project.knowledge_sources.exists():
+            job = crawl_project(project=project, recrawl=recrawl)
+        else:
+            self.message_user(request, "Give at least one URL or a sitemap.", messages.ERROR)
+            return self._back(project)
+        self.message_user(request, f"Crawl job #{job.pk} started; its progress updates on this page.")
+        return HttpResponseRedirect(reverse("admin:tenants_project_change", args=[project.pk]) + "#knowledge")
+
+    def crawl_progress_view(self, request: HttpRequest, pk: int) -> JsonResponse:
+        project = self._project_or_404(request, pk)
+        return JsonResponse({"jobs": crawl_progress(project=project)})
+
+    def lifecycle_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        project = self._project_or_404(request, pk, Membership.Role.OWNER)
+        if request.method == "POST" and request.POST.get("do") == "delete":
+            project_soft_delete(project=project)
+            self.log_change(request, project, "Deleted (soft) from the console")
+            self.message_user(request, f"{project.slug} deleted: its bot no longer answers. Restore it here.")
+        elif request.method == "POST" and request.POST.get("do") == "restore":
+            project_restore(project=project)
+            self.log_change(request, project, "Restored from the console")
+            self.message_user(request, f"{project.slug} restored.")
+        return self._back(project)
+
+    def dashboard_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        project = self._project_or_404(request, pk)
+        name = request.GET.get("period", "week")
+        error = ""
+        try:
+            start = date.fromisoformat(request.GET["start"]) if request.GET.get("start") else None
+            end = date.fromisoformat(request.GET["end"]) if request.GET.get("end") else None
+            period = dashboard_period(project=project, name=name, start=start, end=end)
+        except (ValueError, PeriodInvalid) as exc:
+            error = f"Showing the last week instead: {exc}"
+            period = dashboard_period(project=project, name="week")
+        board = project_dashboard(project=project, period=period)
+        daily_budget = float(project.weekly_budget_usd) / 7 if project.weekly_budget_usd else None
+        budget = board.budget_for_period_usd
+        charts = {
+            "messages": column_chart(
+                [(day.strftime("%d %b"), count) for day, count in board.messages_per_day], title="Messages per day"
+            ),
+            "spend": column_chart(
+                [(day.strftime("%d %b"), float(spend)) for day, spend in board.spend_per_day],
+                title="LLM spend per day (USD)", value_label=lambda v: f"${v:.2f}",
+                reference=(f"daily budget ${daily_budget:.2f}", daily_budget) if daily_budget else None,
+            ),
+            "budget": meter(float(board.spend_usd), float(budget) if budget else None, title="Spend against budget",
+                            label=f"${board.spend_usd:.2f} of " + (f"${budget} (weekly budget over this period)"
+                                                                   if budget else "no budget set")),
+            "leads": bar_list(sorted(board.leads_by_client_status.items()), title="Leads by client status"),
+            "matches": bar_list(sorted(board.matches_by_status.items()), title="Matches by status"),
+            "latency": bar_list(
+                [("p50", board.latency_p50_s or 0), ("p95", board.latency_p95_s or 0)],
+                title="Reply latency (seconds)", value_label=lambda v: f"{v:.1f} s",
+            ),
+        }  # fmt: skip
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"{project} · dashboard",
+            "project": project,
+            "opts": self.model._meta,
+            "board": board,
+            "charts": charts,
+            "periods": [*list(PERIOD_DAYS), "custom"],
+            "error": error,
+            "start": request.GET.get("start", ""),
+            "end": request.GET.get("end", ""),
+        }
+        return TemplateResponse(request, "admin/tenants/project/dashboard.html", context)
 
 
 @admin.register(Membership)
@@ -138,3 +359,17 @@ class MembershipAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Membership]:
         return super().get_queryset(request).filter(project__in=projects_for_user(user=request.user))
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_superuser or user_is_member(user=request.user)
+
+    def has_view_permission(self, request: HttpRequest, obj: Membership | None = None) -> bool:
+        return request.user.is_superuser or user_is_member(user=request.user)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_superuser
+
+    def has_change_permission(self, request: HttpRequest, obj: Membership | None = None) -> bool:
+        return request.user.is_superuser
+
+    has_delete_permission = has_change_permission

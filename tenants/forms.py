@@ -1,0 +1,117 @@
+"""Forms of the project console."""
+
+from typing import Any
+
+from django import forms
+from django.contrib.auth import get_user_model
+from django.core.validators import URLValidator
+
+from tenants.models import Membership, Project
+
+
+class ProjectForm(forms.ModelForm):
+    # Write-only: the field is never filled from the stored value, and empty input keeps the old token.
+    bot_token = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+        help_text="Write-only. Leave empty to keep the current token.",
+    )
+    followup_steps = forms.CharField(
+        required=False,
+        help_text="Seconds of silence before each follow-up, comma-separated (default 300, 900, 2400, 86400). "
+        "Empty: no follow-ups.",
+    )
+
+    class Meta:
+        model = Project
+        fields = [
+            "slug", "name", "kind", "language", "bot_token", "webhook_secret", "lead_group_id", "prompt",
+            "start_reply", "unavailable_reply", "price_url", "model_toolcaller", "model_extract", "model_summary",
+            "weekly_budget_usd", "weekly_cap_usd", "followup_steps", "quiet_hours_start", "quiet_hours_end",
+            "timezone", "similarity_threshold",
+        ]  # fmt: skip
+        widgets = {
+            "prompt": forms.Textarea(attrs={"rows": 12, "class": "vLargeTextField console-prompt"}),
+            "start_reply": forms.Textarea(attrs={"rows": 3}),
+            "unavailable_reply": forms.Textarea(attrs={"rows": 2}),
+        }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.initial["bot_token"] = ""
+        steps = self.initial.get("followup_steps")
+        if isinstance(steps, list):
+            self.initial["followup_steps"] = ", ".join(str(step) for step in steps)
+
+    def clean_bot_token(self) -> str:
+        token = self.cleaned_data["bot_token"].strip()
+        if not token and self.instance.pk:
+            return Project.objects.get(pk=self.instance.pk).bot_token
+        if not token:
+            raise forms.ValidationError("A new project needs its bot token.")
+        return token
+
+    def clean_followup_steps(self) -> list[int]:
+        raw = self.cleaned_data["followup_steps"].replace(" ", "")
+        try:
+            steps = [int(part) for part in raw.split(",") if part]
+        except ValueError:
+            raise forms.ValidationError("Write whole seconds separated by commas, e.g. 300, 900, 2400.") from None
+        if any(step <= 0 for step in steps):
+            raise forms.ValidationError("Each step is a positive number of seconds.")
+        return steps
+
+
+class ProjectCrawlForm(forms.Form):
+    urls = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3, "placeholder": "https://shop.example/prices"}),
+        required=False,
+        help_text="Pages to add, one URL per line.",
+    )
+    sitemap = forms.URLField(required=False, assume_scheme="https", help_text="Or a sitemap to read the URLs from.")
+    recrawl = forms.BooleanField(required=False, help_text="Fetch again what was fetched before.")
+
+    def clean_urls(self) -> list[str]:
+        urls = [line.strip() for line in self.cleaned_data["urls"].splitlines() if line.strip()]
+        validate = URLValidator(schemes=["http", "https"])
+        for url in urls:
+            try:
+                validate(url)
+            except forms.ValidationError:
+                raise forms.ValidationError(f"Not a web address: {url}") from None
+        return urls
+
+
+class MembershipForm(forms.ModelForm):
+    """A member named by username, so that owners never browse the platform's list of accounts."""
+
+    username = forms.CharField(max_length=150, help_text="An existing staff account; a superuser creates accounts.")
+
+    class Meta:
+        model = Membership
+        fields = ["role"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.initial["username"] = self.instance.user.get_username()
+
+    def clean_username(self) -> Any:
+        username = self.cleaned_data["username"].strip()
+        user = get_user_model().objects.filter(username=username, is_active=True, is_staff=True).first()
+        if user is None:
+            raise forms.ValidationError(f"No active staff account is called {username!r}.")
+        return user
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        user, project = cleaned.get("username"), getattr(self.instance, "project", None)
+        if user is not None and project is not None:
+            others = Membership.objects.filter(user=user, project=project).exclude(pk=self.instance.pk)
+            if others.exists():
+                self.add_error("username", f"{user.get_username()} is a member of this project already.")
+        return cleaned
+
+    def save(self, commit: bool = True) -> Membership:
+        self.instance.user = self.cleaned_data["username"]
+        return super().save(commit)
