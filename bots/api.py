@@ -33,7 +33,7 @@ def telegram_webhook(request: HttpRequest, project_slug: str) -> HttpResponse:
     try:
         payload = json.loads(request.body)
         result = update_accept(project=project, payload=payload)
-    except (ValueError, MalformedUpdate) as exc:  # JSON errors are ValueErrors too
+    except (ValueError, RecursionError, MalformedUpdate) as exc:  # JSON errors are ValueErrors; nesting bombs recurse
         logger.warning("malformed update: %s", exc, extra={"project_id": project.pk})
         return _answer(400, f"malformed update: {exc}"[:200])
     return _answer(200, result.status)
