@@ -16,7 +16,7 @@ from bots.generations import (
     generations_recover_expired_leases,
     next_due_at,
 )
-from bots.models import Chat, Generation, Message
+from bots.models import Chat, Generation, Message, Turn
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +66,15 @@ def engine_sweep() -> None:
     for chat in Chat.objects.filter(pk__in=list(waiting_chats), blocked_at__isnull=True, paused_at__isnull=True):
         if unanswered_messages(chat).exists():
             generation_schedule(project=chat.project, kind=Generation.Kind.CHAT_TURN, chat=chat)
+    # Replies stored but not delivered (Telegram refused for a while): a chat turn resumes and sends them.
+    undelivered_chats = (
+        Turn.objects.filter(status=Turn.Status.REPLY_READY, created_at__lt=stale)
+        .exclude(chat__generations__status__in=Generation.ACTIVE)
+        .values_list("chat_id", flat=True)
+        .distinct()[:500]
+    )
+    for chat in Chat.objects.filter(pk__in=list(undelivered_chats), blocked_at__isnull=True, paused_at__isnull=True):
+        generation_schedule(project=chat.project, kind=Generation.Kind.CHAT_TURN, chat=chat)
     due = next_due_at()
     if due is not None and due <= timezone.now():
         generations_process_due_task.delay()
