@@ -197,3 +197,43 @@ def test_database_connections_killed_while_the_worker_is_busy(client, bots, fake
                    note="pg_terminate_backend on every connection")  # fmt: skip
     assert_clean(result)
     assert set(Turn.objects.values_list("status", flat=True)) == {Turn.Status.SENT}
+
+
+@pytest.mark.slow
+def test_a_429_storm_longer_than_the_retry_budget_still_delivers_once(client, bots, fake_telegram, fake_llm, worker,
+                                                                      beat):  # fmt: skip
+    alpha, _ = bots
+    EchoModel(fake_llm)
+    fake_telegram.fail_next("sendMessage", status=429, retry_after=1, times=8, token=alpha.bot_token)
+    assert send(client, alpha, text_update(111, "alpha 111 in a long storm")) == 200
+
+    def tick() -> None:
+        beat()
+        if generations_recover_expired_leases():
+            generations_process_due_task.delay()
+
+    wait_until(lambda: delivered_texts(fake_telegram, alpha, 111), timeout=120, what="the reply after the storm",
+               worker=worker, tick=tick)  # fmt: skip
+    time.sleep(2.0)
+    result = tally("Telegram 429 x8 (beyond the retry budget)", fake_telegram, [(alpha, 111)])
+    assert_clean(result)
+
+
+@pytest.mark.slow
+def test_llm_down_with_real_backoff_then_back(client, bots, fake_telegram, fake_llm, worker):
+    alpha, beta = bots
+    EchoModel(fake_llm)
+    fake_llm.fail_all("openai", 503)  # no Retry-After: the worker backs off 2^attempt s between tries
+    chats = [(alpha, 111), (beta, 211)]
+    for project, chat_id in chats:
+        assert send(client, project, text_update(chat_id, f"{project.slug} {chat_id} during the outage")) == 200
+    wait_until(lambda: all(delivered_texts(fake_telegram, p, c) for p, c in chats), timeout=120,
+               what="apologies", worker=worker)  # fmt: skip
+    fake_llm.recover("openai")
+    for project, chat_id in chats:
+        assert send(client, project, text_update(chat_id, f"{project.slug} {chat_id} after the outage")) == 200
+    wait_until(lambda: all(len(delivered_texts(fake_telegram, p, c)) == 2 for p, c in chats), timeout=60,
+               what="answers after the outage", worker=worker)  # fmt: skip
+    time.sleep(1.0)
+    result = tally("LLM down (503, real backoff), then back", fake_telegram, chats, note="apology during outage")
+    assert_clean(result)
