@@ -57,7 +57,10 @@ def update_receive(*, project: Project, payload: object) -> IntakeResult:
     with transaction.atomic():
         try:
             with transaction.atomic():
-                update = TelegramUpdate.objects.create(project=project, update_id=incoming.update_id, payload=payload)
+                update = TelegramUpdate.objects.create(
+                    project=project, update_id=incoming.update_id, payload=payload,
+                    processed_at=None if incoming.kind == "callback_query" else timezone.now(),
+                )  # fmt: skip
         except IntegrityError:
             return IntakeResult("duplicate")
         if incoming.kind == "callback_query" and incoming.chat_id is not None:

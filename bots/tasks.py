@@ -16,7 +16,7 @@ from bots.generations import (
     generations_recover_expired_leases,
     next_due_at,
 )
-from bots.models import Chat, Generation, Message, Turn
+from bots.models import Chat, Generation, Message, TelegramUpdate, Turn
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +54,9 @@ def engine_sweep() -> None:
     """Beat: recover what crashed workers left behind and start what is due."""
     generations_recover_expired_leases()
     stale = timezone.now() - STALE_AFTER
+    presses = TelegramUpdate.objects.filter(processed_at__isnull=True, received_at__lt=stale)
+    for update_id in presses.values_list("pk", flat=True)[:500]:
+        callback_process_task.delay(update_id)
     unprocessed = Message.objects.filter(processed_at__isnull=True, created_at__lt=stale)
     for chat_id in unprocessed.values_list("chat_id", flat=True).distinct()[:500]:
         chat_process_task.delay(chat_id)
