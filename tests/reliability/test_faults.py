@@ -9,6 +9,7 @@ from django.test import Client
 from bots.generations import generations_recover_expired_leases
 from bots.models import Generation, Message, TelegramUpdate, Turn
 from bots.tasks import generations_process_due_task
+from tests.matching.dialogue import callback_update
 from tests.reliability.conftest import (
     EchoModel,
     delivered_texts,
@@ -155,6 +156,7 @@ def test_redis_restarted_while_messages_arrive(client, bots, fake_telegram, fake
     # While Redis is down the webhook still stores the messages (and answers 200): Telegram is not kept waiting.
     assert send(client, alpha, text_update(111, "alpha 111 while redis is down")) == 200
     assert send(client, beta, text_update(211, "beta 211 while redis is down")) == 200
+    assert send(client, alpha, callback_update(111, "menu:open")) == 200  # a button press, too
     assert Message.objects.filter(text__contains="while redis is down", turn__isnull=True).count() == 2
     redis_restarter.start()
     assert send(client, alpha, text_update(112, "alpha 112 after the restart")) == 200
@@ -163,9 +165,13 @@ def test_redis_restarted_while_messages_arrive(client, bots, fake_telegram, fake
     wait_until(lambda: len(delivered_texts(fake_telegram, alpha, 111)) == 2
                and delivered_texts(fake_telegram, beta, 211) and delivered_texts(fake_telegram, alpha, 112),
                timeout=90, what="every message answered after the restart", worker=worker, tick=beat)  # fmt: skip
+    wait_until(lambda: fake_telegram.calls_to("answerCallbackQuery", token=alpha.bot_token), timeout=30,
+               what="the button press answered", worker=worker, tick=beat)  # fmt: skip
     time.sleep(1.5)
-    result = tally("Redis restarted (queue emptied)", fake_telegram, chats)
+    result = tally("Redis restarted (queue emptied)", fake_telegram, chats, note="and a button press, answered once")
     assert_clean(result)
+    assert len(fake_telegram.calls_to("answerCallbackQuery", token=alpha.bot_token)) == 1
+    assert not TelegramUpdate.objects.filter(processed_at__isnull=True).exists()
 
 
 def test_database_connections_killed_while_the_worker_is_busy(client, bots, fake_telegram, fake_llm, worker, beat):
