@@ -10,6 +10,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -250,3 +251,15 @@ def post_concurrently(client_factory: Callable[[], Client], jobs: list[Callable[
     for thread in threads:
         thread.join(60)
     return results
+
+
+def assert_timers_consistent(chats: list[tuple[Project, int]]) -> None:
+    """Every chat's follow-up sequence restarted from its first step after the chat's last message, once."""
+    from leads.models import FollowUp
+
+    for project, chat_id in chats:
+        last = Message.objects.filter(project=project, chat__telegram_chat_id=chat_id).latest("pk")
+        timer = FollowUp.objects.get(project=project, chat__telegram_chat_id=chat_id)
+        assert timer.step == 0
+        assert timer.fire_at is not None
+        assert timer.fire_at >= last.created_at + timedelta(seconds=project.followup_steps[0]) - timedelta(seconds=1)

@@ -12,6 +12,7 @@ from bots.tasks import generations_process_due_task
 from tests.matching.dialogue import callback_update
 from tests.reliability.conftest import (
     EchoModel,
+    assert_timers_consistent,
     delivered_texts,
     post_concurrently,
     send,
@@ -63,6 +64,7 @@ def test_worker_killed_mid_turn_in_two_tenants(client, bots, fake_telegram, fake
     assert result.replies_out == 3
     assert not Generation.objects.filter(status__in=Generation.ACTIVE).exists()
     assert set(Turn.objects.values_list("status", flat=True)) == {Turn.Status.SENT}
+    assert_timers_consistent(chats)
     for project, chat_id in chats:
         assert delivered_texts(fake_telegram, project, chat_id) == [f"re: {project.slug} {chat_id} hello"]
 
@@ -172,6 +174,8 @@ def test_redis_restarted_while_messages_arrive(client, bots, fake_telegram, fake
     assert_clean(result)
     assert len(fake_telegram.calls_to("answerCallbackQuery", token=alpha.bot_token)) == 1
     assert not TelegramUpdate.objects.filter(processed_at__isnull=True).exists()
+    assert_timers_consistent(chats)
+    assert not Generation.objects.filter(status__in=Generation.ACTIVE).exists()
 
 
 def test_database_connections_killed_while_the_worker_is_busy(client, bots, fake_telegram, fake_llm, worker, beat):
@@ -203,6 +207,7 @@ def test_database_connections_killed_while_the_worker_is_busy(client, bots, fake
                    note="pg_terminate_backend on every connection")  # fmt: skip
     assert_clean(result)
     assert set(Turn.objects.values_list("status", flat=True)) == {Turn.Status.SENT}
+    assert_timers_consistent(chats)
 
 
 @pytest.mark.slow
