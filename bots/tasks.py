@@ -22,6 +22,7 @@ logger = logging.getLogger(__name__)
 
 # A message still unprocessed (or unanswered with nothing queued) after this long lost its task.
 STALE_AFTER = timedelta(seconds=30)
+PRESS_GIVE_UP_AFTER = timedelta(hours=1)
 
 
 def generations_kick() -> None:
@@ -54,7 +55,10 @@ def engine_sweep() -> None:
     """Beat: recover what crashed workers left behind and start what is due."""
     generations_recover_expired_leases()
     stale = timezone.now() - STALE_AFTER
-    presses = TelegramUpdate.objects.filter(processed_at__isnull=True, received_at__lt=stale)
+    # A press that still fails after PRESS_GIVE_UP_AFTER (its handler keeps raising) stops being retried.
+    presses = TelegramUpdate.objects.filter(
+        processed_at__isnull=True, received_at__lt=stale, received_at__gt=timezone.now() - PRESS_GIVE_UP_AFTER
+    )
     for update_id in presses.values_list("pk", flat=True)[:500]:
         callback_process_task.delay(update_id)
     unprocessed = Message.objects.filter(processed_at__isnull=True, created_at__lt=stale)
