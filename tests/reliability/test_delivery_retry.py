@@ -1,5 +1,6 @@
 """A reply Telegram refuses for longer than the retry budget (a 429 storm) is delivered later by the sweep,
-once, and only the parts that had not arrived yet. In-process: the engine, the fake Telegram and fake LLM."""
+once, and only the parts that had not arrived yet; a button press whose task was lost is re-enqueued.
+In-process: the engine, the fake Telegram and fake LLM."""
 
 from datetime import timedelta
 
@@ -8,12 +9,15 @@ from django.utils import timezone
 
 from bots import tasks as bot_tasks
 from bots import telegram_outbox
+from bots.callbacks import callback_process
 from bots.chat_processing import chat_process
 from bots.conversation import DELIVERY_GIVE_UP_AFTER
 from bots.generations import generations_process_due
 from bots.intake import update_receive
-from bots.models import Chat, Turn
+from bots.models import Chat, TelegramUpdate, Turn
+from bots.tasks import PRESS_GIVE_UP_AFTER
 from tests.fakes import llm_api
+from tests.matching.dialogue import callback_update
 from tests.telegram_updates import text_update
 
 pytestmark = pytest.mark.django_db
@@ -95,3 +99,24 @@ def test_a_reply_refused_for_too_long_is_given_up_loudly(project_a, fake_telegra
     assert turn.status == Turn.Status.FAILED
     assert delivered(fake_telegram, project_a, 111) == []
     assert any("given up" in record.getMessage() and record.levelname == "ERROR" for record in caplog.records)
+
+
+def test_the_sweep_re_enqueues_unapplied_button_presses_for_an_hour(project_a, monkeypatch, fake_telegram):
+    enqueued: list[int] = []
+    monkeypatch.setattr(bot_tasks.callback_process_task, "delay", enqueued.append)
+    say(project_a, 111, "Hello")  # the chat exists
+    fresh, old, applied = (
+        update_receive(project=project_a, payload=callback_update(111, f"menu:{n}")).callback_update_id
+        for n in range(3)
+    )
+    TelegramUpdate.objects.filter(pk=old).update(received_at=timezone.now() - PRESS_GIVE_UP_AFTER - timedelta(1))
+    callback_process(update_id=applied)
+
+    bot_tasks.engine_sweep()
+    assert enqueued == [fresh]
+    callback_process(update_id=fresh)
+    callback_process(update_id=fresh)  # a late duplicate task changes nothing and answers nothing
+    assert len(fake_telegram.calls_to("answerCallbackQuery", token=project_a.bot_token)) == 2
+    enqueued.clear()
+    bot_tasks.engine_sweep()
+    assert enqueued == []
