@@ -5,7 +5,7 @@ import json
 import logging
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from ninja import Router
+from ninja import Router, Schema
 
 from bots.gateway import MalformedUpdate
 from bots.intake import update_accept
@@ -17,11 +17,37 @@ router = Router(tags=["telegram"])
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 
 
+class WebhookAnswer(Schema):
+    ok: bool
+    description: str  # stored | duplicate | ignored, or what was wrong
+
+
+# The view reads the raw body itself (it must answer fast and store the update as sent); the schema says
+# what Telegram posts, so that the docs and API fuzzers know the shape.
+WEBHOOK_OPENAPI = {
+    "parameters": [{"in": "header", "name": SECRET_HEADER, "required": True, "schema": {"type": "string"}}],
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {
+            "type": "object", "required": ["update_id"], "additionalProperties": True,
+            "properties": {"update_id": {"type": "integer"}, "message": {"type": "object"},
+                           "callback_query": {"type": "object"}},
+        }}},
+    },
+}  # fmt: skip
+WEBHOOK_RESPONSES = {200: WebhookAnswer, 400: WebhookAnswer, 403: WebhookAnswer, 404: WebhookAnswer}
+
+
 def _answer(status: int, description: str) -> JsonResponse:
     return JsonResponse({"ok": status == 200, "description": description}, status=status)
 
 
-@router.post("/telegram/webhook/{project_slug}/", summary="Telegram webhook of one project", response={200: dict})
+@router.post(
+    "/telegram/webhook/{project_slug}/",
+    summary="Telegram webhook of one project",
+    response=WEBHOOK_RESPONSES,
+    openapi_extra=WEBHOOK_OPENAPI,
+)
 def telegram_webhook(request: HttpRequest, project_slug: str) -> HttpResponse:
     project = Project.objects.alive().filter(slug=project_slug).only("pk", "slug", "webhook_secret").first()
     if project is None:
@@ -33,7 +59,7 @@ def telegram_webhook(request: HttpRequest, project_slug: str) -> HttpResponse:
     try:
         payload = json.loads(request.body)
         result = update_accept(project=project, payload=payload)
-    except (ValueError, MalformedUpdate) as exc:  # JSON errors are ValueErrors too
+    except (ValueError, RecursionError, MalformedUpdate) as exc:  # JSON errors are ValueErrors; nesting bombs recurse
         logger.warning("malformed update: %s", exc, extra={"project_id": project.pk})
         return _answer(400, f"malformed update: {exc}"[:200])
     return _answer(200, result.status)

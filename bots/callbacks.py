@@ -3,6 +3,7 @@
 import logging
 from collections.abc import Callable
 
+from django.utils import timezone
 from telegram.error import TelegramError
 
 from bots.event_loop import run_sync
@@ -24,12 +25,16 @@ def register_callback_handler(prefix: str, handler: CallbackHandler) -> None:
 
 def callback_process(*, update_id: int) -> None:
     update = TelegramUpdate.objects.select_related("project").get(pk=update_id)
+    if update.processed_at is not None:  # the sweep re-enqueued a press whose first task got to it after all
+        return
     incoming = normalize_update(update.payload)
     if incoming.callback is None:
+        TelegramUpdate.objects.filter(pk=update.pk).update(processed_at=timezone.now())
         return
     chat = Chat.objects.select_related("project").get(project=update.project, telegram_chat_id=incoming.chat_id)
     handler = _handlers.get(incoming.callback.data.split(":", 1)[0])
     notice = handler(chat, incoming) if handler is not None else None
+    TelegramUpdate.objects.filter(pk=update.pk).update(processed_at=timezone.now())
     try:
         bot = bot_for_token(update.project.bot_token)
         run_sync(bot.answer_callback_query(incoming.callback.id, text=notice), timeout=30)

@@ -7,6 +7,7 @@ either redoes the composing, sends a stored reply, or (caught mid-send) reports 
 
 import logging
 from contextlib import nullcontext
+from datetime import timedelta
 from typing import Any
 
 from django.db import transaction
@@ -25,12 +26,15 @@ from bots.telegram_outbox import (
     TypingIndicator,
     send_text,
 )
+from bots.text_split import split_message
 from bots.texts import LLM_UNAVAILABLE, TEMPORARILY_UNAVAILABLE, in_language
 from bots.toolsets import ToolContext, toolset_for
 
 logger = logging.getLogger(__name__)
 
 HISTORY_TURNS = 40
+# A reply Telegram keeps refusing for transient reasons (429 storms, outages) is retried by the sweep this long.
+DELIVERY_GIVE_UP_AFTER = timedelta(hours=1)
 REPLAYED_STATUSES = (Turn.Status.SENT, Turn.Status.SILENT, Turn.Status.SEND_UNKNOWN)
 OPEN_STATUSES = (Turn.Status.COMPOSING, Turn.Status.REPLY_READY, Turn.Status.SENDING)
 
@@ -185,18 +189,30 @@ def turn_deliver(*, turn: Turn) -> None:
     if chat.channel == Chat.Channel.TERMINAL:  # `manage.py chat` reads replies from the database
         Turn.objects.filter(pk=turn.pk).update(status=Turn.Status.SENT, finished_at=now)
         return
+    # Parts an earlier, deferred attempt delivered are not sent again.
+    already_sent = list(turn.sent_message_ids or [])
+    text = "\n\n".join(split_message(turn.reply)[len(already_sent) :]) if already_sent else turn.reply
     status, error, sent_ids = Turn.Status.SENT, "", []
     try:
-        sent_ids = [m.message_id for m in send_text(project=turn.project, chat=chat, text=turn.reply,
+        sent_ids = [m.message_id for m in send_text(project=turn.project, chat=chat, text=text,
                                                      reply_markup=turn.reply_markup)]  # fmt: skip
     except SendOutcomeUnknown as exc:
         status, error, sent_ids = Turn.Status.SEND_UNKNOWN, str(exc), [m.message_id for m in exc.sent]
-    except (ChatBlocked, PermanentSendError, SendError) as exc:
+    except (ChatBlocked, PermanentSendError) as exc:
         status, error, sent_ids = Turn.Status.FAILED, str(exc), [m.message_id for m in exc.sent]
         logger.warning("reply not delivered: %s", exc, extra=_log_extra(chat, turn_id=turn.pk))
+    except SendError as exc:
+        # Rate limited past the retry budget, or Telegram unreachable: what did not go out provably did not,
+        # so the turn waits for the sweep to deliver it later, until DELIVERY_GIVE_UP_AFTER.
+        status, error, sent_ids = Turn.Status.FAILED, str(exc), [m.message_id for m in exc.sent]
+        if timezone.now() - turn.created_at < DELIVERY_GIVE_UP_AFTER:
+            status = Turn.Status.REPLY_READY
+        log = logger.warning if status == Turn.Status.REPLY_READY else logger.error
+        log("reply not delivered (%s): %s", "retried later" if status == Turn.Status.REPLY_READY else "given up",
+            exc, extra=_log_extra(chat, turn_id=turn.pk))  # fmt: skip
     Turn.objects.filter(pk=turn.pk).update(
-        status=status, error=(turn.error + "\n" + error).strip()[:2000], sent_message_ids=sent_ids,
-        finished_at=timezone.now(),
+        status=status, error=(turn.error + "\n" + error).strip()[:2000], sent_message_ids=already_sent + sent_ids,
+        finished_at=None if status == Turn.Status.REPLY_READY else timezone.now(),
     )  # fmt: skip
 
 

@@ -16,6 +16,9 @@ from telegram import Contact, Message, PhotoSize, Update, User
 
 T = TypeVar("T")
 
+# Ids are stored in PostgreSQL bigint columns and the raw update in jsonb, which refuses NUL characters.
+INT64 = (-(2**63), 2**63 - 1)
+HANDLED_KINDS = ("message", "callback_query")
 FILE_KINDS = ("photo", "video", "document", "voice", "video_note", "audio", "animation", "sticker")
 # A leading bot command as Telegram recognises one: `/name` or `/name@botname`, then a space or the end.
 _COMMAND = re.compile(r"/(?P<name>[A-Za-z0-9_]{1,64})(?:@[A-Za-z0-9_]+)?(?=\s|$)")
@@ -113,19 +116,44 @@ def normalize_update(payload: object) -> IncomingUpdate:
     update_id = payload.get("update_id")
     if not _is_int(update_id):
         raise MalformedUpdate("update_id is missing or not an integer")
-    for key in ("message", "callback_query"):
-        if key in payload and not isinstance(payload[key], dict):
-            raise MalformedUpdate(f"update {update_id}: {key} must be an object")
+    _check_storable(payload, update_id)
+    kind = next((key for key in HANDLED_KINDS if key in payload), None)
+    if kind is None:
+        # Edits, channel posts, membership changes, polls, types newer than our parser: acknowledged unread,
+        # so a shape the parser does not know yet never makes Telegram redeliver it forever.
+        return IncomingUpdate(update_id=update_id, kind="ignored")
+    if not isinstance(payload[kind], dict):
+        raise MalformedUpdate(f"update {update_id}: {kind} must be an object")
     try:
-        update = Update.de_json(payload, bot=None)
+        update = Update.de_json({"update_id": update_id, kind: payload[kind]}, bot=None)
     except Exception as exc:  # a third-party parser fed untrusted input: whatever it raises means "not an update"
         raise MalformedUpdate(f"update {update_id} does not parse: {type(exc).__name__}: {exc}") from exc
     if update.message is not None:
         return _from_message(update_id, update.message)
     if update.callback_query is not None:
         return _from_callback_query(update_id, update.callback_query)
-    # Edits (we do not answer a message twice), channel posts, membership changes, polls, ...
     return IncomingUpdate(update_id=update_id, kind="ignored")
+
+
+def _check_storable(payload: dict[str, Any], update_id: int) -> None:
+    """Refuse what the database cannot store: NUL characters, lone surrogates, integers beyond 64 bits."""
+    pending: list[object] = [payload]
+    while pending:  # iterative: a deeply nested payload must not exhaust the stack
+        value = pending.pop()
+        if isinstance(value, dict):
+            pending.extend(value.keys())
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+        elif isinstance(value, str):
+            if "\x00" in value:
+                raise MalformedUpdate(f"update {update_id} contains a NUL character")
+            try:
+                value.encode()
+            except UnicodeEncodeError:
+                raise MalformedUpdate(f"update {update_id} contains invalid Unicode (a lone surrogate)") from None
+        elif _is_int(value) and not INT64[0] <= value <= INT64[1]:
+            raise MalformedUpdate(f"update {update_id} contains an integer beyond 64 bits")
 
 
 def _from_message(update_id: int, message: Message) -> IncomingUpdate:

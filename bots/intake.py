@@ -3,8 +3,10 @@
 import logging
 from dataclasses import dataclass
 
+from celery import Task
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerUnavailable
 
 from bots.gateway import IncomingUpdate, normalize_update
 from bots.models import Chat, Message, TelegramUpdate
@@ -55,7 +57,10 @@ def update_receive(*, project: Project, payload: object) -> IntakeResult:
     with transaction.atomic():
         try:
             with transaction.atomic():
-                update = TelegramUpdate.objects.create(project=project, update_id=incoming.update_id, payload=payload)
+                update = TelegramUpdate.objects.create(
+                    project=project, update_id=incoming.update_id, payload=payload,
+                    processed_at=None if incoming.kind == "callback_query" else timezone.now(),
+                )  # fmt: skip
         except IntegrityError:
             return IntakeResult("duplicate")
         if incoming.kind == "callback_query" and incoming.chat_id is not None:
@@ -86,8 +91,17 @@ def update_accept(*, project: Project, payload: object) -> IntakeResult:
     from bots.tasks import callback_process_task, chat_process_task  # tasks import the services: no cycle at load
 
     result = update_receive(project=project, payload=payload)
+    extra = {"project_id": project.pk, "chat_pk": result.chat_id}
     if result.callback_update_id is not None:
-        transaction.on_commit(lambda: callback_process_task.delay(result.callback_update_id))
+        transaction.on_commit(lambda: _enqueue(callback_process_task, result.callback_update_id, extra=extra))
     elif result.status == "stored":
-        transaction.on_commit(lambda: chat_process_task.delay(result.chat_id))
+        transaction.on_commit(lambda: _enqueue(chat_process_task, result.chat_id, extra=extra))
     return result
+
+
+def _enqueue(task: Task, *args: object, extra: dict[str, object]) -> None:
+    """The update is stored already: with the broker down, answer Telegram anyway and let the sweep enqueue it."""
+    try:
+        task.delay(*args)
+    except BrokerUnavailable as exc:
+        logger.warning("broker unavailable, %s left to the sweep: %s", task.name, exc, extra=extra)

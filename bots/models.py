@@ -50,10 +50,18 @@ class TelegramUpdate(models.Model):
     update_id = models.BigIntegerField()
     payload = models.JSONField()
     received_at = models.DateTimeField(auto_now_add=True)
+    # Button presses are applied from the update itself; until then the sweep re-enqueues them (a lost task,
+    # a broker restart). Other updates become Message rows at once and are marked processed when stored.
+    processed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["project", "update_id"], name="update_unique_per_project"),
+        ]
+        indexes = [
+            models.Index(
+                fields=["received_at"], condition=models.Q(processed_at__isnull=True), name="update_unprocessed"
+            )
         ]
 
 

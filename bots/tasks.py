@@ -16,12 +16,13 @@ from bots.generations import (
     generations_recover_expired_leases,
     next_due_at,
 )
-from bots.models import Chat, Generation, Message
+from bots.models import Chat, Generation, Message, TelegramUpdate, Turn
 
 logger = logging.getLogger(__name__)
 
 # A message still unprocessed (or unanswered with nothing queued) after this long lost its task.
 STALE_AFTER = timedelta(seconds=30)
+PRESS_GIVE_UP_AFTER = timedelta(hours=1)
 
 
 def generations_kick() -> None:
@@ -54,6 +55,12 @@ def engine_sweep() -> None:
     """Beat: recover what crashed workers left behind and start what is due."""
     generations_recover_expired_leases()
     stale = timezone.now() - STALE_AFTER
+    # A press that still fails after PRESS_GIVE_UP_AFTER (its handler keeps raising) stops being retried.
+    presses = TelegramUpdate.objects.filter(
+        processed_at__isnull=True, received_at__lt=stale, received_at__gt=timezone.now() - PRESS_GIVE_UP_AFTER
+    )
+    for update_id in presses.values_list("pk", flat=True)[:500]:
+        callback_process_task.delay(update_id)
     unprocessed = Message.objects.filter(processed_at__isnull=True, created_at__lt=stale)
     for chat_id in unprocessed.values_list("chat_id", flat=True).distinct()[:500]:
         chat_process_task.delay(chat_id)
@@ -66,6 +73,15 @@ def engine_sweep() -> None:
     for chat in Chat.objects.filter(pk__in=list(waiting_chats), blocked_at__isnull=True, paused_at__isnull=True):
         if unanswered_messages(chat).exists():
             generation_schedule(project=chat.project, kind=Generation.Kind.CHAT_TURN, chat=chat)
+    # Replies stored but not delivered (Telegram refused for a while): a chat turn resumes and sends them.
+    undelivered_chats = (
+        Turn.objects.filter(status=Turn.Status.REPLY_READY, created_at__lt=stale)
+        .exclude(chat__generations__status__in=Generation.ACTIVE)
+        .values_list("chat_id", flat=True)
+        .distinct()[:500]
+    )
+    for chat in Chat.objects.filter(pk__in=list(undelivered_chats), blocked_at__isnull=True, paused_at__isnull=True):
+        generation_schedule(project=chat.project, kind=Generation.Kind.CHAT_TURN, chat=chat)
     due = next_due_at()
     if due is not None and due <= timezone.now():
         generations_process_due_task.delay()

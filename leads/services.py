@@ -6,9 +6,13 @@
 
 import logging
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
+from functools import partial
+from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -20,6 +24,7 @@ from tenants.models import Project
 logger = logging.getLogger(__name__)
 
 MAX_REFRESHES = 5
+DISPATCH_LOCK_NAMESPACE = 0x1EAD  # first key of the advisory locks on lead dispatches
 
 # Conventions of the notes scratchpad (`key: value` lines), English and Russian keys.
 NOTE_KEYS = {
@@ -74,19 +79,20 @@ def lead_dispatch(*, lead: Lead) -> Lead:
         lead.refresh_from_db()
         return lead
     for backend in backends:
-        LeadDispatch.objects.get_or_create(lead=lead, backend=backend.name)
-        with transaction.atomic():
-            # The row lock makes a concurrent dispatcher skip this backend instead of posting it twice.
-            dispatch = (
-                LeadDispatch.objects.select_for_update(skip_locked=True)
-                .filter(lead=lead, backend=backend.name).exclude(status=LeadDispatch.Status.SENT).first()
-            )  # fmt: skip
-            if dispatch is None:
+        dispatch, _ = LeadDispatch.objects.get_or_create(lead=lead, backend=backend.name)
+        with _dispatch_claim(dispatch.pk) as claimed:
+            if not claimed:  # a concurrent dispatcher is posting this one; posting it too would duplicate
+                continue
+            dispatch.refresh_from_db()
+            if dispatch.status == LeadDispatch.Status.SENT:
                 continue
             dispatch.attempts += 1
+            # Each posted part is saved at once (autocommit): a worker killed mid-post leaves the parts it
+            # posted on record, and the sweep's retry posts only the rest.
+            save_refs = partial(_dispatch_save_refs, dispatch.pk)
             try:
                 # What an interrupted earlier attempt already posted is not posted again.
-                dispatch.refs = backend.send(lead, partial_refs=dispatch.refs or None)
+                dispatch.refs = backend.send(lead, partial_refs=dispatch.refs or None, on_progress=save_refs)
             except CrmError as exc:
                 dispatch.refs = exc.refs or dispatch.refs
                 permanent = isinstance(exc, CrmPermanentError)
@@ -106,6 +112,25 @@ def lead_dispatch(*, lead: Lead) -> Lead:
         Lead.objects.filter(pk=lead.pk, status=Lead.Status.FINISHED).update(status=Lead.Status.FAILED)
     lead.refresh_from_db()
     return lead
+
+
+@contextmanager
+def _dispatch_claim(dispatch_id: int) -> Iterator[bool]:
+    """A PostgreSQL session lock on one dispatch, held while its parts are posted (no transaction is held
+    open meanwhile). A killed worker's lock goes with its connection, so the sweep can resume at once."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [DISPATCH_LOCK_NAMESPACE, dispatch_id])
+        claimed = bool(cursor.fetchone()[0])
+    try:
+        yield claimed
+    finally:
+        if claimed:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [DISPATCH_LOCK_NAMESPACE, dispatch_id])
+
+
+def _dispatch_save_refs(dispatch_id: int, refs: dict[str, Any]) -> None:
+    LeadDispatch.objects.filter(pk=dispatch_id).update(refs=refs, updated_at=timezone.now())
 
 
 def lead_resend(*, lead: Lead) -> Lead:

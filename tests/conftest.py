@@ -20,6 +20,19 @@ TEST_OPENAI_KEYS = ["sk-test-openai-key-one", "sk-test-openai-key-two"]
 TEST_ANTHROPIC_KEYS = ["sk-ant-test-key-one"]
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--run-slow", action="store_true", default=False, help="also run the long variants (slow)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--run-slow"):
+        return
+    skip_slow = pytest.mark.skip(reason="a long variant: run with --run-slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip_slow)
+
+
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A private redis-server for the session, or REDIS_URL's database 15 when none is installed."""

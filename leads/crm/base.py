@@ -1,5 +1,6 @@
 """The CRM backend interface: where a lead is posted, and how the posted lead is kept up to date."""
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from leads.models import CrmWebhook, Lead
@@ -22,13 +23,20 @@ class CrmPermanentError(CrmError):
     """Retrying the same request cannot help (no lead group, bot not in it, CRM refused the lead)."""
 
 
+ProgressHook = Callable[[dict[str, Any]], None]
+
+
 class CrmBackend(Protocol):
     name: str  # "telegram_group" | "webhook:<id>": the LeadDispatch.backend of this backend
 
-    def send(self, lead: Lead, *, partial_refs: dict[str, Any] | None = None) -> dict[str, Any]:
+    def send(
+        self, lead: Lead, *, partial_refs: dict[str, Any] | None = None, on_progress: ProgressHook | None = None
+    ) -> dict[str, Any]:
         """Post the lead; the references to keep on its LeadDispatch. Raises CrmError.
 
         `partial_refs` is `CrmError.refs` of an earlier failed attempt: the parts it names are not resent.
+        A backend that posts in several parts calls `on_progress(refs)` after each, so that the parts
+        survive a crash of the worker (SIGKILL raises nothing to carry them in).
         """
         ...
 

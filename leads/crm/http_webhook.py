@@ -22,7 +22,7 @@ import httpx
 from django.utils import timezone
 
 from config.log_redaction import redact
-from leads.crm.base import CrmError, CrmPermanentError, refuse_other_tenants
+from leads.crm.base import CrmError, CrmPermanentError, ProgressHook, refuse_other_tenants
 from leads.models import CrmWebhook, Lead
 from leads.transcript import lead_transcript
 
@@ -54,8 +54,11 @@ class HttpWebhookCrm:
         self.webhook = webhook
         self.name = f"webhook:{webhook.pk}"
 
-    def send(self, lead: Lead, *, partial_refs: dict[str, Any] | None = None) -> dict[str, Any]:
-        # A retry simply posts again: the receiver drops the repeat by its delivery key.
+    def send(
+        self, lead: Lead, *, partial_refs: dict[str, Any] | None = None, on_progress: ProgressHook | None = None
+    ) -> dict[str, Any]:
+        # One request, nothing partial to record. A retry simply posts again: the receiver drops the repeat by
+        # its delivery key.
         return self._deliver(lead, event=EVENT_CREATED, delivery=f"{lead.pk}-{self.name}")
 
     def refresh(self, lead: Lead, refs: dict[str, Any]) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from telegram import InputFile, InputMediaDocument, InputMediaPhoto, InputMediaV
 
 from bots.models import Chat, Message
 from bots.telegram_outbox import ChatBlocked, PermanentSendError, SendError, call_with_policy
-from leads.crm.base import CrmError, CrmPermanentError, refuse_other_tenants
+from leads.crm.base import CrmError, CrmPermanentError, ProgressHook, refuse_other_tenants
 from leads.models import Lead
 from leads.transcript import history_updated_at, lead_summary_text, lead_transcript
 from tenants.models import Project
@@ -54,14 +54,16 @@ class TelegramGroupCrm:
     def __init__(self, project: Project) -> None:
         self.project = project
 
-    def send(self, lead: Lead, *, partial_refs: dict[str, Any] | None = None) -> dict[str, Any]:
+    def send(
+        self, lead: Lead, *, partial_refs: dict[str, Any] | None = None, on_progress: ProgressHook | None = None
+    ) -> dict[str, Any]:
         refuse_other_tenants(project_id=self.project.pk, lead=lead, backend=self.name)
         group_id = self._group_id()
         refs = dict(partial_refs or {})
         if refs.get("chat_id") != group_id:  # nothing posted yet, or the group changed since: start over
             refs = {"chat_id": group_id}
         try:
-            self._post_parts(lead, group_id, refs)
+            self._post_parts(lead, group_id, refs, on_progress or (lambda refs: None))
         except CrmError as exc:
             exc.refs = refs
             raise
@@ -84,23 +86,27 @@ class TelegramGroupCrm:
 
     # ------------------------------------------------------------------ the parts of a post
 
-    def _post_parts(self, lead: Lead, group_id: int, refs: dict[str, Any]) -> None:
+    def _post_parts(self, lead: Lead, group_id: int, refs: dict[str, Any], on_progress: ProgressHook) -> None:
         """Post what `refs` does not name yet, recording each part the moment it is posted."""
         if "forwarded_message_id" not in refs:
             refs["forwarded_message_id"] = self._forward_last_message(lead, group_id, refs)
+            on_progress(refs)
         if "summary_message_id" not in refs:
             message = self._call(group_id, "send_message", text=lead_summary_text(lead))
             refs["summary_message_id"] = message.message_id
+            on_progress(refs)
         reply = ReplyParameters(message_id=refs["summary_message_id"], allow_sending_without_reply=True)
         if "transcript_message_id" not in refs:
             document = InputFile(_transcript_bytes(lead), filename=transcript_filename(lead))
             message = self._call(group_id, "send_document", document=document, reply_parameters=reply)
             refs["transcript_message_id"] = message.message_id
+            on_progress(refs)
         refs.setdefault("media_message_ids", [])
         done = refs.setdefault("media_parts_sent", 0)
         for part in media_parts(lead.files or [])[done:]:
             refs["media_message_ids"] += self._send_media_part(group_id, part, reply, refs)
             refs["media_parts_sent"] += 1
+            on_progress(refs)
 
     def _forward_last_message(self, lead: Lead, group_id: int, refs: dict[str, Any]) -> int | None:
         """Forward the customer's last message, so that managers can open the profile; None if there is none."""
