@@ -1,18 +1,14 @@
-import csv
-
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.utils.html import format_html, format_html_join
 
+from leads.export import leads_write_csv
 from leads.models import CrmWebhook, FollowUp, Lead, LeadDispatch
 from leads.services import lead_resend
 from leads.transcript import lead_transcript
 from tenants.admin_scoping import ProjectScopedAdmin, ReadOnlyAdminMixin, ScopedInlineMixin
-
-CSV_FIELDS = ["id", "project", "status", "client_status", "name", "city", "service", "contact", "summary",
-              "created_at", "sent_at"]  # fmt: skip
 
 
 class LeadDispatchInline(ScopedInlineMixin, ReadOnlyAdminMixin, admin.TabularInline):
@@ -56,10 +52,7 @@ class LeadAdmin(ReadOnlyAdminMixin, ProjectScopedAdmin):
     def export_csv(self, request: HttpRequest, queryset: QuerySet[Lead]) -> HttpResponse:
         response = HttpResponse(content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = 'attachment; filename="leads.csv"'
-        writer = csv.writer(response)
-        writer.writerow(CSV_FIELDS)
-        for lead in queryset.select_related("project"):
-            writer.writerow([lead.pk, lead.project.slug, *(getattr(lead, f) for f in CSV_FIELDS[2:])])
+        leads_write_csv(leads=queryset.select_related("project"), stream=response)
         return response
 
     @admin.action(description="Resend to CRM (backends that failed)")
