@@ -6,7 +6,7 @@ from django import forms
 from django.contrib.auth import get_user_model
 from django.core.validators import URLValidator
 
-from tenants.models import Membership, Project
+from tenants.models import Membership, Project, generate_webhook_secret
 
 
 class ProjectForm(forms.ModelForm):
@@ -15,6 +15,16 @@ class ProjectForm(forms.ModelForm):
         required=False,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
         help_text="Write-only. Leave empty to keep the current token.",
+    )
+    # Write-only too: whoever knows it can post updates as Telegram. A new one takes effect on Telegram's side
+    # only after "Verify token and register webhook".
+    webhook_secret = forms.RegexField(
+        regex=r"^[A-Za-z0-9_-]{1,256}$",
+        required=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+        error_messages={"invalid": "Use 1-256 characters: letters, digits, _ and -."},
+        help_text="Write-only. Leave empty to keep the current secret (a new project gets a random one); after a "
+        "change, register the webhook again.",
     )
     followup_steps = forms.CharField(
         required=False,
@@ -39,6 +49,7 @@ class ProjectForm(forms.ModelForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.initial["bot_token"] = ""
+        self.initial["webhook_secret"] = ""
         steps = self.initial.get("followup_steps")
         if isinstance(steps, list):
             self.initial["followup_steps"] = ", ".join(str(step) for step in steps)
@@ -50,6 +61,12 @@ class ProjectForm(forms.ModelForm):
         if not token:
             raise forms.ValidationError("A new project needs its bot token.")
         return token
+
+    def clean_webhook_secret(self) -> str:
+        secret = self.cleaned_data["webhook_secret"]
+        if not secret and self.instance.pk:
+            return Project.objects.get(pk=self.instance.pk).webhook_secret
+        return secret or generate_webhook_secret()
 
     def clean_followup_steps(self) -> list[int]:
         raw = self.cleaned_data["followup_steps"].replace(" ", "")

@@ -54,18 +54,29 @@ def test_an_operator_edits_prompt_and_follow_up_steps_and_bad_input_changes_noth
     data = change_form_data(client.get(url))
     assert data["followup_steps"] == "300, 900, 2400, 86400"
     assert data["bot_token"] == ""  # write-only: never rendered
+    assert data["webhook_secret"] == ""  # write-only too: it lets anyone post updates as Telegram
+    secret = project_a.webhook_secret
 
     saved = client.post(url, data | {"prompt": "Sell windows.", "followup_steps": "60, 600"})
     assert saved.status_code == 302, saved.context["adminform"].form.errors if saved.context else saved
     project_a.refresh_from_db()
     assert (project_a.prompt, project_a.followup_steps) == ("Sell windows.", [60, 600])
     assert project_a.bot_token.startswith("70000")  # the empty token field kept the stored one
+    assert project_a.webhook_secret == secret  # and the empty secret field the stored secret
 
     refused = client.post(url, data | {"prompt": "Changed?", "followup_steps": "60, soon"})
     assert refused.status_code == 200
     assert "Write whole seconds separated by commas" in refused.content.decode()
     project_a.refresh_from_db()
     assert project_a.prompt == "Sell windows."
+
+    assert client.post(url, data | {"webhook_secret": "rotated_secret-2"}).status_code == 302
+    project_a.refresh_from_db()
+    assert project_a.webhook_secret == "rotated_secret-2"
+    refused_secret = client.post(url, data | {"webhook_secret": "not allowed!"})
+    assert "Use 1-256 characters" in refused_secret.content.decode()
+    project_a.refresh_from_db()
+    assert project_a.webhook_secret == "rotated_secret-2"
 
 
 def test_verify_and_register_shows_telegrams_answer(client, operator, project_a, fake_telegram):

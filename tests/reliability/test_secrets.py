@@ -73,7 +73,8 @@ def test_no_token_or_key_in_logs_or_stored_errors_after_failures(
 def test_no_token_in_admin_pages(admin_client, project_a, project_b):
     chat = Chat.objects.create(project=project_a, telegram_chat_id=111, first_name="Anna")
     Turn.objects.create(project=project_a, chat=chat, status=Turn.Status.FAILED, reply="hi", error="send failed")
-    secrets = [project_a.bot_token, project_b.bot_token, *SECRET_KEYS]
+    secrets = [project_a.bot_token, project_b.bot_token, project_a.webhook_secret, project_b.webhook_secret,
+               *SECRET_KEYS]  # fmt: skip
     pages = [
         reverse("admin:tenants_project_changelist"),
         reverse("admin:tenants_project_change", args=[project_a.pk]),
