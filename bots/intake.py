@@ -8,6 +8,8 @@ from django.utils import timezone
 
 from bots.gateway import IncomingUpdate, normalize_update
 from bots.models import Chat, Message, TelegramUpdate
+from config import metrics
+from config.log_context import log_context
 from tenants.models import Project
 
 logger = logging.getLogger(__name__)
@@ -52,7 +54,7 @@ def _is_for_engine(incoming: IncomingUpdate) -> bool:
 def update_receive(*, project: Project, payload: object) -> IntakeResult:
     """Store a Telegram update once and the user's message as an unanswered row. Raises MalformedUpdate."""
     incoming = normalize_update(payload)
-    with transaction.atomic():
+    with log_context(chat_id=incoming.chat_id), transaction.atomic():
         try:
             with transaction.atomic():
                 update = TelegramUpdate.objects.create(project=project, update_id=incoming.update_id, payload=payload)
@@ -78,6 +80,7 @@ def update_receive(*, project: Project, payload: object) -> IntakeResult:
             # A file without text is acknowledged without the model; commands are answered by the engine.
             needs_reply=not command and bool(incoming.text.strip() or incoming.contact),
         )
+    metrics.messages.labels(project=project.slug, stage="received").inc()
     return IntakeResult("stored", chat.pk)
 
 
