@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess, values
 from prometheus_client.core import GaugeMetricFamily
@@ -129,3 +130,11 @@ def metrics_exposition() -> bytes:
     multiprocess.MultiProcessCollector(registry)
     registry.register(DatabaseStateCollector())
     return generate_latest(registry)
+
+
+def metrics_directory_reset() -> None:
+    """Forget the samples of an earlier run of this host (before its processes start, never while they run)."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        for stale in Path(directory).glob("*.db"):
+            stale.unlink(missing_ok=True)

@@ -8,7 +8,7 @@ from config.env import VAR_DIR, env
 # Every process of one host (gunicorn workers, Celery processes) writes its metrics into this directory
 # and `GET /metrics` adds them up. prometheus_client reads it from the environment, so it is exported
 # before any metric exists; wipe it when the whole host restarts (the dev runner and gunicorn do).
-PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default=str(VAR_DIR / "prometheus"))
+PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="") or str(VAR_DIR / "prometheus")
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = PROMETHEUS_MULTIPROC_DIR
 Path(PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)
 # Set: `GET /metrics` wants `Authorization: Bearer <token>` (for a scraper that reaches the public web).

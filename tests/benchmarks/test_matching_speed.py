@@ -22,9 +22,11 @@ from django.utils import timezone
 from pgvector.psycopg import register_vector
 
 from bots.llm.embeddings import OFFLINE_MODEL_ID
-from matching.matcher import matching_iterate
+from matching.matcher import Outcome, matching_iterate
 from matching.models import PROFILE_VECTOR_DIM, Profile
 from matching.selectors import profile_best_counterpart, profile_counterparts
+from tests.benchmarks.profiling import profiled
+from tests.benchmarks.report import figure, note
 from tests.factories import ProjectFactory
 
 pytestmark = pytest.mark.django_db
@@ -152,5 +154,39 @@ def test_matching_speed(count):
         f"\n  one matching iteration, 90% tried:      {_percentiles(late)}"
         f"\n  candidate query plan walks the HNSW index: {uses_hnsw}"
     )
+    benchmark = "Matching (pgvector HNSW)"
+    figure(benchmark, f"{count} profiles: candidate query p50 / p95 (HNSW)", _percentiles(hnsw).replace("p50 ", "")
+           .replace(", p95", " /"))  # fmt: skip
+    figure(benchmark, f"{count} profiles: candidate query p50 / p95 (exact scan)", _percentiles(exact)
+           .replace("p50 ", "").replace(", p95", " /"))  # fmt: skip
+    figure(benchmark, f"{count} profiles: one iteration p50 / p95 (start / 90% into a round)",
+           f"{_percentiles(iterations)} / {_percentiles(late)}")  # fmt: skip
+    figure(benchmark, f"{count} profiles: load (binary COPY) + HNSW index build", f"{load_seconds:.1f} s")
     assert uses_hnsw
     assert found > QUERIES * 0.9
+
+
+def test_a_full_matching_round_over_10k_profiles():
+    """Every active user tried once: iterate from a fresh round until the loop advances to the next one."""
+    count = 10_000
+    project = ProjectFactory(kind="matching")
+    _load(project.pk, count)
+    outcomes: dict[str, int] = {}
+    started = time.monotonic()
+    with profiled("matching-round"):
+        for _ in range(count + 10):
+            iteration = matching_iterate(project=project)
+            outcomes[iteration.outcome] = outcomes.get(iteration.outcome, 0) + 1
+            if iteration.outcome == Outcome.ROUND_ADVANCED:
+                break
+    elapsed = time.monotonic() - started
+    tried = outcomes.get(Outcome.MATCHED, 0) + outcomes.get(Outcome.UNMATCHED, 0)
+    benchmark = "Matching (pgvector HNSW)"
+    figure(benchmark, f"full round over {count} profiles", f"{elapsed:.1f} s ({tried / elapsed:.0f} users/s)")
+    figure(benchmark, "full round: pairs found / unmatched tries",
+           f"{outcomes.get(Outcome.MATCHED, 0)} / {outcomes.get(Outcome.UNMATCHED, 0)}")  # fmt: skip
+    note(benchmark, "Profiles: clustered random unit vectors (500 topics), loaded with a binary COPY, HNSW index "
+         "(m 16, ef_construction 64) built once after the load; a full round creates each pair's pending match and "
+         "its qualification generation (not run here).")  # fmt: skip
+    assert outcomes.get(Outcome.ROUND_ADVANCED) == 1
+    assert tried > count * 0.5  # users taken by an earlier pair in the round are not tried again
