@@ -9,18 +9,21 @@ Targets on the 2-core machine: at least 500 updates/s, p99 under 20 ms.
 """
 
 import json
+import os
 import re
 import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
-import redis
 
 from bots.models import Message, TelegramUpdate
+from config.env import VAR_DIR
 from tests.benchmarks.report import figure, note
 from tests.infrastructure import BASE_DIR, free_port, worker_environment
 
@@ -35,7 +38,7 @@ local thread_number = 0
 local threads = {}
 function setup(thread)
   thread_number = thread_number + 1
-  thread:set("first_id", thread_number * 100000000)
+  thread:set("first_id", FIRST_ID + thread_number * 100000000)
   table.insert(threads, thread)
 end
 function init(args)
@@ -77,15 +80,44 @@ end
 def procfile_web_command(port: int) -> list[str]:
     """The Procfile's web line, with its port and worker count defaults filled in."""
     line = next(line for line in (BASE_DIR / "Procfile").read_text().splitlines() if line.startswith("web:"))
-    command = line.split(":", 1)[1].strip().replace("${PORT:-8000}", str(port))
+    # Loopback only: the benchmark's traffic never leaves 127.0.0.1.
+    command = line.split(":", 1)[1].strip().replace("0.0.0.0:${PORT:-8000}", f"127.0.0.1:{port}")
     command = re.sub(r"\$\{WEB_CONCURRENCY:-(\d+)\}", r"\1", command)
     program, *arguments = command.split()
     assert program == "gunicorn"
     return [sys.executable, "-m", "gunicorn", *arguments]
 
 
+@dataclass
+class WebServer:
+    base: str
+    process: subprocess.Popen
+
+    def cpu_seconds(self) -> float:
+        """CPU time of the gunicorn master and its workers so far."""
+        parent = psutil.Process(self.process.pid)
+        return sum(sum(p.cpu_times()[:2]) for p in [parent, *parent.children(recursive=True)])
+
+    def stop(self) -> None:
+        """Graceful stop: the requests in flight are finished (and committed) first."""
+        self.process.terminate()
+        self.process.wait(30)
+
+
+def embedded_postgres_cpu_seconds() -> float | None:
+    """CPU time of the embedded PostgreSQL's processes so far (None with an external DATABASE_URL)."""
+    pid_file = VAR_DIR / "pgdata" / "postmaster.pid"
+    if os.environ.get("DATABASE_URL") or not pid_file.exists():
+        return None
+    try:
+        postmaster = psutil.Process(int(pid_file.read_text().split()[0]))
+        return sum(sum(p.cpu_times()[:2]) for p in [postmaster, *postmaster.children(recursive=True)])
+    except psutil.Error:
+        return None
+
+
 @pytest.fixture
-def web_server(redis_url, tmp_path: Path):
+def web_server(redis_client, redis_url, tmp_path: Path):
     port = free_port()
     env = worker_environment(redis_url=redis_url, extra={"DB_CONN_MAX_AGE": "60", "ALLOWED_HOSTS": "127.0.0.1"})
     log = (tmp_path / "gunicorn.log").open("wb")
@@ -104,14 +136,16 @@ def web_server(redis_url, tmp_path: Path):
     else:
         process.kill()
         raise RuntimeError((tmp_path / "gunicorn.log").read_text()[-3000:])
-    yield base
-    process.terminate()
-    process.wait(20)
+    yield WebServer(base=base, process=process)
+    if process.poll() is None:
+        process.terminate()
+        process.wait(20)
 
 
-def wrk_run(url: str, secret: str, *, connections: int, seconds: int, tmp_path: Path) -> dict:
+def wrk_run(url: str, secret: str, *, connections: int, seconds: int, tmp_path: Path, first_id: int) -> dict:
+    """One wrk run; its update ids start above `first_id`, so no two runs send the same update."""
     script = tmp_path / "webhook.lua"
-    script.write_text(WRK_SCRIPT.replace("SECRET", secret))
+    script.write_text(WRK_SCRIPT.replace("SECRET", secret).replace("FIRST_ID", str(first_id)))
     output = subprocess.run(
         ["wrk", "-t", "2", "-c", str(connections), "-d", f"{seconds}s", "--timeout", "5s", "-s", str(script), url],
         capture_output=True, text=True, timeout=seconds + 60, check=True,
@@ -120,28 +154,45 @@ def wrk_run(url: str, secret: str, *, connections: int, seconds: int, tmp_path: 
 
 
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (bin/bench installs it)")
-def test_webhook_intake_under_load(web_server, project_a, redis_url, tmp_path):
-    url = f"{web_server}/telegram/webhook/{project_a.slug}/"
-    warmup = wrk_run(url, project_a.webhook_secret, connections=2, seconds=2, tmp_path=tmp_path)
-    run = wrk_run(url, project_a.webhook_secret, connections=CONNECTIONS, seconds=DURATION_SECONDS, tmp_path=tmp_path)
+def test_webhook_intake_under_load(web_server, project_a, redis_client, tmp_path):
+    url = f"{web_server.base}/telegram/webhook/{project_a.slug}/"
+    secret = project_a.webhook_secret
+    warmup = wrk_run(url, secret, connections=2, seconds=2, tmp_path=tmp_path, first_id=0)
+    cpu_before, db_cpu_before = web_server.cpu_seconds(), embedded_postgres_cpu_seconds()
+    run = wrk_run(url, secret, connections=CONNECTIONS, seconds=DURATION_SECONDS, tmp_path=tmp_path, first_id=10**12)
+    cpu_per_request = (web_server.cpu_seconds() - cpu_before) / max(1, run["requests"])
+    db_cpu_after = embedded_postgres_cpu_seconds()
+    web_server.stop()
 
     accepted = warmup["statuses"].get("200", 0) + run["statuses"].get("200", 0)
     stored = TelegramUpdate.objects.filter(project=project_a).count()
     distinct = TelegramUpdate.objects.filter(project=project_a).values("update_id").distinct().count()
     messages = Message.objects.filter(project=project_a).count()
-    enqueued = redis.Redis.from_url(redis_url).llen("chat")
+    enqueued = redis_client.llen("chat")
     rate = run["statuses"].get("200", 0) / run["seconds"]
     p50, p99 = run["p50_us"] / 1000, run["p99_us"] / 1000
 
     figure(BENCHMARK, "sustained updates/s", f"{rate:.0f}", target=">= 500", met=rate >= 500)
     figure(BENCHMARK, "latency p50", f"{p50:.1f} ms")
+    figure(BENCHMARK, "gunicorn CPU time per update", f"{cpu_per_request * 1000:.2f} ms")
+    if db_cpu_before is not None and db_cpu_after is not None:
+        # Other worktrees' databases are other postmasters: this is ours alone (test runs of ours excepted).
+        db_cpu_per_request = (db_cpu_after - db_cpu_before) / max(1, run["requests"])
+        cores = psutil.cpu_count() or 1
+        figure(BENCHMARK, "PostgreSQL CPU time per update", f"{db_cpu_per_request * 1000:.2f} ms")
+        figure(BENCHMARK, f"projected updates/s on {cores} otherwise idle cores (CPU-bound)",
+               f"{cores / (cpu_per_request + db_cpu_per_request):.0f}")  # fmt: skip
     figure(BENCHMARK, "latency p90", f"{run['p90_us'] / 1000:.1f} ms")
     figure(BENCHMARK, "latency p99", f"{p99:.1f} ms", target="< 20 ms", met=p99 < 20)
     figure(BENCHMARK, "answers other than 200 / socket errors", f"{run['requests'] - run['statuses'].get('200', 0)}"
            f" / {run['errors']}", target="0 / 0", met=run["requests"] == run["statuses"].get("200", 0))  # fmt: skip
-    lost_or_doubled = not (accepted == stored == distinct == messages == enqueued)
-    figure(BENCHMARK, "accepted = stored once = messages = chat tasks enqueued",
-           f"{accepted} = {stored} = {messages} = {enqueued}", target="all equal", met=not lost_or_doubled)  # fmt: skip
+    # wrk stops counting at the deadline: answers still in flight then (at most one per connection) were
+    # stored by the server but not counted as accepted. So: accepted <= stored <= accepted + connections.
+    in_flight = stored - accepted
+    lost_or_doubled = not (0 <= in_flight <= CONNECTIONS and stored == distinct == messages == enqueued)
+    figure(BENCHMARK, "answered 200 / stored once / messages / chat tasks enqueued",
+           f"{accepted} / {stored} / {messages} / {enqueued} ({in_flight} in flight at wrk's deadline)",
+           target="equal, up to in-flight", met=not lost_or_doubled)  # fmt: skip
     note(BENCHMARK, f"wrk: 2 threads, {CONNECTIONS} connections, {DURATION_SECONDS} s after a 2 s warm-up; gunicorn "
          "with the Procfile's web line (2 workers x 4 threads, access log on); every request a new update_id "
          "over 2000 chats; PostgreSQL, Redis, gunicorn and wrk all on the same 2 cores.")  # fmt: skip
