@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from bots.generations import generation_claim_next
 from bots.models import Generation
+from tests.benchmarks.profiling import profiled
 from tests.benchmarks.report import figure, note, percentile
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -23,8 +24,15 @@ BENCHMARK = "Generation queue claims"
 GENERATIONS = 3000
 
 
-def _claim_until_empty(_: int) -> tuple[list[int], list[float]]:
+def _claim_until_empty(worker: int) -> tuple[list[int], list[float]]:
     claimed, latencies = [], []
+    with profiled(f"generation-claims-worker{worker}"):
+        _claim_loop(claimed, latencies)
+    connections.close_all()
+    return claimed, latencies
+
+
+def _claim_loop(claimed: list[int], latencies: list[float]) -> None:
     while True:
         started = time.perf_counter()
         generation = generation_claim_next()
@@ -32,8 +40,6 @@ def _claim_until_empty(_: int) -> tuple[list[int], list[float]]:
             break
         latencies.append(time.perf_counter() - started)
         claimed.append(generation.pk)
-    connections.close_all()
-    return claimed, latencies
 
 
 def _fill(projects: list) -> None:

@@ -26,6 +26,7 @@ from knowledge.bm25 import analyze, bm25_document_vector, bm25_fit, bm25_query_v
 from knowledge.qdrant_store import qdrant_close
 from knowledge.search import bm25_stats_cache_clear, knowledge_search
 from knowledge.vector_store import ChunkPoint, collection_ensure, hybrid_query, points_upsert
+from tests.benchmarks.profiling import profiled
 from tests.benchmarks.report import figure, note, percentile
 from tests.factories import ProjectFactory
 
@@ -89,6 +90,9 @@ def test_hybrid_search_latency(qdrant_store):
         for question in questions[:3]:  # warm-up: the encoder and the store's caches
             knowledge_search(project=project, query=question)
         total, embedding, qdrant_only, found = [], [], [], 0
+        with profiled(f"hybrid-search-{size}"):
+            for question in questions:
+                knowledge_search(project=project, query=question)
         for question in questions * 2:
             started = time.perf_counter()
             hits = knowledge_search(project=project, query=question)
