@@ -20,16 +20,17 @@ def _clipped(value: object) -> object:
 
 
 def turn_trace_record(*, turn: Turn, result: AgentResult, purpose: str) -> TurnTrace | None:
-    """Store the trace of a composed turn (once per turn; a resumed turn keeps its first trace)."""
+    """Store the trace of a composed turn (once per turn; a resumed turn keeps its first trace).
+
+    One INSERT ... ON CONFLICT DO NOTHING: a trace must not add round-trips to every turn.
+    """
     if not settings.TURN_TRACES:
         return None
-    trace, _ = TurnTrace.objects.get_or_create(
-        turn=turn,
-        defaults={
-            "project_id": turn.project_id, "generation_id": turn.generation_id, "purpose": purpose[:32],
-            "model": result.model[:200], "round_trips": result.round_trips, "tools_called": result.tools_called,
-            "steps": _clipped(result.steps), "duration_ms": result.duration_ms, "tokens_in": result.tokens_in,
-            "tokens_out": result.tokens_out, "cost_usd": result.cost_usd, "overflowed": result.overflowed,
-        },
+    trace = TurnTrace(
+        turn=turn, project_id=turn.project_id, generation_id=turn.generation_id, purpose=purpose[:32],
+        model=result.model[:200], round_trips=result.round_trips, tools_called=result.tools_called,
+        steps=_clipped(result.steps), duration_ms=result.duration_ms, tokens_in=result.tokens_in,
+        tokens_out=result.tokens_out, cost_usd=result.cost_usd, overflowed=result.overflowed,
     )  # fmt: skip
+    TurnTrace.objects.bulk_create([trace], ignore_conflicts=True)
     return trace
