@@ -84,9 +84,8 @@ def profile_next_to_try(*, project: Project, round_number: int, model_id: str) -
     )
 
 
-def profile_counterparts(*, profile: Profile, threshold: float | None) -> QuerySet[Profile]:
-    """Matchable counterparts of the opposite role above the threshold (None: any), nearest first, never paired
-    before.
+def profile_counterparts(*, profile: Profile, threshold: float) -> QuerySet[Profile]:
+    """Matchable counterparts of the opposite role above the threshold, nearest first, never paired before.
 
     A pair is never offered twice, except a disqualified pair after one of the two profiles changed (its
     profile_updated_at is later than the disqualified match's creation).
@@ -97,17 +96,17 @@ def profile_counterparts(*, profile: Profile, threshold: float | None) -> QueryS
     mine = Value(profile.profile_updated_at or epoch, output_field=DateTimeField())
     last_change = Greatest(Coalesce(OuterRef("profile_updated_at"), Value(epoch, output_field=DateTimeField())), mine)
     disqualified_unchanged = pair.filter(status=Match.Status.DISQUALIFIED, created_at__gte=last_change)
-    counterparts = (
+    return (
         profiles_matchable(project=profile.project, model_id=profile.embedding_model)
         .filter(role__in=COUNTERPART_ROLES[Profile.Role(profile.role)])
         .exclude(pk=profile.pk)
         .exclude(Exists(never_again))
         .exclude(Exists(disqualified_unchanged))
         .annotate(distance=CosineDistance("embedding", profile.embedding))
+        .filter(distance__lte=1.0 - threshold)
         # Ordering by the bare distance lets PostgreSQL walk the HNSW index (a tie-breaker would not).
         .order_by("distance")
     )
-    return counterparts if threshold is None else counterparts.filter(distance__lte=1.0 - threshold)
 
 
 def profile_best_counterpart(*, profile: Profile, threshold: float) -> Candidate | None:
@@ -115,13 +114,8 @@ def profile_best_counterpart(*, profile: Profile, threshold: float) -> Candidate
     if profile.embedding is None or not profile.role:
         return None
     _hnsw_scan_until_found()
-    # The nearest free counterpart decides, so the threshold is checked on it rather than in SQL: a
-    # distance filter never stops the iterative index walk, which then ran on to hnsw.max_scan_tuples for
-    # every user without a counterpart (a full round over 10k profiles: 165 s, most of it such tries).
-    nearest = profile_counterparts(profile=profile, threshold=None).first()
-    if nearest is None or nearest.distance > 1.0 - threshold:
-        return None
-    return Candidate(profile=nearest, similarity=1.0 - nearest.distance)
+    best = profile_counterparts(profile=profile, threshold=threshold).first()
+    return Candidate(profile=best, similarity=1.0 - best.distance) if best is not None else None
 
 
 def _hnsw_scan_until_found() -> None:
