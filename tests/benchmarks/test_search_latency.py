@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from django.conf import settings
 
 from bots.llm.embeddings import OFFLINE_DIM, OFFLINE_MODEL_ID, embed_texts
 from bots.llm.types import CallContext
@@ -114,6 +113,6 @@ def test_hybrid_search_latency(qdrant_store):
         figure(BENCHMARK, f"{size} chunks: of which query embedding p50 / p95", ms(embedding))
         figure(BENCHMARK, f"{size} chunks: upload of the {len(points)} new points", f"{upload:.1f} s")
         assert found >= len(total) * 0.9
-    note(BENCHMARK, f"Store: {qdrant_store} ({settings.QDRANT_PATH if not settings.QDRANT_URL else ''}); "
+    note(BENCHMARK, f"Store: {qdrant_store}; "
          f"{len(questions) * 2} English questions of the retrieval benchmark per size; the same code runs against a "
          "Qdrant server with `BENCH_QDRANT_URL=http://host:6333 bin/bench`.")  # fmt: skip
