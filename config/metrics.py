@@ -133,8 +133,24 @@ def metrics_exposition() -> bytes:
 
 
 def metrics_directory_reset() -> None:
-    """Forget the samples of an earlier run of this host (before its processes start, never while they run)."""
+    """Forget the samples of processes of this host that are gone (an earlier run), before a new run starts.
+
+    Files of live processes stay: their samples would silently vanish from /metrics otherwise.
+    """
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if directory:
-        for stale in Path(directory).glob("*.db"):
-            stale.unlink(missing_ok=True)
+    if not directory:
+        return
+    for path in Path(directory).glob("*.db"):
+        host, _, pid = path.stem.rpartition("_")[2].rpartition("-")
+        if host == _HOST and pid.isdigit() and not _process_alive(int(pid)):
+            path.unlink(missing_ok=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True

@@ -7,6 +7,8 @@ a scrape before the conversation with one after it.
 """
 
 import json
+import os
+import socket
 import time
 from datetime import timedelta
 
@@ -16,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bots.models import Generation
 from bots.tasks import generations_process_due_task
+from config.metrics import metrics_directory_reset
 from leads.followups import followups_fire_due
 from leads.models import FollowUp, Lead
 from matching.models import Match
@@ -118,30 +121,38 @@ def test_metrics_show_every_family_after_a_scripted_conversation(
     provider = active_profile(project_b, 32, "provider", toward(0, 0.9, 2))
     Match.objects.create(project=project_b, user_a=seeker, user_b=provider, round=1, status="pending")
 
-    after = scrape(client)
+    expected = [
+        # Counted in the worker process, read in this one: the multiprocess directory at work.
+        ("switchboard_llm_requests_total", 4, {"provider": "openai", "method": "tools", "status": "ok"}),
+        ("switchboard_llm_request_duration_seconds_count", 4, {"provider": "openai", "method": "tools"}),
+        ("switchboard_telegram_api_calls_total", 2, {"method": "sendMessage", "status": "200"}),
+        ("switchboard_telegram_api_calls_total", 1, {"method": "sendDocument", "status": "200"}),  # transcript
+        ("switchboard_generations_total", 2, {"project": "alpha", "kind": "chat_turn", "status": "done"}),
+        ("switchboard_generations_total", 1, {"project": "alpha", "kind": "timer_turn", "status": "done"}),
+        ("switchboard_leads_total", 1, {"project": "alpha", "status": "finished"}),
+        ("switchboard_leads_total", 1, {"project": "alpha", "status": "sent"}),
+        ("switchboard_messages_total", 2, {"project": "alpha", "stage": "processed"}),
+        ("switchboard_messages_total", 3, {"project": "alpha", "stage": "reply_sent"}),  # two replies, a nudge
+        # Counted in this (web) process.
+        ("switchboard_webhook_requests_total", 2, {"project": "alpha", "status": "200"}),
+        ("switchboard_webhook_requests_total", 1, {"project": "alpha", "status": "403"}),
+        ("switchboard_webhook_requests_total", 1, {"project": "(unknown)", "status": "404"}),
+        ("switchboard_webhook_request_duration_seconds_count", 3, {"project": "alpha"}),
+        ("switchboard_messages_total", 2, {"project": "alpha", "stage": "received"}),
+        ("switchboard_timer_fires_total", 1, {"action": "scheduled"}),
+    ]
+
+    def missing(after: dict) -> list:
+        return [
+            item for item in expected if value(after, item[0], **item[2]) - value(before, item[0], **item[2]) < item[1]
+        ]
+
+    # The worker counts a finished generation or a sent lead just after it writes the row the test waited for.
+    deadline = time.monotonic() + 10
+    while missing(after := scrape(client)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert missing(after) == []
     assert set(DESIGN_FAMILIES) <= family_names(client)
-
-    def grew(name: str, by: float = 1, **labels: str) -> bool:
-        return value(after, name, **labels) - value(before, name, **labels) >= by
-
-    # Counted in the worker process, read in this one: the multiprocess directory at work.
-    assert grew("switchboard_llm_requests_total", 4, provider="openai", method="tools", status="ok")
-    assert grew("switchboard_llm_request_duration_seconds_count", 4, provider="openai", method="tools")
-    assert grew("switchboard_telegram_api_calls_total", 2, method="sendMessage", status="200")
-    assert grew("switchboard_telegram_api_calls_total", 1, method="sendDocument", status="200")  # the transcript
-    assert grew("switchboard_generations_total", 2, project="alpha", kind="chat_turn", status="done")
-    assert grew("switchboard_generations_total", 1, project="alpha", kind="timer_turn", status="done")
-    assert grew("switchboard_leads_total", 1, project="alpha", status="finished")
-    assert grew("switchboard_leads_total", 1, project="alpha", status="sent")
-    assert grew("switchboard_messages_total", 2, project="alpha", stage="processed")
-    assert grew("switchboard_messages_total", 3, project="alpha", stage="reply_sent")  # two replies and a nudge
-    # Counted in this (web) process.
-    assert grew("switchboard_webhook_requests_total", 2, project="alpha", status="200")
-    assert grew("switchboard_webhook_requests_total", 1, project="alpha", status="403")
-    assert grew("switchboard_webhook_requests_total", 1, project="(unknown)", status="404")
-    assert grew("switchboard_webhook_request_duration_seconds_count", 3, project="alpha")
-    assert grew("switchboard_messages_total", 2, project="alpha", stage="received")
-    assert grew("switchboard_timer_fires_total", 1, action="scheduled")
     # States read from the database at scrape time, per project.
     assert value(after, "switchboard_matches", project="beta", status="pending") == 1
     assert value(after, "switchboard_timer_sequences_active", project="alpha") == 1
@@ -155,3 +166,20 @@ def test_metrics_can_require_a_bearer_token(client, settings):
     response = client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-secret")
     assert response.status_code == 200
     assert b"switchboard_matches" in response.content
+
+
+def test_a_new_run_forgets_only_the_files_of_processes_that_are_gone(tmp_path, monkeypatch):
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    host = socket.gethostname()
+    dead_pid = max(2, os.getpid() + 4_000_000)  # above any pid_max: certainly no such process
+    live = [tmp_path / f"counter_{host}-{os.getpid()}.db", tmp_path / f"histogram_{host}-{os.getpid()}.db"]
+    dead = [tmp_path / f"counter_{host}-{dead_pid}.db", tmp_path / f"gauge_livesum_{host}-{dead_pid}.db"]
+    other_host = tmp_path / f"counter_elsewhere-{dead_pid}.db"  # another container's: not ours to judge
+    for path in [*live, *dead, other_host]:
+        path.write_bytes(b"")
+
+    metrics_directory_reset()
+
+    assert all(path.exists() for path in live)
+    assert not any(path.exists() for path in dead)
+    assert other_host.exists()
