@@ -156,7 +156,8 @@ def test_metrics_show_every_family_after_a_scripted_conversation(
     # States read from the database at scrape time, per project.
     assert value(after, "switchboard_matches", project="beta", status="pending") == 1
     assert value(after, "switchboard_timer_sequences_active", project="alpha") == 1
-    assert not any(labels and dict(labels).get("project") == "beta" for name, labels in after if "lead" in name)
+    beta_leads = [key for key in after if key[0].startswith("switchboard_leads") and ("project", "beta") in key[1]]
+    assert all(after[key] == before.get(key, 0.0) for key in beta_leads)  # the other tenant's leads did not move
 
 
 def test_metrics_can_require_a_bearer_token(client, settings):
