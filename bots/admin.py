@@ -213,3 +213,6 @@ class ModelPriceAdmin(admin.ModelAdmin):
         return request.user.is_superuser  # prices are platform-wide, not a tenant's
 
     has_add_permission = has_delete_permission = has_change_permission
+
+
+from bots import trace_admin  # noqa: E402, F401  (per-turn traces; kept in their own module)

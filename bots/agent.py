@@ -1,8 +1,10 @@
 """The tool-calling agent: stable cached prefix, volatile state suffix, at most 8 model round-trips."""
 
 import logging
+import time
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 from bots.llm.chain import call_tools
 from bots.llm.slots import resolve_chain
@@ -27,6 +29,9 @@ class AgentResult:
     tokens_out: int = 0
     tools_called: list[str] = field(default_factory=list)
     model: str = ""
+    # The turn's trace: each model call and each tool call with its arguments, result and duration.
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    duration_ms: int = 0
 
 
 def system_prefix(*, context: ToolContext, toolset: Toolset) -> str:
@@ -51,6 +56,20 @@ def _execute(toolset: Toolset, use: ToolUseBlock, context: ToolContext) -> ToolR
         return ToolResultBlock(tool_use_id=use.id, content="error: the tool failed; try another way", is_error=True)
 
 
+def _execute_traced(toolset: Toolset, use: ToolUseBlock, context: ToolContext, result: AgentResult) -> ToolResultBlock:
+    started = time.perf_counter()
+    outcome = _execute(toolset, use, context)
+    result.steps.append({
+        "kind": "tool", "name": use.name, "input": use.input, "result": outcome.content,
+        "is_error": outcome.is_error, "ms": _elapsed_ms(started),
+    })  # fmt: skip
+    return outcome
+
+
+def _elapsed_ms(started: float) -> int:
+    return int((time.perf_counter() - started) * 1000)
+
+
 def agent_run(
     *, context: ToolContext, toolset: Toolset, thread: list[LLMMessage], generation_id: int | None, purpose: str
 ) -> AgentResult:
@@ -62,6 +81,7 @@ def agent_run(
     messages = list(thread)
     result = AgentResult(reply="", exchange=[], round_trips=0)
     call_context = CallContext(purpose=purpose, project_id=project.pk, generation_id=generation_id)
+    turn_started = time.perf_counter()
 
     while result.round_trips < MAX_ROUND_TRIPS:
         request = ToolCallRequest(
@@ -70,7 +90,13 @@ def agent_run(
             messages=tuple(messages),
             tools=tools,
         )
+        started = time.perf_counter()
         response = call_tools(request=request, chain=chain, context=call_context)
+        result.steps.append({
+            "kind": "model", "model": response.model, "ms": _elapsed_ms(started),
+            "tokens_in": response.usage.input_tokens, "tokens_out": response.usage.output_tokens,
+            "text": response.text, "tool_calls": [{"name": use.name, "input": use.input} for use in response.tool_uses],
+        })  # fmt: skip
         result.round_trips += 1
         result.cost_usd += Decimal(str(response.cost_usd))
         result.tokens_in += response.usage.input_tokens
@@ -81,10 +107,13 @@ def agent_run(
         result.exchange.append(assistant)
         if not response.tool_uses:
             result.reply = response.text
+            result.duration_ms = _elapsed_ms(turn_started)
             return result
 
         result.tools_called.extend(use.name for use in response.tool_uses)
-        tool_results = LLMMessage("user", tuple(_execute(toolset, use, context) for use in response.tool_uses))
+        tool_results = LLMMessage(
+            "user", tuple(_execute_traced(toolset, use, context, result) for use in response.tool_uses)
+        )
         messages.append(tool_results)
         result.exchange.append(tool_results)
 
@@ -94,6 +123,7 @@ def agent_run(
         extra={"project_id": project.pk, "chat_id": context.chat.telegram_chat_id, "tools": result.tools_called},
     )
     result.overflowed = True
+    result.duration_ms = _elapsed_ms(turn_started)
     result.reply = in_language(project, SAFE_REPLY)
     result.exchange.append(LLMMessage("assistant", (TextBlock(result.reply),)))
     return result

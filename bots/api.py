@@ -3,12 +3,15 @@
 import hmac
 import json
 import logging
+import time
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from ninja import Router, Schema
 
 from bots.gateway import MalformedUpdate
 from bots.intake import update_accept
+from config import metrics
+from config.log_context import log_context
 from tenants.models import Project
 
 logger = logging.getLogger(__name__)
@@ -49,7 +52,18 @@ def _answer(status: int, description: str) -> JsonResponse:
     openapi_extra=WEBHOOK_OPENAPI,
 )
 def telegram_webhook(request: HttpRequest, project_slug: str) -> HttpResponse:
+    started = time.perf_counter()
     project = Project.objects.alive().filter(slug=project_slug).only("pk", "slug", "webhook_secret").first()
+    # An unknown slug gets one shared label, so that scanners cannot grow the metric without bound.
+    label = project.slug if project is not None else "(unknown)"
+    with log_context(project_id=project.pk if project else None):
+        response = _webhook_handle(request, project)
+    metrics.webhook_requests.labels(project=label, status=str(response.status_code)).inc()
+    metrics.webhook_request_seconds.labels(project=label).observe(time.perf_counter() - started)
+    return response
+
+
+def _webhook_handle(request: HttpRequest, project: Project | None) -> HttpResponse:
     if project is None:
         return _answer(404, "unknown project")
     secret = request.headers.get(SECRET_HEADER, "")

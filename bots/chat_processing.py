@@ -10,6 +10,8 @@ from bots.conversation import system_reply, unanswered_messages
 from bots.generations import generation_schedule
 from bots.models import Chat, Generation, Message
 from bots.texts import DEBUG_OFF, DEBUG_ON, DEFAULT_START, FILE_RECEIVED, in_language
+from config import metrics
+from config.log_context import log_context_bind
 
 logger = logging.getLogger(__name__)
 
@@ -76,12 +78,15 @@ def chat_process(*, chat_id: int) -> Generation | None:
         chat = Chat.objects.select_for_update().select_related("project").filter(pk=chat_id).first()
         if chat is None:
             return None
+        log_context_bind(project_id=chat.project_id, chat_id=chat.telegram_chat_id)
         new = list(chat.messages.filter(processed_at__isnull=True).order_by("pk").select_for_update(skip_locked=True))
         for message in new:
             reply = _handle(chat, message)
             if reply:
                 replies.append(reply)
         Message.objects.filter(pk__in=[m.pk for m in new]).update(processed_at=timezone.now())
+        if new:
+            metrics.messages.labels(project=chat.project.slug, stage="processed").inc(len(new))
         user_messages = [m for m in new if not m.command]
         if user_messages:
             for hook in _message_hooks.get(chat.project.kind, []):

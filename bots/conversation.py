@@ -29,6 +29,9 @@ from bots.telegram_outbox import (
 from bots.text_split import split_message
 from bots.texts import LLM_UNAVAILABLE, TEMPORARILY_UNAVAILABLE, in_language
 from bots.toolsets import ToolContext, toolset_for
+from bots.turn_traces import turn_trace_record
+from config import metrics
+from config.log_context import log_context_bind
 
 logger = logging.getLogger(__name__)
 
@@ -157,6 +160,7 @@ def turn_compose(*, turn: Turn, generation_id: int | None, purpose: str = "chat_
         turn, reply=reply, blocks=messages_to_json(result.exchange), model=result.model, cost=result.cost_usd,
         markup=markup,
     )  # fmt: skip
+    turn_trace_record(turn=turn, result=result, purpose=purpose)
     return True
 
 
@@ -214,11 +218,14 @@ def turn_deliver(*, turn: Turn) -> None:
         status=status, error=(turn.error + "\n" + error).strip()[:2000], sent_message_ids=already_sent + sent_ids,
         finished_at=None if status == Turn.Status.REPLY_READY else timezone.now(),
     )  # fmt: skip
+    stage = "reply_sent" if status == Turn.Status.SENT else "reply_failed"
+    metrics.messages.labels(project=turn.project.slug, stage=stage).inc()
 
 
 def chat_turn_handle(generation: Generation) -> None:
     """The generation handler of chat turns: compose and deliver the chat's next turn."""
     chat = Chat.objects.select_related("project").get(pk=generation.chat_id)
+    log_context_bind(chat_id=chat.telegram_chat_id)
     if chat.blocked_at is not None or chat.paused_at is not None:
         return
     turn = turn_open(chat=chat, generation=generation)

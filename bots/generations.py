@@ -19,6 +19,8 @@ from django.db.models import Max, Q, Sum
 from django.utils import timezone
 
 from bots.models import Chat, Generation, LLMCall
+from config import metrics
+from config.log_context import log_context_bind
 from tenants.models import Project
 
 logger = logging.getLogger(__name__)
@@ -146,6 +148,7 @@ def _record_usage(generation: Generation) -> None:
 def generation_run(*, generation: Generation) -> None:
     """Run a claimed generation with its kind's handler and record the outcome and its cost."""
     handler = _handlers.get(generation.kind)
+    log_context_bind(project_id=generation.project_id, generation_id=generation.pk, chat_id=None)
     if generation.kind not in TURN_KINDS and project_over_weekly_cap(project=generation.project):
         # Turns answer the user politely themselves; background work simply waits for the window.
         Generation.objects.filter(pk=generation.pk).update(
@@ -172,6 +175,9 @@ def generation_run(*, generation: Generation) -> None:
     generation.save(
         update_fields=["status", "error", "finished_at", "tokens_in", "tokens_out", "tokens_cached", "cost_usd"]
     )
+    project = metrics.project_label(generation.project_id)
+    metrics.generations.labels(project=project, kind=generation.kind, status=generation.status).inc()
+    metrics.generation_cost_usd.labels(project=project, kind=generation.kind).inc(float(generation.cost_usd))
     if (finisher := _finishers.get(generation.kind)) is not None:
         finisher(generation)
 

@@ -224,3 +224,25 @@ class LLMCall(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["project", "created_at"])]
+
+
+class TurnTrace(models.Model):
+    """What happened inside one agent turn: each model call and each tool call, with timings (TURN_TRACES)."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="turn_traces")
+    turn = models.OneToOneField(Turn, on_delete=models.CASCADE, related_name="trace")
+    generation = models.ForeignKey(Generation, null=True, blank=True, on_delete=models.SET_NULL)
+    purpose = models.CharField(max_length=32)
+    model = models.CharField(max_length=200, blank=True)
+    round_trips = models.PositiveSmallIntegerField(default=0)
+    tools_called = models.JSONField(default=list, blank=True)
+    steps = models.JSONField(default=list, blank=True, help_text="Model calls and tool calls, in order.")
+    duration_ms = models.PositiveIntegerField(default=0)
+    tokens_in = models.PositiveIntegerField(default=0)
+    tokens_out = models.PositiveIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal(0))
+    overflowed = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["project", "-created_at"])]

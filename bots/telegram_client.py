@@ -1,15 +1,34 @@
 """Bot API access through python-telegram-bot, one cached `Bot` per token per process."""
 
 import threading
+import time
+from typing import Any
 
 from django.conf import settings
 from telegram import Bot
 from telegram.request import HTTPXRequest
 
 from bots.event_loop import process_loop
+from config import metrics
 
 _bots: dict[tuple[int, str], Bot] = {}
 _bots_lock = threading.Lock()
+
+
+class MeasuredHTTPXRequest(HTTPXRequest):
+    """Counts and times every Bot API request by method and HTTP status (the URL, with its token, is not kept)."""
+
+    async def do_request(self, url: str, method: str, *args: Any, **kwargs: Any) -> tuple[int, bytes]:
+        api_method = url.rsplit("/", 1)[-1]
+        started = time.perf_counter()
+        status = "error"  # no answer: timeout, connection failure
+        try:
+            code, payload = await super().do_request(url, method, *args, **kwargs)
+            status = str(code)
+            return code, payload
+        finally:
+            metrics.telegram_calls.labels(method=api_method, status=status).inc()
+            metrics.telegram_call_seconds.labels(method=api_method).observe(time.perf_counter() - started)
 
 
 def _build_bot(token: str) -> Bot:
@@ -19,7 +38,7 @@ def _build_bot(token: str) -> Bot:
         token,
         base_url=f"{base}/bot",
         base_file_url=f"{base}/file/bot",
-        request=HTTPXRequest(
+        request=MeasuredHTTPXRequest(
             connection_pool_size=16, connect_timeout=timeout, read_timeout=timeout, write_timeout=timeout
         ),
     )

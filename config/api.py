@@ -1,11 +1,16 @@
 """The django-ninja API, mounted at the site root; docs at /api/docs (staff only). Routers per app below."""
 
+import hmac
+
+from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from ninja import NinjaAPI, Schema
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from bots.api import router as telegram_router
 from config.health import readiness
+from config.metrics import metrics_exposition
 
 api = NinjaAPI(
     title="Switchboard",
@@ -37,6 +42,16 @@ def readyz(request: HttpRequest) -> tuple[int, Readiness]:
     checks = readiness()
     ready = all(value == "ok" for value in checks.values())
     return (200 if ready else 503), Readiness(status="ok" if ready else "unavailable", checks=checks)
+
+
+@api.get("/metrics", tags=["health"], summary="Prometheus metrics of every web and worker process", response={200: str})
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Text exposition; with METRICS_TOKEN set, only for `Authorization: Bearer <token>`."""
+    if settings.METRICS_TOKEN:
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(given.encode(), settings.METRICS_TOKEN.encode()):
+            return HttpResponse("metrics token required", status=401, content_type="text/plain")
+    return HttpResponse(metrics_exposition(), content_type=CONTENT_TYPE_LATEST)
 
 
 api.add_router("", telegram_router)

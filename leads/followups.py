@@ -18,6 +18,8 @@ from bots.llm.chain import call_tools
 from bots.llm.slots import resolve_chain
 from bots.llm.types import CallContext, LLMError, LLMMessage, ToolCallRequest
 from bots.models import Chat, Generation, Message, Turn
+from config import metrics
+from config.log_context import log_context_bind
 from leads.models import FollowUp
 from leads.services import lead_finish
 from tenants.models import Project
@@ -67,9 +69,11 @@ def followups_fire_due(*, now: datetime | None = None) -> int:
         steps = project.followup_steps or []
         last = follow_up.step >= len(steps) - 1
         if chat.paused_at or chat.blocked_at or chat.state.get("lead_id"):
+            metrics.timer_fires.labels(action="skipped").inc()
             continue
         if not last and (wake := in_quiet_hours(project, now)) is not None:
             FollowUp.objects.filter(pk=follow_up.pk).update(fire_at=wake)
+            metrics.timer_fires.labels(action="deferred_quiet_hours").inc()
             continue
         with transaction.atomic():
             generation = generation_schedule(
@@ -78,12 +82,14 @@ def followups_fire_due(*, now: datetime | None = None) -> int:
             if generation.kind != Generation.Kind.TIMER_TURN:
                 # A conversation turn is running: this step waits a little rather than being lost.
                 FollowUp.objects.filter(pk=follow_up.pk).update(fire_at=now + POSTPONE_WHEN_BUSY)
+                metrics.timer_fires.labels(action="postponed_busy").inc()
                 continue
             next_fire = None if last else now + timedelta(seconds=steps[follow_up.step + 1])
             FollowUp.objects.filter(pk=follow_up.pk).update(
                 last_fired_at=now, step=follow_up.step if last else follow_up.step + 1, fire_at=next_fire
             )
         fired += 1
+        metrics.timer_fires.labels(action="scheduled").inc()
     return fired
 
 
@@ -118,6 +124,7 @@ def lead_summary_generate(*, chat: Chat) -> str:
 def timer_turn_handle(generation: Generation) -> None:
     """Generation handler: run the agent on a [TIMER PING] turn; at the last step, dispatch the lead."""
     chat = Chat.objects.select_related("project").get(pk=generation.chat_id)
+    log_context_bind(chat_id=chat.telegram_chat_id)
     if chat.paused_at or chat.blocked_at or chat.state.get("lead_id") or unanswered_messages(chat).exists():
         return
     steps = chat.project.followup_steps or []

@@ -17,6 +17,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from bots.models import Chat
+from config import metrics
 from leads.crm.base import CrmError, CrmPermanentError, crm_backends_for
 from leads.models import Lead, LeadDispatch
 from tenants.models import Project
@@ -66,6 +67,7 @@ def lead_finish(*, chat: Chat, summary: str, source: str = "agent") -> tuple[Lea
     from leads.tasks import lead_dispatch_task
 
     transaction.on_commit(lambda: lead_dispatch_task.delay(lead.pk))
+    metrics.leads.labels(project=chat.project.slug, status="finished").inc()
     return lead, True
 
 
@@ -104,12 +106,21 @@ def lead_dispatch(*, lead: Lead) -> Lead:
                 dispatch.status, dispatch.error, dispatch.sent_at = LeadDispatch.Status.SENT, "", timezone.now()
             dispatch.save()
     statuses = set(lead.dispatches.values_list("status", flat=True))
+    outcome = None
     if statuses == {LeadDispatch.Status.SENT}:
-        Lead.objects.filter(pk=lead.pk).exclude(status=Lead.Status.SENT).update(
-            status=Lead.Status.SENT, sent_at=timezone.now()
-        )
-    elif LeadDispatch.Status.PENDING not in statuses:
-        Lead.objects.filter(pk=lead.pk, status=Lead.Status.FINISHED).update(status=Lead.Status.FAILED)
+        # The conditional updates make the count once per lead, however many dispatchers race.
+        if (
+            Lead.objects.filter(pk=lead.pk)
+            .exclude(status=Lead.Status.SENT)
+            .update(status=Lead.Status.SENT, sent_at=timezone.now())
+        ):
+            outcome = "sent"
+    elif LeadDispatch.Status.PENDING not in statuses and Lead.objects.filter(
+        pk=lead.pk, status=Lead.Status.FINISHED
+    ).update(status=Lead.Status.FAILED):
+        outcome = "failed"
+    if outcome is not None:
+        metrics.leads.labels(project=metrics.project_label(lead.project_id), status=outcome).inc()
     lead.refresh_from_db()
     return lead
 

@@ -84,8 +84,8 @@ def profile_next_to_try(*, project: Project, round_number: int, model_id: str) -
     )
 
 
-def profile_counterparts(*, profile: Profile) -> QuerySet[Profile]:
-    """Matchable counterparts of the opposite role, nearest first, never paired before.
+def profile_counterparts(*, profile: Profile, threshold: float) -> QuerySet[Profile]:
+    """Matchable counterparts of the opposite role above the threshold, nearest first, never paired before.
 
     A pair is never offered twice, except a disqualified pair after one of the two profiles changed (its
     profile_updated_at is later than the disqualified match's creation).
@@ -103,21 +103,19 @@ def profile_counterparts(*, profile: Profile) -> QuerySet[Profile]:
         .exclude(Exists(never_again))
         .exclude(Exists(disqualified_unchanged))
         .annotate(distance=CosineDistance("embedding", profile.embedding))
-        # Ordering by the bare distance lets PostgreSQL walk the HNSW index (a tie-breaker would not). No
-        # distance filter here: with one the planner expects few rows and scans the whole table instead.
+        .filter(distance__lte=1.0 - threshold)
+        # Ordering by the bare distance lets PostgreSQL walk the HNSW index (a tie-breaker would not).
         .order_by("distance")
     )
 
 
 def profile_best_counterpart(*, profile: Profile, threshold: float) -> Candidate | None:
-    """The nearest counterpart (see profile_counterparts) if it is at least `threshold` similar, or None."""
+    """The nearest counterpart (see profile_counterparts), or None."""
     if profile.embedding is None or not profile.role:
         return None
     _hnsw_scan_until_found()
-    best = profile_counterparts(profile=profile).first()
-    if best is None or 1.0 - best.distance < threshold:
-        return None
-    return Candidate(profile=best, similarity=1.0 - best.distance)
+    best = profile_counterparts(profile=profile, threshold=threshold).first()
+    return Candidate(profile=best, similarity=1.0 - best.distance) if best is not None else None
 
 
 def _hnsw_scan_until_found() -> None:

@@ -6,6 +6,7 @@ from typing import Literal
 from bots.llm.slots import ModelRef
 from bots.llm.types import CallContext, Usage
 from bots.models import LLMCall
+from config import metrics
 from config.log_redaction import redact
 
 Method = Literal["tools", "structured", "embed"]
@@ -25,6 +26,8 @@ def llm_call_record(
     error: str = "",
 ) -> LLMCall:
     """One row per attempt, ok or error; the error text is redacted (keys never reach the admin)."""
+    metrics.llm_requests.labels(provider=ref.provider, method=method, status="error" if error else "ok").inc()
+    metrics.llm_request_seconds.labels(provider=ref.provider, method=method).observe(max(0, latency_ms) / 1000)
     return LLMCall.objects.create(
         project_id=context.project_id,
         generation_id=context.generation_id,

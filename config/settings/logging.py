@@ -1,19 +1,32 @@
 from config.env import env
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+# json: one object per line with project_id, chat_id, generation_id, task (for log shippers); plain: for a terminal.
+LOG_FORMAT = env.str("LOG_FORMAT", default="json")
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"redact_secrets": {"()": "config.log_redaction.RedactSecretsFilter"}},
+    "filters": {
+        "redact_secrets": {"()": "config.log_redaction.RedactSecretsFilter"},
+        "log_context": {"()": "config.log_context.LogContextFilter"},
+    },
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "plain": {
+            "()": "config.log_redaction.RedactingFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+        },
+        "json": {
+            "()": "config.log_redaction.RedactingJsonFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger", "process": "pid"},
+        },
     },
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
-            "formatter": "plain",
-            "filters": ["redact_secrets"],
+            "formatter": "plain" if LOG_FORMAT == "plain" else "json",
+            "filters": ["redact_secrets", "log_context"],
         },
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},

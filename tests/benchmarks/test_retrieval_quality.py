@@ -26,6 +26,7 @@ from knowledge.vector_store import (
     points_upsert,
     sparse_query,
 )
+from tests.benchmarks.report import figure, note
 
 pytestmark = pytest.mark.django_db
 
@@ -103,4 +104,10 @@ def test_retrieval_quality_per_method(project_a):
             results[(name, language)] = (recall, mrr)
             lines.append(f"{name:30} {language:4} {recall:8.2f} {mrr:6.2f}")
     print("\n".join(lines))
+    for name in methods:
+        recall, mrr = results[(name, "all")]
+        per_language = f"{results[(name, 'en')][0]:.2f} / {results[(name, 'ru')][0]:.2f}"
+        figure("Retrieval quality (demo site)", f"{name}: recall@3 en / ru / all, MRR all",
+               f"{per_language} / {recall:.2f}, {mrr:.2f}")  # fmt: skip
+    note("Retrieval quality (demo site)", f"{len(QUESTIONS)} questions over {job.pages_done} pages, {chunks} chunks.")
     assert results[("hybrid (DBSF, >=0.5, top 3)", "all")][0] > 0

@@ -16,6 +16,7 @@ from config import queues
 from config.admin_account import admin_ensure
 from config.env import VAR_DIR
 from config.local_redis import RedisUnavailable, ensure_redis
+from config.metrics import metrics_directory_reset
 from knowledge.qdrant_store import is_local_mode
 
 
@@ -55,6 +56,7 @@ class Command(BaseCommand):
         if redis_process is not None:
             self.stdout.write(f"started redis-server (pid {redis_process.pid}) for {settings.REDIS_URL}")
 
+        metrics_directory_reset()  # counters start from zero with the processes of this run
         call_command("migrate", interactive=False, verbosity=0)
         call_command("collectstatic", interactive=False, verbosity=0)
         credentials = admin_ensure(var_dir=VAR_DIR)
