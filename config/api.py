@@ -44,7 +44,20 @@ def readyz(request: HttpRequest) -> tuple[int, Readiness]:
     return (200 if ready else 503), Readiness(status="ok" if ready else "unavailable", checks=checks)
 
 
-@api.get("/metrics", tags=["health"], summary="Prometheus metrics of every web and worker process", response={200: str})
+PROMETHEUS_TEXT = {"content": {"text/plain": {"schema": {"type": "string"}}}}
+
+
+@api.get(
+    "/metrics",
+    tags=["health"],
+    summary="Prometheus metrics of every web and worker process",
+    openapi_extra={
+        "responses": {
+            200: {"description": "Prometheus text exposition", **PROMETHEUS_TEXT},
+            401: {"description": "METRICS_TOKEN is set and the bearer token is missing or wrong", **PROMETHEUS_TEXT},
+        }
+    },
+)
 def metrics(request: HttpRequest) -> HttpResponse:
     """Text exposition; with METRICS_TOKEN set, only for `Authorization: Bearer <token>`."""
     if settings.METRICS_TOKEN:

@@ -5,10 +5,12 @@ copies them onto each record, where the JSON formatter prints them. An explicit 
 """
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
+
+from django.http import HttpRequest, HttpResponse
 
 _fields: ContextVar[dict[str, Any] | None] = ContextVar("switchboard_log_context", default=None)
 
@@ -47,3 +49,14 @@ class LogContextFilter(logging.Filter):
             if not hasattr(record, key):
                 setattr(record, key, value)
         return True
+
+
+class LogContextMiddleware:
+    """Each request starts with no ids: a web thread serves many requests, and services bind ids as they go."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        log_context_start()
+        return self.get_response(request)

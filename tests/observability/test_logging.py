@@ -10,7 +10,7 @@ import sentry_sdk
 
 from bots.models import Generation
 from config.error_reporting import event_redact
-from config.log_context import log_context
+from config.log_context import log_context, log_context_bind
 from tests.fakes import llm_api
 from tests.telegram_updates import text_update
 
@@ -103,3 +103,13 @@ def test_sentry_is_off_without_a_dsn_and_its_events_are_redacted():
     assert TOKEN not in json.dumps(cleaned)
     assert "sk-live-abcdefghijklmnop" not in json.dumps(cleaned)
     assert cleaned["request"]["url"] == "https://api.telegram.org/bot[redacted]/sendMessage"
+
+
+def test_each_web_request_starts_without_the_ids_of_earlier_work(console, client, project_a):
+    # Ids bound by earlier work on this thread (a service that bound them and never unbound).
+    log_context_bind(project_id=999, chat_id=777, generation_id=555)
+    assert client.post("/metrics").status_code == 405  # logged by django.request inside the request
+
+    [refused] = [line for line in lines(console) if line["logger"] == "django.request"]
+    assert refused["message"] == "Method Not Allowed: /metrics"
+    assert not {"project_id", "chat_id", "generation_id"} & set(refused)
