@@ -7,6 +7,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
+from bots import trace_admin  # noqa: F401  (registers the per-turn trace admin, kept in its own module)
 from bots.chat_transcript import chat_transcript
 from bots.models import Chat, Generation, LLMCall, ModelPrice, Turn
 from bots.selectors import spend_by_week
@@ -213,6 +214,3 @@ class ModelPriceAdmin(admin.ModelAdmin):
         return request.user.is_superuser  # prices are platform-wide, not a tenant's
 
     has_add_permission = has_delete_permission = has_change_permission
-
-
-from bots import trace_admin  # noqa: E402, F401  (per-turn traces; kept in their own module)
