@@ -10,8 +10,8 @@ from ninja import Router, Schema
 
 from bots.gateway import MalformedUpdate
 from bots.intake import update_accept
-from config import metrics
-from config.log_context import log_context
+from core import metrics
+from core.log_context import log_context
 from tenants.models import Project
 
 logger = logging.getLogger(__name__)

@@ -7,7 +7,10 @@ class BotsConfig(AppConfig):
 
     def ready(self) -> None:
         from bots.conversation import chat_turn_followup, chat_turn_handle
+        from bots.gauges import generation_gauges
         from bots.generations import register_generation_kind
         from bots.models import Generation
+        from core.metrics import register_state_gauges
 
         register_generation_kind(Generation.Kind.CHAT_TURN, handler=chat_turn_handle, on_finished=chat_turn_followup)
+        register_state_gauges(generation_gauges)

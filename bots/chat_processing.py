@@ -10,8 +10,8 @@ from bots.conversation import system_reply, unanswered_messages
 from bots.generations import generation_schedule
 from bots.models import Chat, Generation, Message
 from bots.texts import DEBUG_OFF, DEBUG_ON, DEFAULT_START, FILE_RECEIVED, in_language
-from config import metrics
-from config.log_context import log_context_bind
+from core import metrics
+from core.log_context import log_context_bind
 
 logger = logging.getLogger(__name__)
 

@@ -30,8 +30,8 @@ from bots.text_split import split_message
 from bots.texts import LLM_UNAVAILABLE, TEMPORARILY_UNAVAILABLE, in_language
 from bots.toolsets import ToolContext, toolset_for
 from bots.turn_traces import turn_trace_record
-from config import metrics
-from config.log_context import log_context_bind
+from core import metrics
+from core.log_context import log_context_bind
 
 logger = logging.getLogger(__name__)
 

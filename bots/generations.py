@@ -19,8 +19,8 @@ from django.db.models import Max, Q, Sum
 from django.utils import timezone
 
 from bots.models import Chat, Generation, LLMCall
-from config import metrics
-from config.log_context import log_context_bind
+from core import metrics
+from core.log_context import log_context_bind
 from tenants.models import Project
 
 logger = logging.getLogger(__name__)

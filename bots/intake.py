@@ -11,8 +11,8 @@ from psycopg.types.json import Jsonb
 
 from bots.gateway import IncomingUpdate, normalize_update
 from bots.models import Chat, Message, TelegramUpdate
-from config import metrics
-from config.log_context import log_context
+from core import metrics
+from core.log_context import log_context
 from tenants.models import Project
 
 logger = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ from telegram import Bot
 from telegram.request import HTTPXRequest
 
 from bots.event_loop import process_loop
-from config import metrics
+from core import metrics
 
 _bots: dict[tuple[int, str], Bot] = {}
 _bots_lock = threading.Lock()

@@ -30,7 +30,7 @@ from bots.event_loop import run_sync
 from bots.models import Chat
 from bots.telegram_client import bot_for_token
 from bots.text_split import split_message
-from config.log_redaction import redact
+from core.log_redaction import redact
 from tenants.models import Project
 
 logger = logging.getLogger(__name__)

@@ -4,7 +4,7 @@ from django.conf import settings
 
 from bots.agent import AgentResult
 from bots.models import Turn, TurnTrace
-from config.log_redaction import redact
+from core.log_redaction import redact
 
 MAX_STEP_TEXT_CHARS = 4000  # a tool result (search hits) can be long; the admin shows the head
 

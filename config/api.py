@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from bots.api import router as telegram_router
 from config.health import readiness
-from config.metrics import metrics_exposition
+from core.metrics import metrics_exposition
 
 api = NinjaAPI(
     title="Switchboard",

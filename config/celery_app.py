@@ -6,7 +6,7 @@ from celery import Celery, Task
 from celery.signals import task_prerun
 from kombu import Queue
 
-from config.log_context import log_context_start
+from core.log_context import log_context_start
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 

@@ -9,7 +9,9 @@ class LeadsConfig(AppConfig):
         from bots.generations import register_generation_kind
         from bots.models import Generation
         from bots.toolsets import register_toolset
+        from core.metrics import register_state_gauges
         from leads.followups import followup_restart, timer_turn_handle
+        from leads.gauges import followup_gauges
         from leads.lead_group import connect_lead_group
         from leads.sales_agent import SalesTools
         from tenants.models import Project
@@ -18,3 +20,4 @@ class LeadsConfig(AppConfig):
         register_messages_hook(Project.Kind.SALES, followup_restart)
         register_start_handler(connect_lead_group)
         register_generation_kind(Generation.Kind.TIMER_TURN, handler=timer_turn_handle)
+        register_state_gauges(followup_gauges)

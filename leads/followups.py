@@ -18,8 +18,8 @@ from bots.llm.chain import call_tools
 from bots.llm.slots import resolve_chain
 from bots.llm.types import CallContext, LLMError, LLMMessage, ToolCallRequest
 from bots.models import Chat, Generation, Message, Turn
-from config import metrics
-from config.log_context import log_context_bind
+from core import metrics
+from core.log_context import log_context_bind
 from leads.models import FollowUp
 from leads.services import lead_finish
 from tenants.models import Project

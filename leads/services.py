@@ -17,7 +17,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from bots.models import Chat
-from config import metrics
+from core import metrics
 from leads.crm.base import CrmError, CrmPermanentError, crm_backends_for
 from leads.models import Lead, LeadDispatch
 from tenants.models import Project

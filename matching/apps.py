@@ -11,7 +11,9 @@ class MatchingConfig(AppConfig):
         from bots.generations import register_generation_kind
         from bots.models import Generation
         from bots.toolsets import register_toolset
+        from core.metrics import register_state_gauges
         from matching.engine_hooks import matching_callback_handle, matching_start_handle
+        from matching.gauges import match_gauges
         from matching.qualifier import qualification_finished, qualification_run
         from matching.toolset import MatchingToolset
         from tenants.models import Project
@@ -22,3 +24,4 @@ class MatchingConfig(AppConfig):
         )
         register_callback_handler("match", matching_callback_handle)
         register_start_handler(matching_start_handle)
+        register_state_gauges(match_gauges)

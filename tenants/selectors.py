@@ -28,3 +28,7 @@ def projects_for_user(*, user: AbstractBaseUser | AnonymousUser) -> ProjectQuery
     if user.is_superuser:
         return Project.objects.all()
     return Project.objects.filter(memberships__user=user).distinct()
+
+
+def project_slug(project_id: int) -> str | None:
+    return Project.objects.filter(pk=project_id).values_list("slug", flat=True).first()

@@ -1,19 +1,12 @@
-"""Writes of tenants: creating and configuring projects, registering their webhooks."""
+"""Writes of tenants: creating and configuring projects."""
 
 import logging
-from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
 from django.utils import timezone
-from telegram.error import BadRequest, InvalidToken, NetworkError, TelegramError
 
-from bots.event_loop import run_sync
-from bots.telegram_client import bot_for_token
-from config.log_redaction import redact
 from tenants.models import Project
 
 logger = logging.getLogger(__name__)
@@ -40,8 +33,6 @@ SETTABLE_FIELDS: dict[str, str] = {
     "timezone": "str",
     "similarity_threshold": "float",
 }
-
-ALLOWED_UPDATES = ["message", "edited_message", "callback_query", "my_chat_member"]
 
 
 class ProjectConfigError(ValueError):
@@ -123,49 +114,3 @@ def project_soft_delete(*, project: Project) -> None:
 
 def project_restore(*, project: Project) -> None:
     Project.objects.filter(pk=project.pk).update(deleted_at=None)
-
-
-def project_webhook_url(*, project: Project) -> str:
-    return f"{settings.PUBLIC_BASE_URL}/telegram/webhook/{project.slug}/"
-
-
-@dataclass(frozen=True)
-class WebhookRegistration:
-    bot_username: str
-    url: str
-
-
-class WebhookRegistrationError(RuntimeError):
-    """Telegram refused the token or the webhook; the message never contains the token."""
-
-
-def project_register_webhook(*, project: Project) -> WebhookRegistration:
-    """Verify the token with getMe, then register the webhook with the project's secret."""
-    if not project.bot_token:
-        raise WebhookRegistrationError("the project has no bot token; set one with `project set SLUG bot_token T`")
-    url = project_webhook_url(project=project)
-    bot = bot_for_token(project.bot_token)
-
-    async def register() -> tuple[str, int]:
-        me = await bot.get_me()
-        await bot.set_webhook(url=url, secret_token=project.webhook_secret, allowed_updates=ALLOWED_UPDATES)
-        return me.username or "", me.id
-
-    try:
-        username, bot_id = run_sync(register(), timeout=settings.TELEGRAM_REQUEST_TIMEOUT_SECONDS * 3)
-    except InvalidToken:
-        raise WebhookRegistrationError("Telegram rejected the bot token (getMe failed)") from None
-    except BadRequest as exc:  # a subclass of NetworkError in python-telegram-bot, but a refusal
-        raise WebhookRegistrationError(f"Telegram refused: {redact(str(exc))}") from None
-    except NetworkError as exc:
-        raise WebhookRegistrationError(f"could not reach the Bot API: {redact(str(exc))}") from None
-    except TelegramError as exc:
-        raise WebhookRegistrationError(f"Telegram refused: {redact(str(exc))}") from None
-
-    with transaction.atomic():
-        Project.objects.filter(pk=project.pk).update(
-            bot_username=username, bot_id=bot_id, webhook_registered_at=timezone.now()
-        )
-    project.refresh_from_db()
-    logger.info("webhook registered", extra={"project_id": project.pk, "url": url})
-    return WebhookRegistration(bot_username=username, url=url)

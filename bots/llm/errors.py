@@ -16,7 +16,7 @@ import anthropic
 import openai
 
 from bots.llm.types import LLMError, Usage
-from config.log_redaction import redact
+from core.log_redaction import redact
 
 TRANSIENT_STATUSES = frozenset({408, 409, 429})
 MAX_ERROR_CHARS = 500

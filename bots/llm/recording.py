@@ -6,8 +6,8 @@ from typing import Literal
 from bots.llm.slots import ModelRef
 from bots.llm.types import CallContext, Usage
 from bots.models import LLMCall
-from config import metrics
-from config.log_redaction import redact
+from core import metrics
+from core.log_redaction import redact
 
 Method = Literal["tools", "structured", "embed"]
 

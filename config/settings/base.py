@@ -15,10 +15,11 @@ INSTALLED_APPS = [
     "knowledge",
     "leads",
     "matching",
+    "console",
 ]
 
 MIDDLEWARE = [
-    "config.log_context.LogContextMiddleware",
+    "core.log_context.LogContextMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -8,16 +8,16 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {
-        "redact_secrets": {"()": "config.log_redaction.RedactSecretsFilter"},
-        "log_context": {"()": "config.log_context.LogContextFilter"},
+        "redact_secrets": {"()": "core.log_redaction.RedactSecretsFilter"},
+        "log_context": {"()": "core.log_context.LogContextFilter"},
     },
     "formatters": {
         "plain": {
-            "()": "config.log_redaction.RedactingFormatter",
+            "()": "core.log_redaction.RedactingFormatter",
             "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
         },
         "json": {
-            "()": "config.log_redaction.RedactingJsonFormatter",
+            "()": "core.log_redaction.RedactingJsonFormatter",
             "format": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s",
             "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger", "process": "pid"},
         },

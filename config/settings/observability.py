@@ -23,6 +23,6 @@ SENTRY_TRACES_SAMPLE_RATE = env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0)
 TURN_TRACES = env.bool("TURN_TRACES", default=True)
 
 if SENTRY_DSN:
-    from config.error_reporting import sentry_init
+    from core.error_reporting import sentry_init
 
     sentry_init(dsn=SENTRY_DSN, environment=SENTRY_ENVIRONMENT, traces_sample_rate=SENTRY_TRACES_SAMPLE_RATE)

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import httpx
 from django.utils import timezone
 
-from config.log_redaction import redact
+from core.log_redaction import redact
 from leads.crm.base import CrmError, CrmPermanentError, ProgressHook, refuse_other_tenants
 from leads.models import CrmWebhook, Lead
 from leads.transcript import lead_transcript

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from config.demo import DEMO_SITE
+from console.demo import DEMO_SITE
 from knowledge.models import Chunk, Page
 from knowledge.pipeline import PHASES, crawl_job_create
 from knowledge.qdrant_store import qdrant_close

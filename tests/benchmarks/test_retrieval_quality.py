@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bots.llm.embeddings import embed_texts
-from config.demo import demo_site_files
+from console.demo import demo_site_files
 from knowledge.bm25 import analyze, bm25_document_vector, bm25_fit, bm25_query_vector, bm25_stats_load
 from knowledge.models import Chunk
 from knowledge.pipeline import _collection, crawl_job_create, crawl_job_run

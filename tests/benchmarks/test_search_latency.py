@@ -20,7 +20,7 @@ import pytest
 
 from bots.llm.embeddings import OFFLINE_DIM, OFFLINE_MODEL_ID, embed_texts
 from bots.llm.types import CallContext
-from config.demo import DEMO_SITE
+from console.demo import DEMO_SITE
 from knowledge.bm25 import analyze, bm25_document_vector, bm25_fit, bm25_query_vector, bm25_stats_save
 from knowledge.qdrant_store import qdrant_close
 from knowledge.search import bm25_stats_cache_clear, knowledge_search

@@ -3,7 +3,7 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
-from config.demo import demo_site_files
+from console.demo import demo_site_files
 from knowledge.models import CrawlJob, Source
 from tenants.models import Project
 

@@ -31,7 +31,7 @@ def chromium() -> Iterator[object]:
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        pytest.skip("browser tests need the playwright package from requirements.txt (bin/setup installs it)")
+        pytest.skip("browser tests need the playwright package (bin/setup --dev installs it)")
     # Playwright's sync API keeps an event loop running in this thread while the browser is open; the tests'
     # own database work (fixtures, flushes, assertions) stays synchronous, so Django may allow it.
     allowed = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")

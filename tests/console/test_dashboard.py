@@ -7,8 +7,8 @@ import pytest
 from django.urls import reverse
 
 from bots.models import Chat
+from console.dashboard import PeriodInvalid, dashboard_period, project_dashboard
 from matching.models import Match, Profile
-from tenants.dashboard import PeriodInvalid, dashboard_period, project_dashboard
 from tenants.models import Membership
 from tests.console.world import exchange
 from tests.factories import MembershipFactory

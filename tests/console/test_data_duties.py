@@ -7,9 +7,9 @@ from django.contrib.admin.models import LogEntry
 from django.urls import reverse
 
 from bots.models import Chat, Message, TelegramUpdate, Turn
+from console.data_duties import ErasureRefused, telegram_user_erase
 from leads.models import FollowUp, Lead
 from matching.models import Match, Profile
-from tenants.data_duties import ErasureRefused, telegram_user_erase
 from tenants.models import Membership
 from tests.console.world import tenant_world
 from tests.factories import MembershipFactory

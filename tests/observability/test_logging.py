@@ -9,8 +9,8 @@ import pytest
 import sentry_sdk
 
 from bots.models import Generation
-from config.error_reporting import event_redact
-from config.log_context import log_context, log_context_bind
+from core.error_reporting import event_redact
+from core.log_context import log_context, log_context_bind
 from tests.fakes import llm_api
 from tests.telegram_updates import text_update
 

@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bots.models import Generation
 from bots.tasks import generations_process_due_task
-from config.metrics import metrics_directory_reset
+from core.metrics import metrics_directory_reset
 from leads.followups import followups_fire_due
 from leads.models import FollowUp, Lead
 from matching.models import Match

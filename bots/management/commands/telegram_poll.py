@@ -11,7 +11,7 @@ from bots.event_loop import run_sync
 from bots.gateway import MalformedUpdate
 from bots.intake import update_accept
 from bots.telegram_client import bot_for_token
-from config.log_redaction import redact
+from core.log_redaction import redact
 from tenants.models import Project
 from tenants.selectors import project_list
 

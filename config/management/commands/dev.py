@@ -16,7 +16,7 @@ from config import queues
 from config.admin_account import admin_ensure
 from config.env import VAR_DIR
 from config.local_redis import RedisUnavailable, ensure_redis
-from config.metrics import metrics_directory_reset
+from core.metrics import metrics_directory_reset
 from knowledge.qdrant_store import is_local_mode
 
 

@@ -4,7 +4,8 @@ Every process writes its samples to memory-mapped files in PROMETHEUS_MULTIPROC_
 settings), and `GET /metrics` adds them up with prometheus_client's multiprocess collector. Files are
 named by host and pid, so containers that share the directory on one host never write the same file.
 What is a state rather than an event (open matches, running follow-up sequences, queued generations) is
-read from the database at scrape time, so it is right whichever process changed it.
+read from the database at scrape time, so it is right whichever process changed it; each app registers
+its own gauges (`register_state_gauges`) in its AppConfig.ready.
 
 Label `project` is the project's slug (resolved once per process and id).
 """
@@ -12,7 +13,7 @@ Label `project` is the project's slug (resolved once per process and id).
 import os
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -69,14 +70,30 @@ generations = Counter(f"{PREFIX}generations_total", "Generations run, by outcome
 generation_cost_usd = Counter(f"{PREFIX}generation_cost_usd_total", "LLM spend of generations", ["project", "kind"])
 
 
+# The apps below core register how a project id becomes its label, and what state they gauge (AppConfig.ready).
+ProjectLabelResolver = Callable[[int], str | None]
+StateGauges = Callable[[], Iterable[GaugeMetricFamily]]
+_label_resolver: list[ProjectLabelResolver] = []
+_state_gauges: list[StateGauges] = []
+
+
+def register_project_label_resolver(resolver: ProjectLabelResolver) -> None:
+    _label_resolver[:] = [resolver]
+    project_label.cache_clear()
+
+
+def register_state_gauges(gauges: StateGauges) -> None:
+    """An app's gauges of what the database holds now, read at scrape time."""
+    if gauges not in _state_gauges:
+        _state_gauges.append(gauges)
+
+
 @lru_cache(maxsize=4096)
 def project_label(project_id: int | None) -> str:
     """The project's slug for the `project` label (cached per process: labels must not cost a query)."""
     if project_id is None:
         return ""
-    from tenants.models import Project
-
-    slug = Project.objects.filter(pk=project_id).values_list("slug", flat=True).first()
+    slug = _label_resolver[0](project_id) if _label_resolver else None
     return slug or str(project_id)
 
 
@@ -90,36 +107,11 @@ def observe_seconds(histogram: Histogram, **labels: str) -> Iterator[None]:
 
 
 class DatabaseStateCollector(Collector):
-    """Gauges of what the database holds now: matches by status, running follow-ups, queued generations."""
+    """Gauges of what the database holds now, as each app registered them."""
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        from django.db.models import Count
-
-        from bots.models import Generation
-        from leads.models import FollowUp
-        from matching.models import Match
-
-        matches = GaugeMetricFamily(f"{PREFIX}matches", "Matches by status", labels=["project", "status"])
-        rows = Match.objects.values("project__slug", "status").annotate(count=Count("pk")).order_by()
-        for row in rows:
-            matches.add_metric([row["project__slug"], row["status"]], row["count"])
-        yield matches
-
-        timers = GaugeMetricFamily(
-            f"{PREFIX}timer_sequences_active", "Chats with a follow-up timer running", labels=["project"]
-        )
-        rows = FollowUp.objects.filter(fire_at__isnull=False).values("project__slug").annotate(count=Count("pk"))
-        for row in rows.order_by():
-            timers.add_metric([row["project__slug"]], row["count"])
-        yield timers
-
-        queued = GaugeMetricFamily(
-            f"{PREFIX}generations_queued", "Generations waiting or running", labels=["project", "status"]
-        )
-        rows = Generation.objects.filter(status__in=Generation.ACTIVE).values("project__slug", "status")
-        for row in rows.annotate(count=Count("pk")).order_by():
-            queued.add_metric([row["project__slug"], row["status"]], row["count"])
-        yield queued
+        for gauges in _state_gauges:
+            yield from gauges()
 
 
 def metrics_exposition() -> bytes:

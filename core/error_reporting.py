@@ -3,7 +3,7 @@
 import json
 from typing import Any
 
-from config.log_redaction import redact
+from core.log_redaction import redact
 
 
 def event_redact(event: dict[str, Any], hint: dict[str, Any] | None = None) -> dict[str, Any]:

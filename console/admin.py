@@ -12,14 +12,18 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from bots.generations import project_over_weekly_cap, project_spend_usd
-from tenants.charts import bar_list, column_chart, meter
-from tenants.console import crawl_progress, project_system_prompt
-from tenants.dashboard import PERIOD_DAYS, PeriodInvalid, dashboard_period, project_dashboard
-from tenants.forms import MembershipForm, ProjectCrawlForm, ProjectForm
+from bots.webhook_registration import WebhookRegistrationError, project_register_webhook
+from console import chat_admin  # noqa: F401  (registers the conversations admin)
+from console.charts import bar_list, column_chart, meter
+from console.dashboard import PERIOD_DAYS, PeriodInvalid, dashboard_period, project_dashboard
+from console.forms import MembershipForm, ProjectCrawlForm, ProjectForm
+from console.project_console import crawl_progress, project_system_prompt
+from knowledge.services import crawl_project, crawl_start
+from leads.lead_group import connect_link
 from tenants.models import Membership, Project
 from tenants.roles import projects_with_role, user_has_role, user_is_member
 from tenants.selectors import projects_for_user
-from tenants.services import WebhookRegistrationError, project_register_webhook, project_restore, project_soft_delete
+from tenants.services import project_restore, project_soft_delete
 
 admin.site.site_header = "Switchboard"
 admin.site.site_title = "Switchboard console"
@@ -178,8 +182,6 @@ class ProjectAdmin(admin.ModelAdmin):
         self._crawl(request, queryset, recrawl=True)
 
     def _crawl(self, request: HttpRequest, queryset: QuerySet[Project], *, recrawl: bool) -> None:
-        from knowledge.services import crawl_project
-
         for project in queryset.filter(kind=Project.Kind.SALES):
             if not project.knowledge_sources.exists():
                 self.message_user(request, f"{project.slug}: no sources yet; add some with New crawl", messages.WARNING)
@@ -231,8 +233,6 @@ class ProjectAdmin(admin.ModelAdmin):
     ) -> HttpResponse:
         project = self.get_queryset(request).filter(pk=object_id).first() if object_id.isdigit() else None
         if project is not None:
-            from leads.lead_group import connect_link
-
             spend = project_spend_usd(project=project, since=timezone.now() - timedelta(days=7))
             budget = project.weekly_budget_usd
             extra_context = {
@@ -263,8 +263,6 @@ class ProjectAdmin(admin.ModelAdmin):
         return self._back(project)
 
     def crawl_view(self, request: HttpRequest, pk: int) -> HttpResponse:
-        from knowledge.services import crawl_project, crawl_start
-
         project = self._project_or_404(request, pk, Membership.Role.OPERATOR)
         if request.method != "POST":
             return self._back(project)

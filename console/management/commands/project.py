@@ -5,17 +5,10 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from bots.webhook_registration import WebhookRegistrationError, project_register_webhook, project_webhook_url
 from tenants.models import Project
 from tenants.selectors import ProjectNotFound, project_get_by_slug, project_list
-from tenants.services import (
-    SETTABLE_FIELDS,
-    ProjectConfigError,
-    WebhookRegistrationError,
-    project_create,
-    project_register_webhook,
-    project_set,
-    project_webhook_url,
-)
+from tenants.services import SETTABLE_FIELDS, ProjectConfigError, project_create, project_set
 
 # What `show` prints; the token is only ever reported as set or not.
 SHOWN_FIELDS = [

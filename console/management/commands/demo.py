@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from config.demo import demo_ensure
+from console.demo import demo_ensure
 
 
 class Command(BaseCommand):

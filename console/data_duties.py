@@ -15,6 +15,9 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from bots.models import Chat, Message, TelegramUpdate, Turn
+from leads.models import FollowUp, Lead
+from matching.models import BroadcastDelivery, Match, Profile
 from tenants.models import Project
 
 logger = logging.getLogger(__name__)
@@ -47,8 +50,6 @@ class ErasureReport:
 
 
 def _user_chats(project: Project, telegram_user_id: int) -> Any:
-    from bots.models import Chat
-
     return Chat.objects.filter(project=project).filter(
         Q(user_id=telegram_user_id) | Q(telegram_chat_id=telegram_user_id, chat_type="private")
     )
@@ -60,9 +61,6 @@ def _when(moment: datetime | None) -> str | None:
 
 def chat_data_export(*, project: Project, chat_id: int) -> dict[str, Any]:
     """Everything stored about one chat of the project, as JSON-ready data (what a data request returns)."""
-    from bots.models import Chat
-    from leads.models import Lead
-    from matching.models import Match, Profile
 
     chat = Chat.objects.get(project=project, pk=chat_id)
     profiles = Profile.objects.filter(project=project, chat=chat)
@@ -103,9 +101,6 @@ def chat_data_export(*, project: Project, chat_id: int) -> dict[str, Any]:
 
 def telegram_user_erase(*, project: Project, telegram_user_id: int, operator: str) -> ErasureReport:
     """Erase one Telegram user's data in one project (other projects of the same person are untouched)."""
-    from bots.models import Chat, Message, TelegramUpdate, Turn
-    from leads.models import FollowUp, Lead
-    from matching.models import BroadcastDelivery, Profile
 
     with transaction.atomic():
         chats = list(_user_chats(project, telegram_user_id).select_for_update())

@@ -10,6 +10,9 @@ from django.db.models import Count, Min, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
+from bots.models import Chat, LLMCall, Message, Turn
+from leads.models import Lead
+from matching.models import Match
 from tenants.models import Project
 
 
@@ -111,7 +114,6 @@ def _percentile(values: list[float], share: float) -> float | None:
 
 def reply_latencies(*, project: Project, period: Period) -> list[float]:
     """Seconds from the first message of each answered user turn to its reply reaching Telegram."""
-    from bots.models import Turn
 
     turns = (
         Turn.objects.filter(
@@ -126,10 +128,6 @@ def reply_latencies(*, project: Project, period: Period) -> list[float]:
 
 
 def project_dashboard(*, project: Project, period: Period) -> Dashboard:
-    from bots.models import Chat, LLMCall, Message, Turn
-    from leads.models import Lead
-    from matching.models import Match
-
     window = {"project": project, "created_at__gte": period.start, "created_at__lt": period.end}
     zone = ZoneInfo(project.timezone)
     messages = Message.objects.filter(**window)

@@ -3,6 +3,9 @@
 from dataclasses import dataclass
 from typing import Any
 
+from bots.agent import system_prefix
+from bots.models import Chat, Turn
+from bots.toolsets import ToolContext, toolset_for
 from tenants.models import Project
 
 
@@ -18,9 +21,6 @@ class SystemPromptPreview:
 
 def project_system_prompt(*, project: Project) -> SystemPromptPreview:
     """The stable system prefix the model receives, split where the operator's own prompt starts."""
-    from bots.agent import system_prefix
-    from bots.models import Chat, Turn
-    from bots.toolsets import ToolContext, toolset_for
 
     toolset = toolset_for(project)
     # The prefix depends only on the project and its kind; an unsaved chat and turn stand in for a real one.
