@@ -35,6 +35,12 @@ def register_messages_hook(kind: str, hook: MessagesHook) -> None:
     _message_hooks.setdefault(kind, []).append(hook)
 
 
+# What a terminal session (`manage.py chat`, which runs turns in its own process) needs first; each hook
+# may return a note for the user. The knowledge app's takes the embedded store when no worker owns it.
+TerminalSessionHook = Callable[[], str | None]
+terminal_session_hooks: list[TerminalSessionHook] = []
+
+
 def _chat_reset(chat: Chat, upto: Message) -> None:
     """/start: forget the conversation state; what came before it is no longer waiting for an answer."""
     chat.messages.filter(turn__isnull=True, needs_reply=True, pk__lte=upto.pk).update(needs_reply=False)
