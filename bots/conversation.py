@@ -288,6 +288,7 @@ async def chat_turn_handle_async(generation: Generation) -> None:
     turn = await in_db(_turn_begin, generation)
     if turn is None:
         return
+    log_context_bind(chat_id=turn.chat.telegram_chat_id)  # for this coroutine's lines (the step bound its own)
     llm_answered = True
     if turn.status == Turn.Status.COMPOSING:
         llm_answered = await turn_compose_async(turn=turn, generation_id=generation.pk)  # the reply is on `turn`

@@ -25,7 +25,7 @@ from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import connections
 
 T = TypeVar("T")
 
@@ -116,8 +116,24 @@ def _in_pool_thread(fn: Callable[[], T]) -> T:
     try:
         return fn()
     finally:
-        # Hand the connection back to the pool (or drop a broken one) after each piece of work.
-        close_old_connections()
+        _drop_unusable_connections()
+
+
+def _drop_unusable_connections() -> None:
+    """After a piece of work: a pool thread keeps its connection (no checkout per step), unless it broke.
+
+    Django's close_old_connections would hand it back after every step (the pool wants CONN_MAX_AGE 0).
+    """
+    for conn in connections.all(initialized_only=True):
+        if conn.connection is None:
+            continue
+        if conn.in_atomic_block or conn.get_autocommit() != conn.settings_dict["AUTOCOMMIT"]:
+            conn.close()  # work that left a transaction open must not leak it into the next step
+        elif conn.errors_occurred:
+            if conn.is_usable():
+                conn.errors_occurred = False
+            else:
+                conn.close()
 
 
 async def in_db(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:

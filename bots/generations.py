@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, transaction
 from django.db.models import Max, Q, Sum
 from django.utils import timezone
 
@@ -38,6 +38,8 @@ MAX_ATTEMPTS = 3
 # Over its weekly cap a project's background work waits; it is looked at again this often.
 CAP_RECHECK = timedelta(hours=1)
 TURN_KINDS = (Generation.Kind.CHAT_TURN, Generation.Kind.TIMER_TURN)
+# A generation the database interrupted runs again after this pause.
+REQUEUE_AFTER = timedelta(seconds=2)
 
 # A handler is a coroutine function (it awaits the model; chat turns) or a plain function (it runs on a
 # thread of its own pool, e.g. the instructor-based structured outputs of qualification and summaries).
@@ -222,6 +224,18 @@ def _deferred_over_cap(generation: Generation) -> bool:
     return True
 
 
+def _run_requeue(generation: Generation, error: str) -> None:
+    """Back to the queue after an interruption (or failed, after MAX_ATTEMPTS); if this write fails too,
+    the lease runs out and the sweep requeues it."""
+    if generation.attempts >= MAX_ATTEMPTS:
+        generation.status, generation.error = Generation.Status.FAILED, error[:2000]
+        _run_record(generation)
+        return
+    Generation.objects.filter(pk=generation.pk, status=Generation.Status.RUNNING).update(
+        status=Generation.Status.PENDING, scheduled_for=timezone.now() + REQUEUE_AFTER, lease_expires_at=None
+    )
+
+
 def _run_record(generation: Generation) -> None:
     generation.finished_at = timezone.now()
     _record_usage(generation)
@@ -249,6 +263,15 @@ async def generation_run_async(*, generation: Generation) -> None:
         else:
             # A blocking handler gets a thread of its own pool, so it never holds the turns' database threads.
             await in_blocking(handler, generation)
+    except (OperationalError, InterfaceError) as exc:
+        # The database went away mid-run (a restart, dropped connections): the work is not at fault and
+        # resumes where it stopped (a turn reopens its stored state), so it goes back to the queue.
+        logger.warning(
+            "generation interrupted by the database (%s); queued again", exc,
+            extra={"project_id": generation.project_id, "chat_id": generation.chat_id, "generation_id": generation.pk},
+        )  # fmt: skip
+        await in_db(_run_requeue, generation, f"{type(exc).__name__}: {exc}")
+        return
     except Exception as exc:
         logger.exception(
             "generation failed",

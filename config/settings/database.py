@@ -17,6 +17,9 @@ if DB_POOL_MAX_SIZE > 0:
         "timeout": DB_POOL_TIMEOUT_SECONDS,
     }
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+    # With a pool, Django checks each connection as it leaves the pool: one the server dropped meanwhile
+    # (a restart, pg_terminate_backend) is replaced instead of failing the request or turn that drew it.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
