@@ -137,15 +137,15 @@ WITH running AS (
     FROM bots_generation g LEFT JOIN running r ON r.project_id = g.project_id
     WHERE g.status = 'pending' AND g.scheduled_for <= %(now)s
 ), picked AS (
-    SELECT id FROM due ORDER BY turn_of_project, scheduled_for, id LIMIT %(limit)s
+    SELECT id, turn_of_project FROM due ORDER BY turn_of_project, scheduled_for, id LIMIT %(limit)s
 ), locked AS (
     SELECT id FROM bots_generation WHERE id IN (SELECT id FROM picked) AND status = 'pending'
     FOR UPDATE SKIP LOCKED
 )
 UPDATE bots_generation g
 SET status = 'running', started_at = %(now)s, lease_expires_at = %(lease)s, attempts = g.attempts + 1
-FROM locked WHERE g.id = locked.id
-RETURNING g.*
+FROM locked JOIN picked ON picked.id = locked.id WHERE g.id = locked.id
+RETURNING g.*, picked.turn_of_project AS claim_turn
 """
 
 
@@ -156,13 +156,8 @@ def generations_claim_fair(*, limit: int, now: datetime | None = None) -> list[G
         claimed = list(
             Generation.objects.raw(_FAIR_CLAIM_SQL, {"now": now, "limit": int(limit), "lease": now + _lease()})
         )
-    # RETURNING gives no order: restore the fair one (each project's first, then each one's second, ...).
-    seen: dict[int, int] = {}
-    ranked: list[tuple[int, datetime, int, Generation]] = []
-    for generation in sorted(claimed, key=lambda g: (g.scheduled_for, g.pk)):
-        seen[generation.project_id] = rank = seen.get(generation.project_id, 0) + 1
-        ranked.append((rank, generation.scheduled_for, generation.pk, generation))
-    order = [item[-1] for item in sorted(ranked, key=lambda item: item[:3])]
+    # RETURNING gives no order: restore the fair one.
+    order = sorted(claimed, key=lambda g: (g.claim_turn, g.scheduled_for, g.pk))
     for generation in order:
         turn_metrics.generation_wait_seconds.labels(kind=generation.kind).observe(
             max(0.0, (now - generation.scheduled_for).total_seconds())

@@ -1,6 +1,7 @@
 """The async turn runner: many turns in flight on one worker process, a per-process cap, fair claims."""
 
 import json
+import time
 from datetime import timedelta
 
 import pytest
@@ -44,11 +45,15 @@ def answer_everything(fake_llm, delay: float) -> None:
 
 
 def wait_for_replies(fake_telegram, projects_chats: dict, worker, timeout: float):
+    """Every chat's reply at the fake Telegram, and every generation recorded as finished."""
     total = sum(len(chats) for chats in projects_chats.values())
     try:
         fake_telegram.wait_for("sendMessage", count=total, timeout=timeout)
     except AssertionError as exc:
         raise AssertionError(f"{exc}\nworker log:\n{worker.log_tail()}") from None
+    deadline = time.monotonic() + 10
+    while Generation.objects.filter(status__in=Generation.ACTIVE).exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
     return [c for c in fake_telegram.calls_to("sendMessage") if c.ok]
 
 
