@@ -17,16 +17,21 @@ nothing lost or sent twice, and a 500-chat burst of one project delaying another
 import json
 import os
 import re
+import shutil
+import signal
 import subprocess
+import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 from django.db import connection
 
@@ -34,6 +39,7 @@ from bots.models import Generation
 from console.demo import demo_site_files
 from knowledge.models import CrawlJob
 from knowledge.services import crawl_start
+from tests.benchmarks.profiling import PROFILE_DIR
 from tests.benchmarks.report import figure, note, percentile
 from tests.benchmarks.test_webhook_intake import procfile_web_command
 from tests.factories import ProjectFactory
@@ -190,6 +196,35 @@ class Run:
     duplicated: int
     with_hits: int
     peak_in_flight: int
+    worker_cpu_s: float
+    web_cpu_s: float
+    load: float
+
+
+def _cpu_seconds(pid: int) -> float:
+    process = psutil.Process(pid)
+    return sum(sum(p.cpu_times()[:2]) for p in [process, *process.children(recursive=True)])
+
+
+@contextmanager
+def _py_spy(pid: int, name: str) -> Iterator[None]:
+    """SCALE_PYSPY=1 (and py-spy installed): sample every thread of the worker during the run."""
+    binary = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not os.environ.get("SCALE_PYSPY") or not Path(binary).exists():
+        yield
+        return
+    PROFILE_DIR.mkdir(parents=True, exist_ok=True)
+    out = PROFILE_DIR / f"scale-{name}.txt"
+    recorder = subprocess.Popen(
+        [binary, "record", "-p", str(pid), "-f", "raw", "-o", str(out), "--nonblocking", "--gil", "-r", "200"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        yield
+    finally:
+        recorder.send_signal(signal.SIGINT)
+        recorder.wait(60)
+        print(f"  worker profile: {out}")
 
 
 def _peak_in_flight(since: float) -> int:
@@ -213,7 +248,10 @@ def _burst(
     """One question from each (project, count) chat at once; waits for every reply."""
     chats = [(project, first_chat + n) for project, count in projects for n in range(count)]
     begun = time.time()
-    with Sampler(platform, projects[-1][0], first_chat + 500_000) as sampler:
+    worker_cpu, web_cpu = _cpu_seconds(platform.worker.process.pid), _cpu_seconds(platform.web.pid)
+    name = "+".join(f"{project.slug}{count}" for project, count in projects)
+    profile = _py_spy(platform.worker.process.pid, name)
+    with profile, Sampler(platform, projects[-1][0], first_chat + 500_000) as sampler:
         with httpx.Client(limits=httpx.Limits(max_connections=POSTERS)) as client, ThreadPoolExecutor(POSTERS) as pool:
             burst_webhook = list(pool.map(
                 lambda item: platform.post(
@@ -248,6 +286,9 @@ def _burst(
         duplicated=sum(len(ats) - 1 for ats in replies.values()),
         with_hits=sum(1 for chat, hit in model.hits.items() if chat in chat_ids and hit),
         peak_in_flight=_peak_in_flight(begun),
+        worker_cpu_s=_cpu_seconds(platform.worker.process.pid) - worker_cpu,
+        web_cpu_s=_cpu_seconds(platform.web.pid) - web_cpu,
+        load=os.getloadavg()[0],
     )
     return latency, run
 
@@ -273,6 +314,11 @@ def _report(label: str, size: int, run: Run) -> None:
            f"{run.with_hits} of {size}", target="all", met=run.with_hits == size)  # fmt: skip
     figure(BENCHMARK, f"{label}: peak turns in flight / peak PostgreSQL connections",
            f"{run.peak_in_flight} / {max(run.connections, default=0)}")  # fmt: skip
+    figure(
+        BENCHMARK,
+        f"{label}: worker CPU per turn / web CPU per webhook (machine load {run.load:.1f})",
+        f"{run.worker_cpu_s / size * 1000:.1f} ms / {run.web_cpu_s / max(1, len(run.webhook)) * 1000:.1f} ms",
+    )
 
 
 def test_conversations_at_scale(platform, fake_telegram, fake_llm, settings):
