@@ -20,6 +20,7 @@ from bots.models import Chat
 from core import metrics
 from leads.crm.base import CrmError, CrmPermanentError, crm_backends_for
 from leads.models import Lead, LeadDispatch
+from leads.state import SalesState, sales_state_update
 from tenants.models import Project
 
 logger = logging.getLogger(__name__)
@@ -50,18 +51,15 @@ def lead_finish(*, chat: Chat, summary: str, source: str = "agent") -> tuple[Lea
     """Phase one: persist the finished lead (once per conversation). Returns (lead, created)."""
     with transaction.atomic():
         chat = Chat.objects.select_for_update().select_related("project").get(pk=chat.pk)
-        existing = chat.state.get("lead_id")
-        if existing and (lead := Lead.objects.filter(pk=existing, chat=chat).first()) is not None:
+        state = SalesState.of(chat)
+        if state.lead_id and (lead := Lead.objects.filter(pk=state.lead_id, chat=chat).first()) is not None:
             return lead, False
-        state = chat.state
         lead = Lead.objects.create(
-            project=chat.project, chat=chat, summary=summary.strip() or "(no summary)", notes=state.get("notes", ""),
-            client_status=state.get("client_status", ""), shared_contact=state.get("shared_contact"),
-            files=state.get("files", []), determined_url=state.get("determined_url", ""), source=source,
-            **notes_fields(state.get("notes", "")),
+            project=chat.project, chat=chat, summary=summary.strip() or "(no summary)", notes=state.notes,
+            client_status=state.client_status, shared_contact=state.shared_contact, files=state.files,
+            determined_url=state.determined_url, source=source, **notes_fields(state.notes),
         )  # fmt: skip
-        state["lead_id"] = lead.pk
-        Chat.objects.filter(pk=chat.pk).update(state=state)
+        sales_state_update(chat=chat, lead_id=lead.pk)
         logger.info("lead finished", extra={"project_id": chat.project_id, "chat_id": chat.telegram_chat_id,
                                             "lead_id": lead.pk, "source": source})  # fmt: skip
     from leads.tasks import lead_dispatch_task
