@@ -142,12 +142,20 @@ def _dispatch_save_refs(dispatch_id: int, refs: dict[str, Any]) -> None:
     LeadDispatch.objects.filter(pk=dispatch_id).update(refs=refs, updated_at=timezone.now())
 
 
-def lead_resend(*, lead: Lead) -> Lead:
-    """Operator's "resend to CRM": failed backends are tried again; sent ones are not repeated."""
-    lead.dispatches.exclude(status=LeadDispatch.Status.SENT).update(status=LeadDispatch.Status.PENDING)
-    Lead.objects.filter(pk=lead.pk, status=Lead.Status.FAILED).update(status=Lead.Status.FINISHED)
-    lead.refresh_from_db()
-    return lead_dispatch(lead=lead)
+def lead_resend(*, lead: Lead) -> bool:
+    """Operator's "resend to CRM": the worker tries the failed backends again; sent ones are not repeated.
+
+    Returns False when there is nothing to resend (every backend has the lead already).
+    """
+    if lead.status == Lead.Status.SENT:
+        return False
+    with transaction.atomic():
+        lead.dispatches.exclude(status=LeadDispatch.Status.SENT).update(status=LeadDispatch.Status.PENDING)
+        Lead.objects.filter(pk=lead.pk, status=Lead.Status.FAILED).update(status=Lead.Status.FINISHED)
+        from leads.tasks import lead_dispatch_task
+
+        transaction.on_commit(lambda: lead_dispatch_task.delay(lead.pk))
+    return True
 
 
 def lead_note_customer_message(*, lead: Lead) -> bool:
