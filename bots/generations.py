@@ -83,8 +83,11 @@ def generation_schedule(
     """Queue one generation at the time the budget allows. For turns: at most one active per chat."""
     now = now or timezone.now()
     with transaction.atomic():
-        # One scheduler per project at a time, so two new generations never take the same slot.
-        Project.objects.select_for_update().filter(pk=project.pk).first()
+        # One scheduler per project at a time, so two new generations never take the same slot. Without a
+        # budget there is no spacing (no slot to take): then schedulers of one project need not queue on
+        # its row, which a burst of hundreds of chats would otherwise serialise on.
+        if project.weekly_budget_usd:
+            Project.objects.select_for_update().filter(pk=project.pk).first()
         if chat is not None and kind in TURN_KINDS:
             active = Generation.objects.filter(chat=chat, kind__in=TURN_KINDS, status__in=Generation.ACTIVE).first()
             if active is not None:
@@ -92,6 +95,8 @@ def generation_schedule(
         latest = Generation.objects.filter(project=project).aggregate(latest=Max("scheduled_for"))["latest"]
         if latest is None:
             scheduled_for = now
+        elif not project.weekly_budget_usd:
+            scheduled_for = max(latest, now)  # no budget, no spacing (and no need for the last cost)
         else:
             interval = generation_interval(
                 last_cost_usd=_last_cost(project), weekly_budget_usd=project.weekly_budget_usd
