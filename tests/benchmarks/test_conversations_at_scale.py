@@ -91,7 +91,8 @@ class KnowledgeModel:
 class Platform:
     base: str
     worker: CeleryWorker
-    web: object
+    web: subprocess.Popen
+    tmp: Path
     posted: dict[tuple[str, int], float] = field(default_factory=dict)
     _update_id: int = 10**9
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -111,31 +112,55 @@ class Platform:
         return time.time() - started
 
 
-class Sampler:
-    """During a run: a webhook probe (its latency) and the number of PostgreSQL connections."""
+# The probe runs in a process of its own: in the benchmark's process its timings would include waiting for
+# the GIL behind the hundreds of threads of the fake servers.
+PROBE = """
+import json, sys, time, httpx
+base, slug, secret, first_chat, interval, out = sys.argv[1:]
+chat, samples = int(first_chat), []
+with httpx.Client() as client:
+    while True:
+        chat += 1
+        body = {"update_id": 2 * 10**9 + chat, "message": {"message_id": 1, "date": int(time.time()), "text": "/debug",
+                "entities": [{"type": "bot_command", "offset": 0, "length": 6}],
+                "chat": {"id": chat, "type": "private"}, "from": {"id": chat, "is_bot": False, "first_name": "P"}}}
+        started = time.perf_counter()
+        client.post(f"{base}/telegram/webhook/{slug}/", json=body,
+                    headers={"X-Telegram-Bot-Api-Secret-Token": secret}, timeout=30)
+        samples.append(time.perf_counter() - started)
+        with open(out, "w") as f:
+            json.dump(samples, f)
+        time.sleep(float(interval))
+"""
 
-    def __init__(self, platform: Platform, probe_project, first_chat: int) -> None:
-        self.platform, self.probe_project, self.next_chat = platform, probe_project, first_chat
+
+class Sampler:
+    """During a run: a webhook probe in its own process (its latency) and the PostgreSQL connections."""
+
+    def __init__(self, platform: Platform, probe_project, first_chat: int, out: Path) -> None:
+        self.platform, self.probe_project, self.first_chat, self.out = platform, probe_project, first_chat, out
         self.webhook_seconds: list[float] = []
         self.connections: list[int] = []
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._probe), threading.Thread(target=self._count)]
+        self._counter = threading.Thread(target=self._count)
+        self._probe: subprocess.Popen | None = None
 
     def __enter__(self) -> "Sampler":
-        for thread in self._threads:
-            thread.start()
+        project = self.probe_project
+        self._probe = subprocess.Popen([
+            sys.executable, "-c", PROBE, self.platform.base, project.slug, project.webhook_secret,
+            str(self.first_chat), str(PROBE_INTERVAL), str(self.out),
+        ])  # fmt: skip
+        self._counter.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        for thread in self._threads:
-            thread.join(10)
-
-    def _probe(self) -> None:
-        with httpx.Client() as client:
-            while not self._stop.wait(PROBE_INTERVAL):
-                self.next_chat += 1
-                self.webhook_seconds.append(self.platform.post(client, self.probe_project, self.next_chat, "/debug"))
+        self._counter.join(10)
+        assert self._probe is not None
+        self._probe.kill()
+        self._probe.wait(10)
+        self.webhook_seconds = json.loads(self.out.read_text()) if self.out.exists() else []
 
     def _count(self) -> None:
         try:
@@ -167,7 +192,7 @@ def platform(redis_client, redis_url, tmp_path: Path, fake_telegram) -> Iterator
                 break
         except httpx.HTTPError:
             time.sleep(0.2)
-    yield Platform(base=base, worker=worker, web=web)
+    yield Platform(base=base, worker=worker, web=web, tmp=tmp_path)
     worker.stop()
     web.terminate()
     web.wait(20)
@@ -199,6 +224,8 @@ class Run:
     worker_cpu_s: float
     web_cpu_s: float
     load: float
+    intake_seconds: float
+    intake: list[float]
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -251,14 +278,17 @@ def _burst(
     worker_cpu, web_cpu = _cpu_seconds(platform.worker.process.pid), _cpu_seconds(platform.web.pid)
     name = "+".join(f"{project.slug}{count}" for project, count in projects)
     profile = _py_spy(platform.worker.process.pid, name)
-    with profile, Sampler(platform, projects[-1][0], first_chat + 500_000) as sampler:
+    probe_out = platform.tmp / f"probe-{first_chat}.json"
+    with profile, Sampler(platform, projects[-1][0], first_chat + 500_000, probe_out) as sampler:
         with httpx.Client(limits=httpx.Limits(max_connections=POSTERS)) as client, ThreadPoolExecutor(POSTERS) as pool:
+            intake_started = time.monotonic()
             burst_webhook = list(pool.map(
                 lambda item: platform.post(
                     client, item[0], item[1], f"[chat {item[1]}] {QUESTIONS[item[1] % len(QUESTIONS)]}"
                 ),
                 chats,
             ))  # fmt: skip
+            intake_seconds = time.monotonic() - intake_started
         tokens = {project.bot_token for project, _ in projects}
         wanted = {(project.bot_token, chat) for project, chat in chats}
         deadline = time.monotonic() + timeout
@@ -280,7 +310,9 @@ def _burst(
     chat_ids = {chat for _, chat in chats}
     run = Run(
         latencies=sorted(latency.values()),
-        webhook=sorted(sampler.webhook_seconds + burst_webhook),
+        webhook=sorted(sampler.webhook_seconds),
+        intake_seconds=intake_seconds,
+        intake=sorted(burst_webhook),
         connections=sampler.connections,
         answered=len(replies),
         duplicated=sum(len(ats) - 1 for ats in replies.values()),
@@ -295,7 +327,8 @@ def _burst(
 
 def _report(label: str, size: int, run: Run) -> None:
     p50, p95 = percentile(run.latencies, 0.5), percentile(run.latencies, 0.95)
-    hook50, hook99 = percentile(run.webhook, 0.5) * 1000, percentile(run.webhook, 0.99) * 1000
+    probes = run.webhook or [float("nan")]
+    hook50, hook99 = percentile(probes, 0.5) * 1000, percentile(probes, 0.99) * 1000
     target = TARGET_P95.get(size)
     figure(
         BENCHMARK, f"{label}: webhook -> reply p50 / p95 / max",
@@ -303,8 +336,10 @@ def _report(label: str, size: int, run: Run) -> None:
         f"({p95 / IDEAL_SECONDS:.2f}x the ideal {IDEAL_SECONDS} s at p95)",
         target=f"p95 <= {target:g} s" if target else "", met=(p95 <= target) if target else None,
     )  # fmt: skip
-    figure(BENCHMARK, f"{label}: webhook p50 / p99 during the load", f"{hook50:.1f} / {hook99:.1f} ms",
-           target="p99 < 50 ms", met=hook99 < 50)  # fmt: skip
+    figure(BENCHMARK, f"{label}: webhook p50 / p99 during the load (probe, {len(run.webhook)} requests)",
+           f"{hook50:.1f} / {hook99:.1f} ms", target="p99 < 50 ms", met=hook99 < 50)  # fmt: skip
+    figure(BENCHMARK, f"{label}: the burst's {size} webhooks ({POSTERS} at a time)",
+           f"posted in {run.intake_seconds:.2f} s, p50 {percentile(run.intake, 0.5) * 1000:.1f} ms")  # fmt: skip
     figure(
         BENCHMARK, f"{label}: answered once / sent twice / lost",
         f"{run.answered} / {run.duplicated} / {size - run.answered}", target="all once, none twice",
