@@ -1,5 +1,6 @@
 """The async turn runner starts with each Celery worker process that runs tasks, and stops with it."""
 
+import os
 from typing import Any
 
 from celery.signals import worker_init, worker_process_init, worker_process_shutdown, worker_ready, worker_shutdown
@@ -15,6 +16,10 @@ def _note_pool(sender: Any = None, **kwargs: Any) -> None:
     global _prefork
     pool = getattr(sender, "pool_cls", "") or ""
     _prefork = "prefork" in (pool if isinstance(pool, str) else pool.__module__).lower()
+    # The webhook must answer in milliseconds whatever the worker does: on a shared host the worker yields
+    # the CPU to the web processes (its turns wait seconds for the model anyway).
+    if settings.WORKER_NICE:
+        os.nice(settings.WORKER_NICE)
 
 
 @worker_ready.connect
