@@ -32,7 +32,8 @@ def generations_kick() -> None:
 
 
 @shared_task(acks_late=True, time_limit=60, soft_time_limit=50)
-def chat_process_task(chat_id: int) -> None:
+def chat_process_task(chat_id: int, project_id: int | None = None) -> None:
+    """`project_id` (from the webhook) only routes the task to its project's shard (bots/chat_shards.py)."""
     task_mark_started(kind="chat", object_id=chat_id)
     generation = chat_process(chat_id=chat_id)
     if generation is not None and generation.scheduled_for <= timezone.now():

@@ -12,7 +12,6 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from honcho.manager import Manager
 
-from config import queues
 from config.admin_account import admin_ensure
 from config.env import VAR_DIR
 from config.local_redis import RedisUnavailable, ensure_redis
@@ -23,7 +22,7 @@ def worker_command(*, python: str) -> str:
     """The Procfile's worker line: one process, a few threads for short tasks, and the async turn runner
     that holds hundreds of turns. It is the one owner of the embedded vector store (QDRANT_URL unset); with
     a Qdrant server, run more of them (or `-P prefork`) to scale out."""
-    return f"{python} -m celery -A config worker -l info -Q {','.join(queues.ALL)} -P threads -c 4"
+    return f"{python} -m celery -A config worker -l info -P threads -c 4"  # every queue of config/queues.py
 
 
 def platform_processes(*, host: str, port: int, python: str) -> dict[str, str]:
