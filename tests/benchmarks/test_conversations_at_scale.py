@@ -356,37 +356,44 @@ def _report(label: str, size: int, run: Run) -> None:
     )
 
 
-def test_conversations_at_scale(platform, fake_telegram, fake_llm, settings):
+@pytest.mark.timeout(3600)
+def test_conversations_at_scale(platform, fake_telegram, fake_llm):
     model = KnowledgeModel(fake_llm)
     shop = _crawled_sales_project("northwind", fake_telegram)
-    other = _crawled_sales_project("southwind", fake_telegram)
     _burst(platform, fake_telegram, model, [(shop, 1)], 1, timeout=60)  # warm-up: models, clients, caches
     first = 1000
     for size in SIZES:
-        _, run = _burst(platform, fake_telegram, model, [(shop, size)], first, timeout=60 + size * 0.3)
+        _, run = _burst(platform, fake_telegram, model, [(shop, size)], first, timeout=60 + size * 0.5)
         _report(f"N={size}", size, run)
         first += 10_000
-    if not FAIRNESS:
-        return
-    alone, _ = _burst(platform, fake_telegram, model, [(other, 1)], first, timeout=60)
-    first += 10_000
-    loaded, run = _burst(platform, fake_telegram, model, [(shop, FAIRNESS_BURST), (other, 1)], first, timeout=300)
-    single = next(value for (slug, _), value in loaded.items() if slug == other.slug)
-    delay = single - next(iter(alone.values()))
-    figure(
-        BENCHMARK, f"fairness: project B's one chat during a {FAIRNESS_BURST}-chat burst of project A",
-        f"{single:.2f} s (alone {next(iter(alone.values())):.2f} s: delayed {delay:.2f} s); "
-        f"A's p95 {percentile([v for (s, _), v in loaded.items() if s == shop.slug], 0.95):.2f} s",
-        target="delay < 2 s", met=delay < 2.0,
-    )  # fmt: skip
     note(BENCHMARK, (
         f"Each chat sends one question; each turn is a hybrid_search tool call and a final answer, every model "
         f"call answered after {MODEL_SECONDS} s by the fake LLM, so the ideal reply takes about {IDEAL_SECONDS} s. "
         "The platform runs the Procfile's web and worker lines (one worker process) on the embedded vector "
-        "store. Webhook latencies are those of the burst's own POSTs and of a probe every "
+        "store. The webhook latency is a probe's, in a process of its own, every "
         f"{PROBE_INTERVAL} s during the load; PostgreSQL connections are sampled from pg_stat_activity every "
         "0.2 s (the benchmark's own connection included). Peak turns in flight counts overlapping "
-        "generations (started -> finished) in the database."
+        "generations (started -> finished) in the database. CPU per turn is the worker process's CPU time "
+        "over the run divided by the chats (the machine's other load inflates it)."
     ))  # fmt: skip
-    counts = Counter(s for s, _ in loaded)
-    assert counts[other.slug] == 1
+
+
+@pytest.mark.timeout(1800)
+@pytest.mark.skipif(not FAIRNESS, reason="SCALE_FAIRNESS=0")
+def test_a_burst_of_one_project_does_not_delay_another(platform, fake_telegram, fake_llm):
+    model = KnowledgeModel(fake_llm)
+    shop = _crawled_sales_project("northwind", fake_telegram)
+    other = _crawled_sales_project("southwind", fake_telegram)
+    _burst(platform, fake_telegram, model, [(shop, 1)], 1, timeout=60)  # warm-up
+    alone, _ = _burst(platform, fake_telegram, model, [(other, 1)], 100, timeout=60)
+    loaded, _ = _burst(platform, fake_telegram, model, [(shop, FAIRNESS_BURST), (other, 1)], 1000, timeout=900)
+    single = next(value for (slug, _), value in loaded.items() if slug == other.slug)
+    by_itself = next(iter(alone.values()))
+    delay = single - by_itself
+    burst_p95 = percentile([v for (s, _), v in loaded.items() if s == shop.slug], 0.95)
+    figure(
+        BENCHMARK, f"fairness: project B's one chat during a {FAIRNESS_BURST}-chat burst of project A",
+        f"{single:.2f} s (alone {by_itself:.2f} s: delayed {delay:.2f} s); A's p95 {burst_p95:.2f} s",
+        target="delay < 2 s", met=delay < 2.0,
+    )  # fmt: skip
+    assert Counter(s for s, _ in loaded)[other.slug] == 1
