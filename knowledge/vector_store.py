@@ -43,7 +43,7 @@ class ChunkPoint:
     point_id: str
     dense: list[float]
     sparse: SparseVector
-    payload: dict[str, Any]  # project_id, chunk_id, page_id, url, topic, text
+    payload: dict[str, Any]  # project_id, chunk_id, page_id, page_version, url, topic, text
 
 
 @dataclass(frozen=True)
@@ -151,6 +151,27 @@ def points_delete_by_urls(*, collection: str, urls: list[str]) -> None:
     qdrant().delete(collection_name=collection, points_selector=selector, wait=True)
 
 
+def points_replace(*, collection: str, points: list[ChunkPoint], delete_ids: list[str]) -> None:
+    """A changed page's swap: its new points and the removal of its old ones in one store request.
+
+    Upsert comes first, so a search never finds the page missing; the embedded store applies the request
+    under its lock (a search sees both operations or neither), and a search that still meets both versions
+    on a server keeps only the newest version of each page (`_hits`).
+    """
+    operations: list[Any] = []
+    if points:
+        operations.append(models.UpsertOperation(upsert=models.PointsList(points=[_point_struct(p) for p in points])))
+    if delete_ids:
+        operations.append(models.DeleteOperation(delete=models.PointIdsList(points=list(delete_ids))))
+    if operations:
+        qdrant().batch_update_points(collection_name=collection, update_operations=operations, wait=True)
+
+
+def points_delete_by_ids(*, collection: str, point_ids: list[str]) -> None:
+    if point_ids:
+        qdrant().delete(collection_name=collection, points_selector=models.PointIdsList(points=point_ids), wait=True)
+
+
 def points_count(*, collection: str) -> int:
     return int(qdrant().count(collection_name=collection, exact=True).count)
 
@@ -248,7 +269,21 @@ def _filter(*, url: str | None = None, urls: list[str] | None = None) -> models.
 
 
 def _hits(points: list[models.ScoredPoint], *, project_id: int | None) -> list[SearchHit]:
+    points = _newest_page_versions(points)
     return [_hit(point) for point in points if project_id is None or _belongs_to(point, project_id)]
+
+
+def _newest_page_versions(points: list[models.ScoredPoint]) -> list[models.ScoredPoint]:
+    """While a changed page swaps its chunks, only its newest version among the hits is kept."""
+
+    def page_and_version(point: models.ScoredPoint) -> tuple[Any, int]:
+        payload = point.payload or {}
+        return payload.get("page_id"), int(payload.get("page_version") or 0)
+
+    newest: dict[Any, int] = {}
+    for page, version in map(page_and_version, points):
+        newest[page] = max(newest.get(page, 0), version)
+    return [point for point in points if page_and_version(point)[1] == newest[page_and_version(point)[0]]]
 
 
 def _belongs_to(point: models.ScoredPoint, project_id: int) -> bool:

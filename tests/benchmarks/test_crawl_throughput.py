@@ -15,8 +15,9 @@ import pytest
 
 from console.demo import DEMO_SITE
 from knowledge.models import Chunk, Page
-from knowledge.pipeline import PHASES, crawl_job_create
+from knowledge.pipeline import PHASES
 from knowledge.qdrant_store import qdrant_close
+from knowledge.services import crawl_job_create
 from tests.benchmarks.profiling import profiled
 from tests.benchmarks.report import figure, note
 from tests.factories import ProjectFactory
