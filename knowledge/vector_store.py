@@ -16,17 +16,31 @@ distribution (mean ± 3 sigma) and summed, so a fused score says how much a chun
 candidates of this query in both rankings (up to about 2), not an absolute similarity.
 """
 
+from __future__ import annotations
+
 import hashlib
 import logging
 import re
 from dataclasses import dataclass
-from typing import Any
-
-from qdrant_client import models
-from qdrant_client.http.exceptions import UnexpectedResponse
+from typing import TYPE_CHECKING, Any
 
 from knowledge.bm25 import SparseVector
 from knowledge.qdrant_store import is_local_mode, qdrant
+
+if TYPE_CHECKING:
+    from qdrant_client import models
+else:
+
+    class _LazyModels:
+        """`qdrant_client.models` on first use: the package takes 1-2 s to import (its gRPC and async
+        clients), which every process start-up (web, commands) would pay for without a store call."""
+
+        def __getattr__(self, name: str) -> Any:
+            from qdrant_client import models
+
+            return getattr(models, name)
+
+    models = _LazyModels()
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +85,8 @@ def collection_name(*, project_id: int, model_id: str, dim: int) -> str:
 
 def collection_ensure(*, project_id: int, model_id: str, dim: int) -> str:
     """Create the collection if missing (idempotent, safe when two workers race) and return its name."""
+    from qdrant_client.http.exceptions import UnexpectedResponse  # imported with the client (see _LazyModels)
+
     name = collection_name(project_id=project_id, model_id=model_id, dim=dim)
     client = qdrant()
     if not client.collection_exists(name):

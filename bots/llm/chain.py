@@ -17,7 +17,6 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Generic, TypeVar
 
-from bots.llm import anthropic_backend, openai_backend
 from bots.llm.errors import Failure, UnparseableOutput, classify_failure, spent_usage
 from bots.llm.pricing import call_cost_usd
 from bots.llm.recording import Method, llm_call_record
@@ -151,17 +150,20 @@ def _elapsed_ms(started: float) -> int:
 
 
 ToolBackend = Callable[..., ToolCallResponse]
-TOOL_BACKENDS: dict[Protocol, ToolBackend] = {
-    "openai": openai_backend.call_tools,
-    "anthropic": anthropic_backend.call_tools,
-}
+
+
+def tool_backend(protocol: Protocol) -> ToolBackend:
+    # The backends import the openai / anthropic SDKs (seconds); loaded on the first call, not at start-up.
+    from bots.llm import anthropic_backend, openai_backend
+
+    return {"openai": openai_backend.call_tools, "anthropic": anthropic_backend.call_tools}[protocol]
 
 
 def call_tools(*, request: ToolCallRequest, chain: list[ModelRef], context: CallContext) -> ToolCallResponse:
     """One model round-trip with tools, over the chain with retries and fallbacks; raises AllBackendsFailed."""
 
     def attempt(ref: ModelRef) -> AttemptResult[ToolCallResponse]:
-        response = TOOL_BACKENDS[ref.protocol](ref=ref, request=request)
+        response = tool_backend(ref.protocol)(ref=ref, request=request)
         return AttemptResult(value=response, usage=response.usage)
 
     outcome = run_chain(chain=chain, context=context, method="tools", attempt=attempt)
