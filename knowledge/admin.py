@@ -68,6 +68,9 @@ class PageReportInline(admin.TabularInline):
         )
         return super().get_queryset(request).select_related("page").annotate(rank=rank).order_by("rank", "url")
 
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return True  # whoever may see the job (scoped by its admin) sees its report
+
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 

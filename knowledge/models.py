@@ -118,7 +118,7 @@ class CrawlJob(models.Model):
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
-        return f"crawl #{self.pk} ({self.status}, {self.phase})"
+        return f"crawl #{self.pk} ({self.get_status_display().lower()})"
 
     FINISHED = (Status.DONE, Status.PARTIAL, Status.FAILED)
 

@@ -3,9 +3,11 @@
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.db.models import Q, QuerySet
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from knowledge.models import CrawlJob, Source
+from knowledge.models import SCHEDULE_INTERVALS, CrawlJob, Source
 from tenants.models import Project
 
 FAILED_RUNS_WARNING = 3  # a source that failed this many crawls in a row is flagged
@@ -36,6 +38,20 @@ def source_is_stale(*, source: Source, now: datetime | None = None) -> bool:
         return False
     now = now or timezone.now()
     return (source.last_refreshed_at or source.created_at) < now - source.interval * STALE_FACTOR
+
+
+def sources_failing() -> QuerySet[Source]:
+    """Every project's sources that failed FAILED_RUNS_WARNING crawls or more in a row (for the gauges)."""
+    return Source.objects.filter(failed_runs__gte=FAILED_RUNS_WARNING)
+
+
+def sources_stale(*, now: datetime | None = None) -> QuerySet[Source]:
+    """Every project's scheduled sources not refreshed within STALE_FACTOR x their interval (for the gauges)."""
+    now = now or timezone.now()
+    stale = Q(pk__in=[])
+    for schedule, interval in SCHEDULE_INTERVALS.items():
+        stale |= Q(schedule=schedule, refreshed__lt=now - interval * STALE_FACTOR)
+    return Source.objects.annotate(refreshed=Coalesce("last_refreshed_at", "created_at")).filter(stale)
 
 
 def source_warnings(*, project: Project, now: datetime | None = None) -> list[SourceWarning]:
