@@ -75,6 +75,7 @@ def _is_live(page: Page) -> bool:
 def _fail(page: Page, job: CrawlJob, reason: str, *, http_status: int | None = None) -> None:
     """A page without a searchable version failed: it is marked failed with its reason."""
     Page.objects.filter(pk=page.pk).update(status=Page.Status.FAILED, error=reason[:2000])
+    page.chunks.filter(uploaded_at__isnull=True).delete()
     _report(job, page, PageReport.Outcome.FAILED, reason, http_status=http_status)
     logger.info("page failed: %s", reason, extra=_log(job.project, url=page.url))
 
@@ -117,6 +118,7 @@ def _page_for(project: Project, source: Source, url: str, job: CrawlJob, *, last
         return page
     updates: dict[str, object] = {"job": job, "error": ""}
     if page.status == Page.Status.FAILED or not _is_live(page):
+        page.chunks.all().delete()  # leftovers of an unfinished run: never searchable, done again
         updates.update(
             status=Page.Status.PENDING, raw=None, raw_hash="", content_hash="", etag="", last_modified="",
             fetched_at=None, extracted_at=None, chunked_at=None, embedded_at=None, uploaded_at=None,

@@ -161,6 +161,7 @@ def crawl_request(
         raise CrawlInputError(["nothing to crawl: give URLs, a sitemap or files"])
     if schedule is not None:
         crawl_schedule_clean(schedule)
+    _refuse_busy(project, chosen, cleaned)
     job = crawl_job_create(
         project=project, urls=cleaned.urls, sitemap=cleaned.sitemap, files=cleaned.files, sources=chosen,
         recrawl=recrawl, semantic_chunking=semantic_chunking, schedule=schedule,
@@ -209,6 +210,19 @@ def crawl_job_create(
         Source.objects.filter(pk__in=[s.pk for s in chosen]).update(**updates)
         job.sources.add(*chosen)
     return job
+
+
+def _refuse_busy(project: Project, chosen: list[Source], cleaned: CrawlInput) -> None:
+    """Two jobs on the same pages would race each other: a source already queued or running is refused."""
+    asked = Q(pk__in=[source.pk for source in chosen])
+    asked |= Q(kind=Source.Kind.URL, url__in=cleaned.urls)
+    if cleaned.sitemap:
+        asked |= Q(kind=Source.Kind.SITEMAP, url=cleaned.sitemap)
+    active = CrawlJob.objects.filter(project=project, status__in=(CrawlJob.Status.QUEUED, CrawlJob.Status.RUNNING))
+    busy = Source.objects.filter(asked, project=project, jobs__in=active).values_list("url", "title", "jobs")
+    problems = [f"{url or title}: already in crawl job #{job_id}, still running" for url, title, job_id in busy]
+    if problems:
+        raise CrawlInputError(sorted(set(problems)))
 
 
 def _source_for_url(project: Project, kind: str, url: str) -> Source:

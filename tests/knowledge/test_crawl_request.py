@@ -1,9 +1,11 @@
 """One validation of crawl input for every entry point, and the schedule sweep that starts re-crawls."""
 
 from datetime import timedelta
+from io import StringIO
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from console.forms import ProjectCrawlForm
@@ -74,6 +76,7 @@ def test_a_request_lists_every_problem_and_creates_nothing(project_a):
 def test_asking_for_a_source_again_reuses_it(project_a, project_b, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks():
         first = crawl_request(project=project_a, urls=["https://shop.example/prices"], schedule="daily")
+        CrawlJob.objects.filter(pk=first.pk).update(status=CrawlJob.Status.DONE)
         again = crawl_request(project=project_a, urls=["shop.example/prices"])
         other = crawl_request(project=project_b, urls=["https://shop.example/prices"])
     assert list(first.sources.all()) == list(again.sources.all())
@@ -136,3 +139,29 @@ def test_beat_runs_the_sweep(settings):
     entry = settings.CELERY_BEAT_SCHEDULE["crawl-schedules"]
     assert entry["task"] == "knowledge.tasks.crawl_schedules_sweep"
     assert entry["schedule"] <= 300
+
+
+def test_project_set_crawl_schedule_sets_every_source_of_that_project(project_a, project_b):
+    scheduled_source(project_a, "https://a.example/1", "off", None)
+    scheduled_source(project_a, "https://a.example/2", "hourly", None)
+    scheduled_source(project_b, "https://b.example/1", "off", None)
+    out = StringIO()
+    call_command("project", "set", "alpha", "crawl_schedule", "daily", stdout=out)
+    assert "alpha: 2 source(s) re-crawled daily" in out.getvalue()
+    assert set(Source.objects.filter(project=project_a).values_list("schedule", flat=True)) == {"daily"}
+    assert Source.objects.get(project=project_b).schedule == "off"
+    with pytest.raises(CommandError, match="one of off, hourly, daily, weekly"):
+        call_command("project", "set", "alpha", "crawl_schedule", "sometimes", stdout=StringIO())
+
+
+def test_a_source_already_being_crawled_is_refused(project_a, project_b, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks():
+        job = crawl_request(project=project_a, urls=["https://shop.example/prices"])
+        crawl_request(project=project_b, urls=["https://shop.example/prices"])  # another tenant's own source
+    with pytest.raises(CrawlInputError, match=f"already in crawl job #{job.pk}"):
+        crawl_request(project=project_a, urls=["https://shop.example/prices"])
+    with pytest.raises(CrawlInputError, match="already in crawl job"):
+        crawl_request(project=project_a, all_sources=True)
+    CrawlJob.objects.filter(pk=job.pk).update(status=CrawlJob.Status.PARTIAL)
+    with django_capture_on_commit_callbacks():
+        assert crawl_request(project=project_a, all_sources=True).pk != job.pk
