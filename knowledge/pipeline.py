@@ -59,12 +59,21 @@ def _report(
     job: CrawlJob, page: Page, outcome: str, reason: str = "", *, http_status: int | None = None, chunks: int = 0
 ) -> None:
     """One line of the job's report per page (a resumed job overwrites its own line)."""
-    PageReport.objects.update_or_create(
-        job=job, url=page.url,
-        defaults={"project": job.project, "page": page, "source_id": page.source_id, "outcome": outcome,
-                  "reason": reason[:2000], "http_status": http_status, "chunks": chunks},
+    _reports_write([_report_row(job, page, outcome, reason, http_status=http_status, chunks=chunks)])
+
+
+def _report_row(
+    job: CrawlJob, page: Page, outcome: str, reason: str = "", *, http_status: int | None = None, chunks: int = 0
+) -> PageReport:
+    return PageReport(job=job, url=page.url, project=job.project, page=page, source_id=page.source_id,
+                      outcome=outcome, reason=reason[:2000], http_status=http_status, chunks=chunks)  # fmt: skip
+
+
+def _reports_write(rows: list[PageReport]) -> None:
+    PageReport.objects.bulk_create(
+        rows, update_conflicts=True, unique_fields=["job", "url"],
+        update_fields=["page", "source", "outcome", "reason", "http_status", "chunks"],
     )  # fmt: skip
-    CrawlJob.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now())
 
 
 def _is_live(page: Page) -> bool:
@@ -221,6 +230,7 @@ def phase_fetch(job: CrawlJob, *, workers: int = FETCH_WORKERS) -> None:
                 _unchanged(job, page, "304 Not Modified", http_status=304)
             else:
                 _fetched(job, page, outcome)
+            CrawlJob.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now())
 
 
 def _fetch_failed(job: CrawlJob, page: Page, error: FetchError) -> None:
@@ -338,6 +348,9 @@ def phase_upload(job: CrawlJob) -> None:
     """
     project, model = job.project, embedding_model_id()
     collection = _collection(project)
+    pending = ChunkRow.objects.filter(project=project, embedding_model=model, uploaded_at__isnull=True).exists()
+    if not pending and not job.reports.filter(outcome=PageReport.Outcome.REMOVED).exists():
+        return  # nothing added, changed or removed: the corpus and its BM25 statistics stay as they are
     corpus = list(ChunkRow.objects.filter(project=project, embedding_model=model).select_related("page"))
     newest: dict[int, int] = {}
     for chunk in corpus:
@@ -375,11 +388,6 @@ def phase_upload(job: CrawlJob) -> None:
             collection=collection,
             vectors={str(chunk.point_id): bm25_document_vector(terms[chunk.pk], stats) for chunk in old},
         )
-    # Pages whose changed text gave no chunks at all lose their old ones too.
-    empty = [page_id for page_id in superseded if page_id not in fresh and page_id not in {c.page_id for c in current}]
-    for page_id in empty:
-        points_delete_by_ids(collection=collection, point_ids=[str(c.point_id) for c in superseded[page_id]])
-        ChunkRow.objects.filter(pk__in=[c.pk for c in superseded[page_id]]).delete()
 
 
 def _uploaded(job: CrawlJob, chunks: list[ChunkRow], superseded: dict[int, list[ChunkRow]]) -> None:
@@ -391,11 +399,15 @@ def _uploaded(job: CrawlJob, chunks: list[ChunkRow], superseded: dict[int, list[
         changed = {page_id for page_id in page_ids if any(c.uploaded_at for c in superseded.get(page_id, []))}
         ChunkRow.objects.filter(pk__in=[c.pk for page_id in page_ids for c in superseded.get(page_id, [])]).delete()
         Page.objects.filter(pk__in=page_ids).update(status=Page.Status.UPLOADED, uploaded_at=now)
-        CrawlJob.objects.filter(pk=job.pk).update(chunks_uploaded=F("chunks_uploaded") + len(chunks))
+        CrawlJob.objects.filter(pk=job.pk).update(
+            chunks_uploaded=F("chunks_uploaded") + len(chunks), heartbeat_at=timezone.now()
+        )
     counts = Counter(chunk.page_id for chunk in chunks)
-    for page in Page.objects.filter(pk__in=page_ids, job=job):
-        outcome = PageReport.Outcome.CHANGED if page.pk in changed else PageReport.Outcome.ADDED
-        _report(job, page, outcome, http_status=page.http_status, chunks=counts[page.pk])
+    outcome = {True: PageReport.Outcome.CHANGED, False: PageReport.Outcome.ADDED}
+    _reports_write([
+        _report_row(job, page, outcome[page.pk in changed], http_status=page.http_status, chunks=counts[page.pk])
+        for page in Page.objects.filter(pk__in=page_ids, job=job).defer("raw", "text")
+    ])  # fmt: skip
 
 
 def _point(chunk: ChunkRow, terms: list[str], stats: BM25Stats) -> ChunkPoint:
