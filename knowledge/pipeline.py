@@ -18,6 +18,7 @@ from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from decimal import Decimal
 
+import httpx
 from django.db import transaction
 from django.db.models import Count, F, QuerySet
 from django.utils import timezone
@@ -139,7 +140,6 @@ def _page_for(project: Project, source: Source, url: str, job: CrawlJob, *, last
     if lastmod:
         updates["sitemap_lastmod"] = lastmod
     Page.objects.filter(pk=page.pk).update(**updates)
-    page.refresh_from_db()
     return page
 
 
@@ -191,6 +191,7 @@ def phase_discover(job: CrawlJob) -> None:
 
 def _file_page(job: CrawlJob, source: Source) -> None:
     page = _page_for(job.project, source, f"file:{source.title}", job)
+    page.refresh_from_db()
     if page.fetched_at is not None:
         return
     source.file.open("rb")
@@ -200,11 +201,10 @@ def _file_page(job: CrawlJob, source: Source) -> None:
     _fetched(job, page, FetchedPage(url=page.url, http_status=200, content_type=content_type, data=data))
 
 
-def _download(url: str, etag: str, last_modified: str) -> FetchedPage | FetchError:
+def _download(client: httpx.Client, url: str, etag: str, last_modified: str) -> FetchedPage | FetchError:
     """Network only (runs on a fetch thread); the crawl's own thread writes the results."""
     try:
-        with http_client() as client:
-            return fetch_url(url, client=client, etag=etag, last_modified=last_modified)
+        return fetch_url(url, client=client, etag=etag, last_modified=last_modified)
     except FetchError as exc:
         return exc
 
@@ -215,9 +215,13 @@ def _job_pages(job: CrawlJob) -> QuerySet[Page]:
 
 def phase_fetch(job: CrawlJob, *, workers: int = FETCH_WORKERS) -> None:
     pending = list(_job_pages(job).filter(fetched_at__isnull=True).defer("raw", "text"))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch") as pool:
+    # One client (thread-safe, its connections kept alive) for the whole phase: a re-crawl is mostly 304s,
+    # where a new client and connection per page would cost more than the answer.
+    with http_client() as client, ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch") as pool:
         futures = {
-            pool.submit(_download, page.url, *(("", "") if job.recrawl else (page.etag, page.last_modified))): page
+            pool.submit(
+                _download, client, page.url, *(("", "") if job.recrawl else (page.etag, page.last_modified))
+            ): page
             for page in pending
         }
         for future in as_completed(futures):
@@ -226,11 +230,13 @@ def phase_fetch(job: CrawlJob, *, workers: int = FETCH_WORKERS) -> None:
                 _fetch_failed(job, page, outcome)
             elif outcome.not_modified:
                 Page.objects.filter(pk=page.pk).update(fetched_at=timezone.now(), gone_count=0, error="")
-                CrawlJob.objects.filter(pk=job.pk).update(not_modified=F("not_modified") + 1)
                 _unchanged(job, page, "304 Not Modified", http_status=304)
             else:
                 _fetched(job, page, outcome)
-            CrawlJob.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now())
+            answered_304 = isinstance(outcome, FetchedPage) and outcome.not_modified
+            CrawlJob.objects.filter(pk=job.pk).update(
+                heartbeat_at=timezone.now(), not_modified=F("not_modified") + int(answered_304)
+            )
 
 
 def _fetch_failed(job: CrawlJob, page: Page, error: FetchError) -> None:
