@@ -69,7 +69,7 @@ def _project(request: HttpRequest, slug: str, role: str) -> Project | None:
 
 @router.post(
     "/api/projects/{slug}/crawls",
-    response={202: CrawlOut, 400: Problems, 401: Detail, 404: Detail},
+    response={202: CrawlOut, 400: Problems, 401: Detail, 403: Detail, 404: Detail},  # 403: CSRF check failed
     summary="Start a crawl (operators)",
 )
 def crawl_create(request: HttpRequest, slug: str, body: CrawlIn) -> tuple[int, object]:
