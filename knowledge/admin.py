@@ -11,7 +11,7 @@ from django.utils.html import format_html
 from knowledge.forms import CrawlForm, SearchForm
 from knowledge.models import Chunk, CrawlJob, Page, PageReport, Source
 from knowledge.selectors import crawl_job_summary, source_warning
-from knowledge.services import CrawlInputError, crawl_request
+from knowledge.services import CrawlInputError, crawl_request, knowledge_urls_delete_anywhere
 from tenants.admin_scoping import ProjectScopedAdmin, ReadOnlyAdminMixin
 from tenants.models import Membership
 from tenants.roles import projects_with_role
@@ -180,15 +180,13 @@ class PageAdmin(ProjectScopedAdmin):
 
     @admin.action(description="Delete the selected URLs and their chunks")
     def delete_urls(self, request: HttpRequest, queryset: QuerySet[Page]) -> None:
-        from knowledge.tasks import knowledge_delete_urls_task
-
-        queued = 0
+        removed = 0
         for project_id in queryset.values_list("project", flat=True).distinct():
-            urls = list(queryset.filter(project_id=project_id).values_list("url", flat=True))
-            # The worker owns the vector store (embedded mode), so the deletion runs there.
-            knowledge_delete_urls_task.delay(project_id, urls)
-            queued += len(urls)
-        self.message_user(request, f"{queued} URL(s) and their chunks are being removed.", messages.SUCCESS)
+            pages = queryset.filter(project_id=project_id)
+            removed += knowledge_urls_delete_anywhere(
+                project=pages[0].project, urls=list(pages.values_list("url", flat=True))
+            )
+        self.message_user(request, f"{removed} URL(s) and their chunks removed.", messages.SUCCESS)
 
 
 @admin.register(Chunk)

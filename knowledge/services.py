@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from knowledge.formats import SUPPORTED_SUFFIXES
 from knowledge.models import SCHEDULE_INTERVALS, CrawlJob, Source
+from knowledge.store_owner import store_reachable_here
 from tenants.models import Project
 
 logger = logging.getLogger(__name__)
@@ -286,3 +287,18 @@ def crawl_schedules_run(*, now: datetime | None = None) -> list[CrawlJob]:
                 extra={"project_id": job.project_id, "job_id": job.pk},
             )  # fmt: skip
     return jobs
+
+
+# --- removal ---------------------------------------------------------------------------------------------
+
+
+def knowledge_urls_delete_anywhere(*, project: Project, urls: list[str]) -> int:
+    """Remove pages and their chunks here, or through the worker that owns the embedded store."""
+    if store_reachable_here():
+        # The pipeline loads the store client and the embedding model: only a process that owns the store.
+        from knowledge.pipeline import knowledge_delete_urls
+
+        return knowledge_delete_urls(project=project, urls=urls)
+    from knowledge.tasks import knowledge_delete_urls_task
+
+    return int(knowledge_delete_urls_task.delay(project.pk, urls).get(timeout=110))

@@ -38,13 +38,14 @@ def crawl_schedules_sweep() -> None:
     crawl_schedules_run()
 
 
-@shared_task(time_limit=300, soft_time_limit=280)
-def knowledge_delete_urls_task(project_id: int, urls: list[str]) -> None:
-    knowledge_delete_urls(project=Project.objects.get(pk=project_id), urls=urls)
-
-
 @shared_task(ignore_result=False, time_limit=30, soft_time_limit=25)
 def knowledge_search_task(project_id: int, query: str, top_k: int = 3, url_filter: str | None = None) -> list[Any]:
     """For the web process (search playground): the search runs where the store is."""
     project = Project.objects.get(pk=project_id)
     return [asdict(hit) for hit in knowledge_search(project=project, query=query, top_k=top_k, url_filter=url_filter)]
+
+
+@shared_task(ignore_result=False, time_limit=120, soft_time_limit=110)
+def knowledge_delete_urls_task(project_id: int, urls: list[str]) -> int:
+    """For the web process (admin action): pages and their chunks are removed where the store is."""
+    return knowledge_delete_urls(project=Project.objects.get(pk=project_id), urls=urls)
