@@ -19,7 +19,7 @@ from console.charts import bar_list, column_chart, meter
 from console.dashboard import PERIOD_DAYS, PeriodInvalid, dashboard_period, project_dashboard
 from console.forms import MembershipForm, ProjectCrawlForm, ProjectForm
 from console.project_console import crawl_progress, project_system_prompt
-from knowledge.services import crawl_project, crawl_start
+from knowledge.services import CrawlInputError, crawl_request
 from leads.lead_group import connect_link
 from tenants.models import Membership, Project
 from tenants.roles import projects_with_role, user_has_role, user_is_member
@@ -184,10 +184,11 @@ class ProjectAdmin(admin.ModelAdmin):
 
     def _crawl(self, request: HttpRequest, queryset: QuerySet[Project], *, recrawl: bool) -> None:
         for project in queryset.filter(kind=Project.Kind.SALES):
-            if not project.knowledge_sources.exists():
-                self.message_user(request, f"{project.slug}: no sources yet; add some with New crawl", messages.WARNING)
+            try:
+                job = crawl_request(project=project, all_sources=True, recrawl=recrawl)
+            except CrawlInputError as exc:
+                self.message_user(request, f"Nothing crawled: {exc}", messages.WARNING)
                 continue
-            job = crawl_project(project=project, recrawl=recrawl)
             self.message_user(request, f"{project.slug}: crawl job #{job.pk} started")
 
     @admin.action(description="Delete (soft; can be restored)")
@@ -276,12 +277,11 @@ class ProjectAdmin(admin.ModelAdmin):
             self.message_user(request, f"Nothing crawled: {errors}", messages.ERROR)
             return self._back(project)
         urls, sitemap, recrawl = form.cleaned_data["urls"], form.cleaned_data["sitemap"], form.cleaned_data["recrawl"]
-        if urls or sitemap:
-            job = crawl_start(project=project, urls=urls, sitemap=sitemap or None, recrawl=recrawl)
-        elif project.knowledge_sources.exists():
-            job = crawl_project(project=project, recrawl=recrawl)
-        else:
-            self.message_user(request, "Give at least one URL or a sitemap.", messages.ERROR)
+        try:
+            job = crawl_request(project=project, urls=urls, sitemap=sitemap, all_sources=not (urls or sitemap),
+                                recrawl=recrawl)  # fmt: skip
+        except CrawlInputError as exc:
+            self.message_user(request, f"Nothing crawled: {exc}", messages.ERROR)
             return self._back(project)
         self.message_user(request, f"Crawl job #{job.pk} started; its progress updates on this page.")
         return HttpResponseRedirect(reverse("admin:tenants_project_change", args=[project.pk]) + "#knowledge")

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from knowledge.models import CrawlJob
-from knowledge.services import crawl_start
+from knowledge.services import crawl_request
 from tenants.models import Project
 from tenants.services import project_create
 
@@ -43,7 +43,7 @@ def demo_knowledge_ensure(project: Project) -> CrawlJob | None:
     """Crawl the bundled pages into the demo sales project once (the worker runs the job)."""
     if project.crawl_jobs.exists():
         return None
-    return crawl_start(project=project, files=demo_site_files())
+    return crawl_request(project=project, files=demo_site_files())
 
 
 def demo_ensure() -> list[tuple[Project, bool]]:

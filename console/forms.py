@@ -4,8 +4,8 @@ from typing import Any
 
 from django import forms
 from django.contrib.auth import get_user_model
-from django.core.validators import URLValidator
 
+from knowledge.forms import crawl_urls_field_clean
 from tenants.models import Membership, Project, generate_webhook_secret
 
 
@@ -85,18 +85,12 @@ class ProjectCrawlForm(forms.Form):
         required=False,
         help_text="Pages to add, one URL per line.",
     )
-    sitemap = forms.URLField(required=False, assume_scheme="https", help_text="Or a sitemap to read the URLs from.")
+    # Checked by crawl_request, with the same rules as every other crawl entry point.
+    sitemap = forms.CharField(max_length=2000, required=False, help_text="Or a sitemap to read the URLs from.")
     recrawl = forms.BooleanField(required=False, help_text="Fetch again what was fetched before.")
 
     def clean_urls(self) -> list[str]:
-        urls = [line.strip() for line in self.cleaned_data["urls"].splitlines() if line.strip()]
-        validate = URLValidator(schemes=["http", "https"])
-        for url in urls:
-            try:
-                validate(url)
-            except forms.ValidationError:
-                raise forms.ValidationError(f"Not a web address: {url}") from None
-        return urls
+        return crawl_urls_field_clean(self.cleaned_data["urls"])  # the one crawl input validation
 
 
 class MembershipForm(forms.ModelForm):

@@ -48,7 +48,7 @@ def crawl_progress(*, project: Project, limit: int = 10) -> list[dict[str, Any]]
             "percent": round(100 * (job.pages_done + job.pages_failed) / job.total_pages) if job.total_pages else 0,
             "error": job.error,
             "created_at": job.created_at.isoformat(),
-            "finished": job.status in ("done", "failed"),
+            "finished": job.is_finished,
         }
         for job in jobs
     ]

@@ -39,6 +39,7 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE = {
     "engine-sweep": {"task": "bots.tasks.engine_sweep", "schedule": 10.0},
     "crawl-resume-stale": {"task": "knowledge.tasks.crawl_jobs_resume_stale", "schedule": 60.0},
+    "crawl-schedules": {"task": "knowledge.tasks.crawl_schedules_sweep", "schedule": 60.0},
     "leads-sweep": {"task": "leads.tasks.leads_sweep", "schedule": 15.0},
     "matching-tick": {"task": "matching.tasks.matching_tick", "schedule": 60.0},
 }

@@ -99,7 +99,7 @@ def test_a_crawl_started_from_the_console_is_listed_with_its_progress(
 ):
     url = reverse("admin:tenants_project_crawl", args=[project_a.pk])
     refused = client.post(url, {"urls": "not a url"}, follow=True).content.decode()
-    assert "Nothing crawled: Not a web address: not a url" in refused
+    assert "Nothing crawled: not a url: not a web address" in refused  # the shared crawl input validation
     assert not CrawlJob.objects.exists()
 
     with django_capture_on_commit_callbacks(execute=False) as queued:

@@ -6,10 +6,12 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from bots.webhook_registration import WebhookRegistrationError, project_register_webhook, project_webhook_url
+from knowledge.services import CrawlInputError, source_schedule_set
 from tenants.models import Project
 from tenants.selectors import ProjectNotFound, project_get_by_slug, project_list
 from tenants.services import SETTABLE_FIELDS, ProjectConfigError, project_create, project_set
 
+CRAWL_SCHEDULE = "crawl_schedule"  # off, hourly, daily or weekly for every knowledge source of the project
 # What `show` prints; the token is only ever reported as set or not.
 SHOWN_FIELDS = [
     "slug", "name", "kind", "language", "bot_username", "bot_id", "lead_group_id", "start_reply",
@@ -36,9 +38,10 @@ class Command(BaseCommand):
         create.add_argument("--start-reply", default="", help="The greeting sent on /start.")
         create.add_argument("--webhook-secret", default=None)
 
-        setter = commands.add_parser("set", help=f"Set one setting: {', '.join(sorted(SETTABLE_FIELDS))}.")
+        keys = sorted([*SETTABLE_FIELDS, CRAWL_SCHEDULE])
+        setter = commands.add_parser("set", help=f"Set one setting: {', '.join(keys)}.")
         setter.add_argument("slug")
-        setter.add_argument("key", choices=sorted(SETTABLE_FIELDS), metavar="KEY")
+        setter.add_argument("key", choices=keys, metavar="KEY")
         setter.add_argument("value")
 
         commands.add_parser("list", help="List projects.").add_argument(
@@ -52,7 +55,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             getattr(self, f"handle_{options['action']}")(options)
-        except (ProjectConfigError, WebhookRegistrationError) as exc:
+        except (ProjectConfigError, WebhookRegistrationError, CrawlInputError) as exc:
             raise CommandError(str(exc)) from None
         except ProjectNotFound as exc:
             raise CommandError(f"no project with slug {exc}") from None
@@ -81,6 +84,10 @@ class Command(BaseCommand):
 
     def handle_set(self, options: dict[str, Any]) -> None:
         project = project_get_by_slug(slug=options["slug"])
+        if options["key"] == CRAWL_SCHEDULE:  # the schedule lives on the project's knowledge sources
+            count = source_schedule_set(project=project, schedule=options["value"])
+            self.stdout.write(self.style.SUCCESS(f"{project.slug}: {count} source(s) re-crawled {options['value']}"))
+            return
         project_set(project=project, key=options["key"], value=options["value"])
         shown = "(hidden)" if options["key"] == "bot_token" else repr(getattr(project, options["key"]))
         self.stdout.write(self.style.SUCCESS(f"{project.slug}: {options['key']} = {shown}"))
