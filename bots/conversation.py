@@ -29,7 +29,7 @@ from bots.telegram_outbox import (
 from bots.text_split import split_message
 from bots.texts import LLM_UNAVAILABLE, TEMPORARILY_UNAVAILABLE, in_language
 from bots.toolsets import ToolContext, toolset_for
-from bots.turn_traces import turn_trace_record
+from bots.turn_traces import agent_outcome, turn_trace_record, turn_trace_record_unanswered
 from core import metrics
 from core.log_context import log_context_bind
 
@@ -40,6 +40,7 @@ HISTORY_TURNS = 40
 DELIVERY_GIVE_UP_AFTER = timedelta(hours=1)
 REPLAYED_STATUSES = (Turn.Status.SENT, Turn.Status.SILENT, Turn.Status.SEND_UNKNOWN)
 OPEN_STATUSES = (Turn.Status.COMPOSING, Turn.Status.REPLY_READY, Turn.Status.SENDING)
+CAP_REACHED = "weekly cap reached"
 
 
 class TurnFailed(RuntimeError):
@@ -132,12 +133,13 @@ def turn_compose(*, turn: Turn, generation_id: int | None, purpose: str = "chat_
     chat, project = turn.chat, turn.project
     if project_over_weekly_cap(project=project):
         reply = project.unavailable_reply.strip() or in_language(project, TEMPORARILY_UNAVAILABLE)
-        _store_reply(turn, reply=reply, error="weekly cap reached")
+        _store_reply(turn, reply=reply, error=CAP_REACHED, outcome=Turn.Outcome.PAUSED)
+        turn_trace_record_unanswered(turn=turn, purpose=purpose, error=CAP_REACHED)
         return True
     context = ToolContext(project=project, chat=chat, turn=turn)
     toolset = toolset_for(project)
     if (canned := toolset.reply_without_model(context)) is not None:
-        _store_reply(turn, reply=canned)
+        _store_reply(turn, reply=canned, outcome=Turn.Outcome.CANNED)
         return True
     thread = [*chat_thread(chat=chat, exclude_turn=turn), LLMMessage.user_text(turn.user_text)]
     try:
@@ -152,21 +154,22 @@ def turn_compose(*, turn: Turn, generation_id: int | None, purpose: str = "chat_
             )
     except AllBackendsFailed as exc:
         logger.error("no LLM backend answered", extra=_log_extra(chat, turn_id=turn.pk))
-        _store_reply(turn, reply=in_language(project, LLM_UNAVAILABLE), error=str(exc))
+        _store_reply(turn, reply=in_language(project, LLM_UNAVAILABLE), error=str(exc), outcome=Turn.Outcome.LLM_FAILED)
+        turn_trace_record_unanswered(turn=turn, purpose=purpose, error=str(exc))
         return False
     reply = result.reply + (_debug_trace(result) if chat.debug and result.reply else "")
     markup = toolset.reply_markup(context, result.reply) if result.reply else None
     _store_reply(
         turn, reply=reply, blocks=messages_to_json(result.exchange), model=result.model, cost=result.cost_usd,
-        markup=markup,
+        markup=markup, outcome=agent_outcome(result=result, project=project),
     )  # fmt: skip
     turn_trace_record(turn=turn, result=result, purpose=purpose)
     return True
 
 
-def _store_reply(turn: Turn, *, reply: str, error: str = "", **fields: Any) -> None:
-    turn.reply, turn.error, turn.status = reply, error[:2000], Turn.Status.REPLY_READY
-    update = {"reply": reply, "error": turn.error, "status": turn.status}
+def _store_reply(turn: Turn, *, reply: str, outcome: str, error: str = "", **fields: Any) -> None:
+    turn.reply, turn.error, turn.status, turn.outcome = reply, error[:2000], Turn.Status.REPLY_READY, outcome
+    update = {"reply": reply, "error": turn.error, "status": turn.status, "outcome": outcome}
     if "blocks" in fields:
         update["blocks"] = turn.blocks = fields["blocks"]
     if "model" in fields:

@@ -10,6 +10,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from unfold.admin import ModelAdmin, TabularInline
 
 from bots.generations import project_over_weekly_cap, project_spend_usd
 from bots.webhook_registration import WebhookRegistrationError, project_register_webhook
@@ -30,7 +31,7 @@ admin.site.site_title = "Switchboard console"
 admin.site.index_title = "Operator console"
 
 
-class MembershipInline(admin.TabularInline):
+class MembershipInline(TabularInline):
     """The project's members: owners add, re-role and remove them by username; members see who else is in."""
 
     model = Membership
@@ -52,7 +53,7 @@ class MembershipInline(admin.TabularInline):
 
 
 @admin.register(Project)
-class ProjectAdmin(admin.ModelAdmin):
+class ProjectAdmin(ModelAdmin):
     form = ProjectForm
     change_form_template = "admin/tenants/project/change_form.html"
     list_display = ["slug", "name", "kind", "language", "bot_display", "spend_7d", "weekly_budget_usd", "status",
@@ -350,7 +351,7 @@ class ProjectAdmin(admin.ModelAdmin):
 
 
 @admin.register(Membership)
-class MembershipAdmin(admin.ModelAdmin):
+class MembershipAdmin(ModelAdmin):
     list_display = ["user", "project", "role", "created_at"]
     list_filter = ["role"]
     autocomplete_fields = ["user", "project"]

@@ -8,6 +8,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
+from unfold.admin import TabularInline
 
 from bots.chat_transcript import chat_transcript
 from bots.models import Chat, Turn
@@ -19,7 +20,7 @@ from tenants.models import Membership
 from tenants.roles import user_has_role
 
 
-class TurnInline(ScopedInlineMixin, ReadOnlyAdminMixin, admin.TabularInline):
+class TurnInline(ScopedInlineMixin, ReadOnlyAdminMixin, TabularInline):
     model = Turn
     fields = ["created_at", "trigger", "status", "user_text", "reply", "model", "cost_usd"]
     readonly_fields = fields

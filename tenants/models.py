@@ -6,6 +6,13 @@ from django.core.validators import MinValueValidator
 from django.db import models
 
 from tenants.encryption import EncryptedTextField
+from tenants.project_settings import (
+    validate_bot_token,
+    validate_followup_steps,
+    validate_model_chain,
+    validate_similarity_threshold,
+    validate_timezone,
+)
 
 DEFAULT_FOLLOWUP_STEPS = [300, 900, 2400, 86400]  # seconds: 5 min, 15 min, 40 min, 24 h
 
@@ -40,7 +47,9 @@ class Project(models.Model):
     kind = models.CharField(max_length=16, choices=Kind.choices)
     language = models.CharField(max_length=2, choices=Language.choices, default=Language.EN)
 
-    bot_token = EncryptedTextField(blank=True, help_text="Write-only; never shown back.")
+    bot_token = EncryptedTextField(
+        blank=True, validators=[validate_bot_token], help_text="Write-only; never shown back."
+    )
     webhook_secret = models.CharField(max_length=256, default=generate_webhook_secret)
     bot_username = models.CharField(max_length=64, blank=True)
     bot_id = models.BigIntegerField(null=True, blank=True)
@@ -54,9 +63,15 @@ class Project(models.Model):
     )
     price_url = models.URLField(blank=True, help_text="Page with prices, hinted to the sales agent.")
 
-    model_toolcaller = models.CharField(max_length=200, blank=True, help_text="provider/model; empty: default.")
-    model_extract = models.CharField(max_length=200, blank=True, help_text="provider/model; empty: default.")
-    model_summary = models.CharField(max_length=200, blank=True, help_text="provider/model; empty: default.")
+    model_toolcaller = models.CharField(
+        max_length=200, blank=True, validators=[validate_model_chain], help_text="provider/model; empty: default."
+    )
+    model_extract = models.CharField(
+        max_length=200, blank=True, validators=[validate_model_chain], help_text="provider/model; empty: default."
+    )
+    model_summary = models.CharField(
+        max_length=200, blank=True, validators=[validate_model_chain], help_text="provider/model; empty: default."
+    )
 
     weekly_budget_usd = models.DecimalField(
         max_digits=10,
@@ -75,12 +90,20 @@ class Project(models.Model):
         help_text="Hard cap on spend over the last 7 days; empty: none.",
     )
 
-    followup_steps = models.JSONField(default=default_followup_steps, help_text="Follow-up delays in seconds.")
+    followup_steps = models.JSONField(
+        default=default_followup_steps,
+        blank=True,
+        validators=[validate_followup_steps],
+        help_text="Follow-up delays in seconds (typed as 5m, 15m, 40m, 24h).",
+    )
     quiet_hours_start = models.TimeField(null=True, blank=True, default="22:00")
     quiet_hours_end = models.TimeField(null=True, blank=True, default="08:00")
-    timezone = models.CharField(max_length=64, default="UTC")
+    timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
     similarity_threshold = models.FloatField(
-        null=True, blank=True, help_text="Matching: minimum cosine similarity; empty: per embedding model default."
+        null=True,
+        blank=True,
+        validators=[validate_similarity_threshold],
+        help_text="Matching: minimum cosine similarity; empty: per embedding model default.",
     )
 
     created_at = models.DateTimeField(auto_now_add=True)

@@ -1,6 +1,7 @@
 from config.env import BASE_DIR, env
 
 INSTALLED_APPS = [
+    "unfold",  # the admin theme: before django.contrib.admin, whose templates it overrides
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",

@@ -17,3 +17,8 @@ EMBEDDING_DIM = env.int("EMBEDDING_DIM", default=512)
 
 # Generation queue: a running generation's lease, extended by a heartbeat; a dead worker's expires.
 GENERATION_LEASE_SECONDS = env.float("GENERATION_LEASE_SECONDS", default=60.0)
+
+# A model missing from the price table (Model prices in the admin) is counted at this price, not at $0,
+# so that budgets and caps still work; the console warns about it. USD per million tokens.
+LLM_FALLBACK_PRICE_INPUT_PER_MILLION = env.float("LLM_FALLBACK_PRICE_INPUT_PER_MILLION", default=3.0)
+LLM_FALLBACK_PRICE_OUTPUT_PER_MILLION = env.float("LLM_FALLBACK_PRICE_OUTPUT_PER_MILLION", default=15.0)

@@ -82,8 +82,10 @@ def test_bad_input_is_a_clear_error_and_changes_nothing(project_a):
         run("create", "--slug", "alpha", "--kind", "sales", "--token", TOKEN)
     with pytest.raises(CommandError, match="no project with slug nope"):
         run("set", "nope", "name", "x")
-    with pytest.raises(CommandError, match="not a valid int"):
+    with pytest.raises(CommandError, match="'twelve' is not a whole number"):
         run("set", "alpha", "lead_group_id", "twelve")
+    with pytest.raises(CommandError, match="not a Telegram bot token"):
+        run("create", "--slug", "badtoken", "--kind", "sales", "--token", "badtoken")
     with pytest.raises(CommandError, match="cannot read the prompt file"):
         run("create", "--slug", "new", "--kind", "sales", "--token", TOKEN, "--prompt-file", "/nonexistent")
     assert list(Project.objects.values_list("slug", flat=True)) == ["alpha"]
@@ -106,3 +108,19 @@ def test_list_shows_projects_and_hides_deleted_ones_unless_asked(project_a, proj
     assert "alpha" in run("list")
     assert "beta" not in run("list")
     assert "deleted" in run("list", "--all")
+
+
+def test_follow_up_steps_are_typed_and_shown_as_durations(project_a, project_b):
+    output = run("set", "alpha", "followup_steps", "5m, 15m, 40m, 24h")
+    assert "followup_steps = 5m, 15m, 40m, 24h" in output
+    project_a.refresh_from_db()
+    assert project_a.followup_steps == [300, 900, 2400, 86400]
+    assert "followup_steps         5m, 15m, 40m, 24h" in run("show", "alpha")
+
+    for bad, reason in (("0,-5", "at least 1m"), ("5 minutes", "not a duration"), ("45d", "at most 30d")):
+        with pytest.raises(CommandError, match=reason):
+            run("set", "alpha", "followup_steps", bad)
+    project_a.refresh_from_db()
+    project_b.refresh_from_db()
+    assert project_a.followup_steps == [300, 900, 2400, 86400]
+    assert project_b.followup_steps == [300, 900, 2400, 86400]  # the other tenant never changed

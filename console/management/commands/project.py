@@ -39,7 +39,7 @@ class Command(BaseCommand):
         setter = commands.add_parser("set", help=f"Set one setting: {', '.join(sorted(SETTABLE_FIELDS))}.")
         setter.add_argument("slug")
         setter.add_argument("key", choices=sorted(SETTABLE_FIELDS), metavar="KEY")
-        setter.add_argument("value")
+        setter.add_argument("value", help="e.g. followup_steps '5m, 15m, 40m, 24h'; an empty string clears")
 
         commands.add_parser("list", help="List projects.").add_argument(
             "--all", action="store_true", help="Include deleted projects."
@@ -82,7 +82,8 @@ class Command(BaseCommand):
     def handle_set(self, options: dict[str, Any]) -> None:
         project = project_get_by_slug(slug=options["slug"])
         project_set(project=project, key=options["key"], value=options["value"])
-        shown = "(hidden)" if options["key"] == "bot_token" else repr(getattr(project, options["key"]))
+        setting = SETTABLE_FIELDS[options["key"]]
+        shown = "(hidden)" if setting.secret else setting.format(getattr(project, options["key"]))
         self.stdout.write(self.style.SUCCESS(f"{project.slug}: {options['key']} = {shown}"))
 
     def handle_list(self, options: dict[str, Any]) -> None:
@@ -99,7 +100,9 @@ class Command(BaseCommand):
     def handle_show(self, options: dict[str, Any]) -> None:
         project = project_get_by_slug(slug=options["slug"], include_deleted=True)
         for field in SHOWN_FIELDS:
-            self.stdout.write(f"{field:22} {getattr(project, field)}")
+            value = getattr(project, field)
+            shown = SETTABLE_FIELDS[field].format(value) if field in SETTABLE_FIELDS else value
+            self.stdout.write(f"{field:22} {shown}")
         self.stdout.write(f"{'bot_token':22} {'set' if project.has_token else 'not set'}")
         self.stdout.write(f"{'webhook_url':22} {project_webhook_url(project=project)}")
         self.stdout.write(f"{'prompt':22} {len(project.prompt)} characters")
