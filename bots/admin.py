@@ -13,7 +13,7 @@ from tenants.selectors import projects_for_user
 
 @admin.register(Generation)
 class GenerationAdmin(ReadOnlyAdminMixin, ProjectScopedAdmin):
-    list_display = ["pk", "project", "kind", "status", "scheduled_for", "finished_at", "attempts", "tokens_in",
+    list_display = ["__str__", "project", "kind", "status", "scheduled_for", "finished_at", "attempts", "tokens_in",
                     "tokens_out", "cost_usd"]  # fmt: skip
     list_filter = ["project", "kind", "status"]
     date_hierarchy = "scheduled_for"

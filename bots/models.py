@@ -200,6 +200,9 @@ class Generation(models.Model):
             models.Index(fields=["project", "finished_at"]),
         ]
 
+    def __str__(self) -> str:
+        return f"Generation #{self.pk} ({self.get_kind_display().lower()}, {self.get_status_display().lower()})"
+
 
 class ModelPrice(models.Model):
     """USD per million tokens for one `provider/model`; operators edit these in the admin."""
@@ -212,6 +215,7 @@ class ModelPrice(models.Model):
 
     class Meta:
         ordering = ["model"]
+        verbose_name = "model price"
 
     def __str__(self) -> str:
         return self.model
@@ -242,6 +246,10 @@ class LLMCall(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["project", "created_at"])]
+        verbose_name = "LLM call"
+
+    def __str__(self) -> str:
+        return f"LLM call #{self.pk} ({self.model}, {self.get_status_display()})"
 
 
 class TurnTrace(models.Model):
@@ -264,3 +272,7 @@ class TurnTrace(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["project", "-created_at"])]
+        verbose_name = "turn trace"
+
+    def __str__(self) -> str:
+        return f"Trace of turn #{self.turn_id}"

@@ -18,7 +18,14 @@ from console import chat_admin  # noqa: F401  (registers the conversations admin
 from console.charts import bar_list, column_chart, meter
 from console.dashboard import PERIOD_DAYS, PeriodInvalid, dashboard_period, project_dashboard
 from console.forms import MembershipForm, ProjectCrawlForm, ProjectForm
-from console.project_console import crawl_progress, project_system_prompt
+from console.project_console import (
+    crawl_progress,
+    knowledge_sources_summary,
+    project_console_links,
+    project_model_label,
+    project_system_prompt,
+)
+from console.project_health import project_blockers
 from knowledge.services import crawl_project, crawl_start
 from leads.lead_group import connect_link
 from tenants.models import Membership, Project
@@ -75,6 +82,17 @@ class ProjectAdmin(ModelAdmin):
         ("Record", {"fields": ["created_at", "updated_at", "deleted_at"], "classes": ["collapse"]}),
     ]  # fmt: skip
     inlines = [MembershipInline]
+    # The project console above the settings form, one template per section, in this order. Other areas add
+    # theirs here (a crawl report, golden questions): each gets the `console` context and stays self-contained.
+    console_sections = [
+        "admin/tenants/project/console/banners.html",
+        "admin/tenants/project/console/status.html",
+        "admin/tenants/project/console/prompt.html",
+        "admin/tenants/project/console/knowledge.html",
+        "admin/tenants/project/console/lifecycle.html",
+    ]
+    # Extra cards on the dashboard (a matching funnel, ...): templates that get `project`, `board` and `period`.
+    dashboard_sections: list[str] = []
     actions = ["register_webhook", "crawl_knowledge", "recrawl_knowledge", "soft_delete", "restore"]
     owner_actions = ("soft_delete", "restore")
 
@@ -236,19 +254,21 @@ class ProjectAdmin(ModelAdmin):
         if project is not None:
             spend = project_spend_usd(project=project, since=timezone.now() - timedelta(days=7))
             budget = project.weekly_budget_usd
+            label = f"${spend:.2f} of the ${budget} weekly budget" if budget else f"${spend:.2f}; no weekly budget set"
             extra_context = {
                 **(extra_context or {}),
                 "console": {
                     "project": project,
+                    "sections": self.console_sections,
+                    "links": project_console_links(project=project),
+                    "blockers": project_blockers(project=project),
+                    "model": project_model_label(project=project),
                     "prompt": project_system_prompt(project=project),
                     "connect_link": connect_link(project) if project.kind == Project.Kind.SALES else None,
                     "spend_meter": meter(
-                        float(spend),
-                        float(budget) if budget else None,
-                        title="LLM spend, 7 days",
-                        label=f"${spend:.2f} of " + (f"${budget} weekly budget" if budget else "no weekly budget"),
+                        float(spend), float(budget) if budget else None, title="LLM spend, 7 days", label=label
                     ),
-                    "sources": project.knowledge_sources.all()[:20],
+                    "sources": knowledge_sources_summary(project=project),
                     "crawls": crawl_progress(project=project),
                     "crawl_form": ProjectCrawlForm(),
                     "can_operate": self._role(request, Membership.Role.OPERATOR, project),
@@ -326,8 +346,8 @@ class ProjectAdmin(ModelAdmin):
                 reference=(f"daily budget ${daily_budget:.2f}", daily_budget) if daily_budget else None,
             ),
             "budget": meter(float(board.spend_usd), float(budget) if budget else None, title="Spend against budget",
-                            label=f"${board.spend_usd:.2f} of " + (f"${budget} (weekly budget over this period)"
-                                                                   if budget else "no budget set")),
+                            label=f"${board.spend_usd:.2f} of ${budget} (the weekly budget over this period)"
+                            if budget else f"${board.spend_usd:.2f}; no weekly budget set"),
             "leads": bar_list(sorted(board.leads_by_client_status.items()), title="Leads by client status"),
             "matches": bar_list(sorted(board.matches_by_status.items()), title="Matches by status"),
             "latency": bar_list(
@@ -340,6 +360,10 @@ class ProjectAdmin(ModelAdmin):
             "title": f"{project} · dashboard",
             "project": project,
             "opts": self.model._meta,
+            "original": project,  # the breadcrumbs: Tenants › Projects › this project
+            "links": project_console_links(project=project),
+            "banner_context": {"blockers": project_blockers(project=project)},
+            "dashboard_sections": self.dashboard_sections,
             "board": board,
             "charts": charts,
             "periods": [*list(PERIOD_DAYS), "custom"],

@@ -91,12 +91,15 @@ class ChatAdmin(ProjectScopedAdmin):
         if chat is None or request.method != "GET" or request.GET.get("form"):
             return super().change_view(request, object_id, form_url, extra_context)
 
+        transcript = chat_transcript(chat=chat)
         context = {
             **self.admin_site.each_context(request),
             "title": f"Conversation with {chat}",
             "opts": self.model._meta,
+            "original": chat,  # the breadcrumbs: Bots and conversations › Chats › this chat
             "chat": chat,
-            "transcript": chat_transcript(chat=chat),
+            "transcript": transcript,
+            "problems": sum(1 for item in transcript.items if item.problem),
             "leads": Lead.objects.filter(project=chat.project, chat=chat),
             "can_operate": user_has_role(user=request.user, role=Membership.Role.OPERATOR, project_id=chat.project_id),
             "can_own": user_has_role(user=request.user, role=Membership.Role.OWNER, project_id=chat.project_id),
