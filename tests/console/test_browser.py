@@ -54,8 +54,8 @@ def test_an_operator_edits_the_prompt_and_watches_a_crawl_finish(page, operator,
 
 def test_an_operator_opens_leads_takes_a_chat_over_and_replies(page, operator, project_a, project_b, fake_telegram,
                                                                fake_llm):  # fmt: skip
-    ModelPrice.objects.create(model="openai/gpt-4.1-mini", input_per_million=Decimal("0.40"),
-                              output_per_million=Decimal("1.60"))  # fmt: skip
+    ModelPrice.objects.update_or_create(model="openai/gpt-4.1-mini", defaults={
+        "input_per_million": Decimal("0.40"), "output_per_million": Decimal("1.60")})  # fmt: skip
     fake_llm.openai.push(llm_api.tool_call("get_state", {}), llm_api.text("We clean windows for 7 dollars each."))
     chat = say(project_a, 21, "How much for windows?")
     fake_llm.openai.push(llm_api.text("Sure, shall I book you for Saturday?"))

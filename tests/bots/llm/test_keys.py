@@ -9,6 +9,7 @@ from bots.llm.keys import MissingApiKeys, next_api_key
 from bots.llm.slots import parse_chain
 from bots.llm.types import AllBackendsFailed, LLMMessage, ToolCallRequest
 from bots.models import LLMCall
+from tests.fakes.llm_api import text
 
 pytestmark = pytest.mark.django_db
 
@@ -66,6 +67,18 @@ def test_empty_pool_names_the_env_var_and_the_chain_moves_on(fake_llm, settings,
 
 def test_empty_pools_everywhere_fail_clearly(settings, context_a):
     settings.OPENAI_API_KEYS = []
+    settings.OPENAI_BASE_URL = "https://api.openai.com/v1"  # a remote provider: a key is a must
 
     with pytest.raises(AllBackendsFailed, match="OPENAI_API_KEYS is empty"):
         call_tools(request=REQUEST, chain=parse_chain("openai/gpt-test"), context=context_a)
+
+
+def test_a_local_openai_compatible_server_needs_no_key(settings, fake_llm, context_a):
+    settings.OPENAI_API_KEYS = []  # OPENAI_BASE_URL is the fake on 127.0.0.1, like Ollama, llama.cpp or vLLM
+    fake_llm.openai.push(text("hi from the local model"))
+
+    response = call_tools(request=REQUEST, chain=parse_chain("ollama/llama3.2"), context=context_a)
+
+    assert response.text == "hi from the local model"
+    [request] = fake_llm.requests_to("openai")
+    assert request.body["model"] == "llama3.2"
