@@ -14,7 +14,7 @@ from unfold.admin import ModelAdmin, TabularInline
 
 from bots.generations import project_over_weekly_cap, project_spend_usd
 from bots.webhook_registration import WebhookRegistrationError, project_register_webhook
-from console import chat_admin  # noqa: F401  (registers the conversations admin)
+from console import chat_admin, platform_admin  # noqa: F401  (register the conversations and accounts admins)
 from console.charts import bar_list, column_chart, meter
 from console.dashboard import PERIOD_DAYS, PeriodInvalid, dashboard_period, project_dashboard
 from console.forms import MembershipForm, ProjectCrawlForm, ProjectForm
@@ -59,9 +59,15 @@ class MembershipInline(TabularInline):
         return membership.user.get_username()
 
 
+def usd_label(value: float) -> str:
+    """Cents, or a tenth of a cent for small amounts (a chart of $0.001 days should not read $0.00)."""
+    return f"${value:.2f}" if value >= 0.1 or not value else f"${value:.3f}"
+
+
 @admin.register(Project)
 class ProjectAdmin(ModelAdmin):
     form = ProjectForm
+    list_fullwidth = True
     change_form_template = "admin/tenants/project/change_form.html"
     list_display = ["slug", "name", "kind", "language", "bot_display", "spend_7d", "weekly_budget_usd", "status",
                     "console_links"]  # fmt: skip
@@ -342,7 +348,7 @@ class ProjectAdmin(ModelAdmin):
             ),
             "spend": column_chart(
                 [(day.strftime("%d %b"), float(spend)) for day, spend in board.spend_per_day],
-                title="LLM spend per day (USD)", value_label=lambda v: f"${v:.2f}",
+                title="LLM spend per day (USD)", value_label=usd_label,
                 reference=(f"daily budget ${daily_budget:.2f}", daily_budget) if daily_budget else None,
             ),
             "budget": meter(float(board.spend_usd), float(budget) if budget else None, title="Spend against budget",
@@ -351,7 +357,7 @@ class ProjectAdmin(ModelAdmin):
             "leads": bar_list(sorted(board.leads_by_client_status.items()), title="Leads by client status"),
             "matches": bar_list(sorted(board.matches_by_status.items()), title="Matches by status"),
             "latency": bar_list(
-                [("p50", board.latency_p50_s or 0), ("p95", board.latency_p95_s or 0)],
+                [("p50", board.latency_p50_s or 0), ("p95", board.latency_p95_s or 0)] if board.latency_samples else [],
                 title="Reply latency (seconds)", value_label=lambda v: f"{v:.1f} s",
             ),
         }  # fmt: skip

@@ -43,6 +43,7 @@ class ProjectScopedAdmin(ModelAdmin):
     """Filters every changelist, change view, action, export, filter and choice by the model's project."""
 
     project_path = "project"
+    list_fullwidth = True  # wide tables use the whole screen instead of scrolling inside a narrow column
     # Actions a viewer may run too (they only read); every other action needs the operator role.
     read_only_actions: tuple[str, ...] = ()
 

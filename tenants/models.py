@@ -55,25 +55,40 @@ class Project(models.Model):
     bot_id = models.BigIntegerField(null=True, blank=True)
     webhook_registered_at = models.DateTimeField(null=True, blank=True)
 
-    lead_group_id = models.BigIntegerField(null=True, blank=True, help_text="Telegram chat id of the lead group.")
+    lead_group_id = models.BigIntegerField(
+        "lead group chat id", null=True, blank=True, help_text="Telegram chat id of the lead group."
+    )
     prompt = models.TextField(blank=True, help_text="The project's own instructions to the model.")
     start_reply = models.TextField(blank=True, help_text="Greeting sent on /start.")
     unavailable_reply = models.TextField(
         blank=True, help_text="Sent while LLM work is paused (weekly cap reached). Empty: the default text."
     )
-    price_url = models.URLField(blank=True, help_text="Page with prices, hinted to the sales agent.")
+    price_url = models.URLField("price page URL", blank=True, help_text="Page with prices, hinted to the sales agent.")
 
     model_toolcaller = models.CharField(
-        max_length=200, blank=True, validators=[validate_model_chain], help_text="provider/model; empty: default."
+        "tool-calling model",
+        max_length=200,
+        blank=True,
+        validators=[validate_model_chain],
+        help_text="provider/model; empty: default.",
     )
     model_extract = models.CharField(
-        max_length=200, blank=True, validators=[validate_model_chain], help_text="provider/model; empty: default."
+        "extraction model",
+        max_length=200,
+        blank=True,
+        validators=[validate_model_chain],
+        help_text="provider/model; empty: default.",
     )
     model_summary = models.CharField(
-        max_length=200, blank=True, validators=[validate_model_chain], help_text="provider/model; empty: default."
+        "summary model",
+        max_length=200,
+        blank=True,
+        validators=[validate_model_chain],
+        help_text="provider/model; empty: default.",
     )
 
     weekly_budget_usd = models.DecimalField(
+        "weekly budget (USD)",
         max_digits=10,
         decimal_places=2,
         null=True,
@@ -82,6 +97,7 @@ class Project(models.Model):
         help_text="Spreads LLM work over the week; empty: no spacing.",
     )
     weekly_cap_usd = models.DecimalField(
+        "weekly cap (USD)",
         max_digits=10,
         decimal_places=2,
         null=True,
@@ -91,6 +107,7 @@ class Project(models.Model):
     )
 
     followup_steps = models.JSONField(
+        "follow-up steps",
         default=default_followup_steps,
         blank=True,
         validators=[validate_followup_steps],
@@ -98,7 +115,7 @@ class Project(models.Model):
     )
     quiet_hours_start = models.TimeField(null=True, blank=True, default="22:00")
     quiet_hours_end = models.TimeField(null=True, blank=True, default="08:00")
-    timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
+    timezone = models.CharField("time zone", max_length=64, default="UTC", validators=[validate_timezone])
     similarity_threshold = models.FloatField(
         null=True,
         blank=True,
