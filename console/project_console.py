@@ -7,9 +7,10 @@ from typing import Any
 from django.urls import reverse
 
 from bots.agent import system_prefix
+from bots.kinds import toolset_for
 from bots.llm.slots import InvalidModelId, resolve_chain
 from bots.models import Chat, Turn
-from bots.toolsets import ToolContext, toolset_for
+from bots.toolsets import ToolContext
 from tenants.models import Project
 
 
