@@ -6,6 +6,7 @@ from django import forms
 from django.contrib.auth import get_user_model
 from django.core.validators import URLValidator
 
+from bots.webhook_registration import TokenRejected, bot_token_check
 from tenants.models import Membership, Project, generate_webhook_secret
 from tenants.project_settings import PROJECT_SETTINGS, SettingInvalid
 
@@ -68,7 +69,12 @@ class ProjectForm(forms.ModelForm):
             return Project.objects.get(pk=self.instance.pk).bot_token
         if not token:
             raise forms.ValidationError("A new project needs its bot token.")
-        return self._parsed("bot_token", token)
+        token = self._parsed("bot_token", token)
+        try:
+            bot_token_check(token=token)  # None (Telegram unreachable) keeps the well-formed token
+        except TokenRejected as exc:
+            raise forms.ValidationError(str(exc)) from None
+        return token
 
     def clean_webhook_secret(self) -> str:
         secret = self.cleaned_data["webhook_secret"]

@@ -11,6 +11,13 @@ from tenants.models import Project
 pytestmark = pytest.mark.django_db
 
 TOKEN = "5550001111:AAE-secret-bot-token-for-tests-only-xyz"
+UNKNOWN_TOKEN = "5550002222:AAE-a-token-telegram-does-not-know-xyz"
+
+
+@pytest.fixture(autouse=True)
+def known_token(fake_telegram):
+    """`project create` and `set bot_token` ask Telegram (getMe) whose token it is."""
+    fake_telegram.register_bot(TOKEN, "shop_helper_bot")
 
 
 def run(*args: str) -> str:
@@ -43,14 +50,22 @@ def test_create_then_webhook_registers_with_the_secret_and_never_shows_the_token
     assert TOKEN.split(":")[1] not in everything
 
 
-def test_webhook_with_a_rejected_token_fails_clearly_without_leaking_it(fake_telegram, caplog):
-    run("create", "--slug", "shop", "--kind", "sales", "--token", TOKEN)
-    with pytest.raises(CommandError) as error:
-        run("webhook", "shop")
+def test_a_token_telegram_rejects_is_refused_at_once_and_never_leaked(fake_telegram, caplog, project_a):
+    with pytest.raises(CommandError, match="Telegram rejected the bot token") as refused:
+        run("create", "--slug", "shop", "--kind", "sales", "--token", UNKNOWN_TOKEN)
+    assert not Project.objects.filter(slug="shop").exists()
+    with pytest.raises(CommandError, match="Telegram rejected the bot token"):
+        run("set", "alpha", "bot_token", UNKNOWN_TOKEN)
+    project_a.refresh_from_db()
+    assert project_a.bot_token != UNKNOWN_TOKEN
+
+    with pytest.raises(CommandError) as error:  # a token revoked after it was set: the webhook says so
+        run("webhook", "alpha")
     assert "rejected the bot token" in str(error.value)
-    assert TOKEN not in str(error.value) + caplog.text
+    assert UNKNOWN_TOKEN not in str(refused.value) + str(error.value) + caplog.text
+    assert project_a.bot_token not in str(error.value) + caplog.text
     assert not fake_telegram.calls_to("setWebhook")
-    assert Project.objects.get(slug="shop").webhook_registered_at is None
+    assert Project.objects.get(slug="alpha").webhook_registered_at is None
 
 
 def test_webhook_when_telegram_refuses_reports_the_reason(fake_telegram):

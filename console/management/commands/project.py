@@ -5,8 +5,14 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from bots.webhook_registration import WebhookRegistrationError, project_register_webhook, project_webhook_url
+from bots.webhook_registration import (
+    WebhookRegistrationError,
+    bot_token_check,
+    project_register_webhook,
+    project_webhook_url,
+)
 from tenants.models import Project
+from tenants.project_settings import SettingInvalid
 from tenants.selectors import ProjectNotFound, project_get_by_slug, project_list
 from tenants.services import SETTABLE_FIELDS, ProjectConfigError, project_create, project_set
 
@@ -64,10 +70,15 @@ class Command(BaseCommand):
                 prompt = options["prompt_file"].read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as exc:
                 raise CommandError(f"cannot read the prompt file: {exc}") from None
+        try:  # the format first (no network for a typo), then Telegram itself when it can be reached
+            token = SETTABLE_FIELDS["bot_token"].parse(options["token"])
+        except SettingInvalid as exc:
+            raise CommandError(f"bot_token: {exc}") from None
+        bot_username = bot_token_check(token=token)
         project = project_create(
             slug=options["slug"],
             kind=options["kind"],
-            token=options["token"],
+            token=token,
             language=options["language"],
             name=options["name"],
             lead_group_id=options["lead_group"],
@@ -76,11 +87,20 @@ class Command(BaseCommand):
             webhook_secret=options["webhook_secret"],
         )
         self.stdout.write(self.style.SUCCESS(f"created project {project.slug} ({project.kind}, {project.language})"))
+        if bot_username is None:
+            self.stdout.write("Telegram could not be reached: the token's format is right; `project webhook` checks it")
+        else:
+            self.stdout.write(f"token verified with Telegram: @{bot_username}")
         self.stdout.write(f"webhook url: {project_webhook_url(project=project)}")
         self.stdout.write(f"register it with: python manage.py project webhook {project.slug}")
 
     def handle_set(self, options: dict[str, Any]) -> None:
         project = project_get_by_slug(slug=options["slug"])
+        if options["key"] == "bot_token":  # a well-formed token Telegram refuses is bad input too
+            try:
+                bot_token_check(token=SETTABLE_FIELDS["bot_token"].parse(options["value"]))
+            except SettingInvalid as exc:
+                raise CommandError(f"bot_token: {exc}") from None
         project_set(project=project, key=options["key"], value=options["value"])
         setting = SETTABLE_FIELDS[options["key"]]
         shown = "(hidden)" if setting.secret else setting.format(getattr(project, options["key"]))
