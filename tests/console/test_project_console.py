@@ -71,7 +71,8 @@ def test_an_operator_edits_prompt_and_follow_up_steps_and_bad_input_changes_noth
     assert "Each follow-up waits at least 1m" in negative.content.decode()
     bad_token = client.post(url, data | {"prompt": "Changed?", "bot_token": "badtoken"})
     assert "This is not a Telegram bot token" in bad_token.content.decode()
-    unknown = client.post(url, data | {"prompt": "Changed?", "bot_token": "5550002222:AAE-unknown-to-telegram-xyz-0123"})
+    unknown_token = "5550002222:AAE-unknown-to-telegram-xyz-0123"
+    unknown = client.post(url, data | {"prompt": "Changed?", "bot_token": unknown_token})
     assert "Telegram rejected the bot token (getMe)" in unknown.content.decode()  # asked at once, not at webhook time
     project_a.refresh_from_db()
     assert (project_a.prompt, project_a.followup_steps) == ("Sell windows.", [60, 600])
