@@ -46,7 +46,8 @@ def _probe(base_url: str) -> LocalServer | None:
 
 def detected_ollama() -> LocalServer | None:
     """A local Ollama on its default port, when nothing else is configured (probed once per process)."""
-    if not settings.LLM_DETECT_LOCAL_OLLAMA or settings.OPENAI_API_KEYS or settings.OPENAI_BASE_URL_CONFIGURED:
+    configured = settings.OPENAI_BASE_URL.rstrip("/") != settings.OPENAI_DEFAULT_BASE_URL
+    if not settings.LLM_DETECT_LOCAL_OLLAMA or settings.OPENAI_API_KEYS or configured:
         return None
     url = settings.OLLAMA_DEFAULT_URL.rstrip("/")
     with _lock:
@@ -70,6 +71,7 @@ def local_server_in_use() -> bool:
 def detected_default_model() -> str | None:
     """`ollama/<model>` for a detected Ollama when the model slots were left at their defaults."""
     ollama = detected_ollama()
-    if ollama is None or settings.LLM_MODELS_CONFIGURED or not ollama.models:
+    slots = (settings.LLM_MODEL_TOOLCALLER, settings.LLM_MODEL_EXTRACT, settings.LLM_MODEL_SUMMARY)
+    if ollama is None or not ollama.models or any(slot != settings.DEFAULT_LLM_MODEL for slot in slots):
         return None
     return f"ollama/{ollama.models[0]}"

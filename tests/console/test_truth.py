@@ -155,3 +155,19 @@ def test_a_fresh_install_prices_the_default_models_and_budget_pacing_works_unedi
     assert done.cost_usd == Decimal("0.001120")  # 2000 x $0.40 + 200 x $1.60 per million
     spacing = generation_interval(last_cost_usd=done.cost_usd, weekly_budget_usd=alpha.weekly_budget_usd)
     assert round(spacing.total_seconds()) == 677  # 0.00112 x 604800 / 1.00
+
+
+def test_a_rejected_key_is_named_on_the_console_until_a_call_succeeds(bots, fake_llm):
+    alpha, beta = bots
+    fake_llm.fail_all("openai", 401, message="Incorrect API key provided")
+    say(alpha, 71, "Hi")
+    fake_llm.recover("openai")
+
+    [blocker] = [b for b in project_blockers(project=alpha) if b.code == "key_rejected"]
+    assert blocker.level == "bad"
+    assert "HTTP 401" in blocker.title
+    assert "OPENAI_API_KEYS" in blocker.fix
+    assert "key_rejected" not in {b.code for b in project_blockers(project=beta)}  # the other tenant is fine
+    fake_llm.openai.push(llm_api.text("Back again."))
+    say(alpha, 71, "Hello?")
+    assert "key_rejected" not in {b.code for b in project_blockers(project=alpha)}
