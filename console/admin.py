@@ -13,6 +13,7 @@ from django.utils.html import format_html
 from unfold.admin import ModelAdmin, TabularInline
 
 from bots.generations import project_over_weekly_cap, project_spend_usd
+from bots.selectors import generation_queue_now
 from bots.webhook_registration import WebhookRegistrationError, project_register_webhook
 from console import chat_admin, platform_admin  # noqa: F401  (register the conversations and accounts admins)
 from console.charts import bar_list, column_chart, meter
@@ -371,6 +372,7 @@ class ProjectAdmin(ModelAdmin):
             "banner_context": {"blockers": project_blockers(project=project)},
             "dashboard_sections": self.dashboard_sections,
             "board": board,
+            "queue": generation_queue_now(project=project),
             "charts": charts,
             "periods": [*list(PERIOD_DAYS), "custom"],
             "error": error,

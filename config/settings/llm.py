@@ -29,3 +29,14 @@ GENERATION_LEASE_SECONDS = env.float("GENERATION_LEASE_SECONDS", default=60.0)
 # so that budgets and caps still work; the console warns about it. USD per million tokens.
 LLM_FALLBACK_PRICE_INPUT_PER_MILLION = env.float("LLM_FALLBACK_PRICE_INPUT_PER_MILLION", default=3.0)
 LLM_FALLBACK_PRICE_OUTPUT_PER_MILLION = env.float("LLM_FALLBACK_PRICE_OUTPUT_PER_MILLION", default=15.0)
+
+# The async turn runner of each worker process (bots/turn_runner.py): at most TURNS_IN_FLIGHT_MAX
+# generations in flight per process (waiting on the model or Telegram costs no thread), their database
+# and tool work on TURN_DB_THREADS threads. TURN_RUNNER=false runs generations in Celery tasks instead.
+TURN_RUNNER = env.bool("TURN_RUNNER", default=True)
+TURNS_IN_FLIGHT_MAX = env.int("TURNS_IN_FLIGHT_MAX", default=500)
+TURN_DB_THREADS = env.int("TURN_DB_THREADS", default=6)
+# How often an idle runner looks for due generations that no wake-up announced (other processes, budget).
+TURN_RUNNER_POLL_SECONDS = env.float("TURN_RUNNER_POLL_SECONDS", default=1.0)
+# Generation kinds that block (structured outputs: qualification, summaries) run on their own threads.
+TURN_BLOCKING_THREADS = env.int("TURN_BLOCKING_THREADS", default=2)

@@ -6,7 +6,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from bots.chat_processing import chat_process
+from bots.chat_processing import chat_process, terminal_session_hooks
 from bots.conversation import unanswered_messages
 from bots.generations import generations_process_due
 from bots.intake import update_receive
@@ -56,6 +56,9 @@ class Command(BaseCommand):
             self.stdout.write(f"Model: {', '.join(ref.id for ref in readiness.chain)} at {openai_base_url()}"
                               if any(ref.protocol == "openai" for ref in readiness.chain)
                               else f"Model: {', '.join(ref.id for ref in readiness.chain)}")  # fmt: skip
+        for hook in terminal_session_hooks:  # e.g. the knowledge store's owner, when no worker runs
+            if note := hook():
+                self.stdout.write(f"({note})")
         self.stdout.write(f"Talking to {project} ({project.kind}). /start resets, /debug traces, Ctrl-D quits.")
         while True:
             try:
