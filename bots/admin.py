@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
+from unfold.admin import ModelAdmin
 
 from bots import trace_admin  # noqa: F401  (registers the per-turn trace admin, kept in its own module)
 from bots.models import Generation, LLMCall, ModelPrice
@@ -12,7 +13,7 @@ from tenants.selectors import projects_for_user
 
 @admin.register(Generation)
 class GenerationAdmin(ReadOnlyAdminMixin, ProjectScopedAdmin):
-    list_display = ["pk", "project", "kind", "status", "scheduled_for", "finished_at", "attempts", "tokens_in",
+    list_display = ["__str__", "project", "kind", "status", "scheduled_for", "finished_at", "attempts", "tokens_in",
                     "tokens_out", "cost_usd"]  # fmt: skip
     list_filter = ["project", "kind", "status"]
     date_hierarchy = "scheduled_for"
@@ -39,7 +40,7 @@ class LLMCallAdmin(ReadOnlyAdminMixin, ProjectScopedAdmin):
 
 
 @admin.register(ModelPrice)
-class ModelPriceAdmin(admin.ModelAdmin):
+class ModelPriceAdmin(ModelAdmin):
     list_display = ["model", "input_per_million", "cached_input_per_million", "output_per_million", "updated_at"]
     search_fields = ["model"]
 

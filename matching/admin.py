@@ -3,6 +3,7 @@ from django.contrib.admin import helpers
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
+from unfold.admin import TabularInline
 
 from matching.broadcasts import broadcast_create
 from matching.forms import BroadcastForm
@@ -103,7 +104,7 @@ class MatchingStateAdmin(ReadOnlyAdminMixin, ProjectScopedAdmin):
         self.message_user(request, f"{queryset.count()} matching loop(s) woken.")
 
 
-class BroadcastDeliveryInline(ScopedInlineMixin, ReadOnlyAdminMixin, admin.TabularInline):
+class BroadcastDeliveryInline(ScopedInlineMixin, ReadOnlyAdminMixin, TabularInline):
     model = BroadcastDelivery
     fields = ["chat", "status", "error", "sent_at"]
     readonly_fields = fields

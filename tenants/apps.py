@@ -3,7 +3,7 @@ from django.apps import AppConfig
 
 class TenantsConfig(AppConfig):
     name = "tenants"
-    verbose_name = "Projects"
+    verbose_name = "Tenants"
 
     def ready(self) -> None:
         from core.metrics import register_project_label_resolver

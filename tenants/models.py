@@ -6,6 +6,13 @@ from django.core.validators import MinValueValidator
 from django.db import models
 
 from tenants.encryption import EncryptedTextField
+from tenants.project_settings import (
+    validate_bot_token,
+    validate_followup_steps,
+    validate_model_chain,
+    validate_similarity_threshold,
+    validate_timezone,
+)
 
 DEFAULT_FOLLOWUP_STEPS = [300, 900, 2400, 86400]  # seconds: 5 min, 15 min, 40 min, 24 h
 
@@ -40,25 +47,48 @@ class Project(models.Model):
     kind = models.CharField(max_length=16, choices=Kind.choices)
     language = models.CharField(max_length=2, choices=Language.choices, default=Language.EN)
 
-    bot_token = EncryptedTextField(blank=True, help_text="Write-only; never shown back.")
+    bot_token = EncryptedTextField(
+        blank=True, validators=[validate_bot_token], help_text="Write-only; never shown back."
+    )
     webhook_secret = models.CharField(max_length=256, default=generate_webhook_secret)
     bot_username = models.CharField(max_length=64, blank=True)
     bot_id = models.BigIntegerField(null=True, blank=True)
     webhook_registered_at = models.DateTimeField(null=True, blank=True)
 
-    lead_group_id = models.BigIntegerField(null=True, blank=True, help_text="Telegram chat id of the lead group.")
+    lead_group_id = models.BigIntegerField(
+        "lead group chat id", null=True, blank=True, help_text="Telegram chat id of the lead group."
+    )
     prompt = models.TextField(blank=True, help_text="The project's own instructions to the model.")
     start_reply = models.TextField(blank=True, help_text="Greeting sent on /start.")
     unavailable_reply = models.TextField(
         blank=True, help_text="Sent while LLM work is paused (weekly cap reached). Empty: the default text."
     )
-    price_url = models.URLField(blank=True, help_text="Page with prices, hinted to the sales agent.")
+    price_url = models.URLField("price page URL", blank=True, help_text="Page with prices, hinted to the sales agent.")
 
-    model_toolcaller = models.CharField(max_length=200, blank=True, help_text="provider/model; empty: default.")
-    model_extract = models.CharField(max_length=200, blank=True, help_text="provider/model; empty: default.")
-    model_summary = models.CharField(max_length=200, blank=True, help_text="provider/model; empty: default.")
+    model_toolcaller = models.CharField(
+        "tool-calling model",
+        max_length=200,
+        blank=True,
+        validators=[validate_model_chain],
+        help_text="provider/model; empty: default.",
+    )
+    model_extract = models.CharField(
+        "extraction model",
+        max_length=200,
+        blank=True,
+        validators=[validate_model_chain],
+        help_text="provider/model; empty: default.",
+    )
+    model_summary = models.CharField(
+        "summary model",
+        max_length=200,
+        blank=True,
+        validators=[validate_model_chain],
+        help_text="provider/model; empty: default.",
+    )
 
     weekly_budget_usd = models.DecimalField(
+        "weekly budget (USD)",
         max_digits=10,
         decimal_places=2,
         null=True,
@@ -67,6 +97,7 @@ class Project(models.Model):
         help_text="Spreads LLM work over the week; empty: no spacing.",
     )
     weekly_cap_usd = models.DecimalField(
+        "weekly cap (USD)",
         max_digits=10,
         decimal_places=2,
         null=True,
@@ -75,12 +106,21 @@ class Project(models.Model):
         help_text="Hard cap on spend over the last 7 days; empty: none.",
     )
 
-    followup_steps = models.JSONField(default=default_followup_steps, help_text="Follow-up delays in seconds.")
+    followup_steps = models.JSONField(
+        "follow-up steps",
+        default=default_followup_steps,
+        blank=True,
+        validators=[validate_followup_steps],
+        help_text="Follow-up delays in seconds (typed as 5m, 15m, 40m, 24h).",
+    )
     quiet_hours_start = models.TimeField(null=True, blank=True, default="22:00")
     quiet_hours_end = models.TimeField(null=True, blank=True, default="08:00")
-    timezone = models.CharField(max_length=64, default="UTC")
+    timezone = models.CharField("time zone", max_length=64, default="UTC", validators=[validate_timezone])
     similarity_threshold = models.FloatField(
-        null=True, blank=True, help_text="Matching: minimum cosine similarity; empty: per embedding model default."
+        null=True,
+        blank=True,
+        validators=[validate_similarity_threshold],
+        help_text="Matching: minimum cosine similarity; empty: per embedding model default.",
     )
 
     created_at = models.DateTimeField(auto_now_add=True)

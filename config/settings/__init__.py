@@ -2,6 +2,7 @@
 
 from config.settings.base import *  # noqa: F403
 from config.settings.celery import *  # noqa: F403
+from config.settings.console import *  # noqa: F403
 from config.settings.database import *  # noqa: F403
 from config.settings.llm import *  # noqa: F403
 from config.settings.logging import *  # noqa: F403
