@@ -10,7 +10,9 @@ from tenants.models import Project
 from tenants.selectors import ProjectNotFound, project_get_by_slug, project_list
 from tenants.services import SETTABLE_FIELDS, ProjectConfigError, project_create, project_set
 
-# What `show` prints; the token is only ever reported as set or not.
+# Settings whose values are never printed, not even right after they were set.
+SECRET_SETTINGS = ("bot_token", "webhook_secret")
+# What `show` prints; the token and the webhook secret are only ever reported as set or not.
 SHOWN_FIELDS = [
     "slug", "name", "kind", "language", "bot_username", "bot_id", "lead_group_id", "start_reply",
     "price_url", "model_toolcaller", "model_extract", "model_summary", "weekly_budget_usd", "weekly_cap_usd",
@@ -82,7 +84,7 @@ class Command(BaseCommand):
     def handle_set(self, options: dict[str, Any]) -> None:
         project = project_get_by_slug(slug=options["slug"])
         project_set(project=project, key=options["key"], value=options["value"])
-        shown = "(hidden)" if options["key"] == "bot_token" else repr(getattr(project, options["key"]))
+        shown = "(hidden)" if options["key"] in SECRET_SETTINGS else repr(getattr(project, options["key"]))
         self.stdout.write(self.style.SUCCESS(f"{project.slug}: {options['key']} = {shown}"))
 
     def handle_list(self, options: dict[str, Any]) -> None:
@@ -101,6 +103,7 @@ class Command(BaseCommand):
         for field in SHOWN_FIELDS:
             self.stdout.write(f"{field:22} {getattr(project, field)}")
         self.stdout.write(f"{'bot_token':22} {'set' if project.has_token else 'not set'}")
+        self.stdout.write(f"{'webhook_secret':22} {'set' if project.webhook_secret else 'not set'}")
         self.stdout.write(f"{'webhook_url':22} {project_webhook_url(project=project)}")
         self.stdout.write(f"{'prompt':22} {len(project.prompt)} characters")
 
