@@ -244,8 +244,9 @@ def test_no_token_or_webhook_secret_on_any_project_command_path(project_a, proje
     assert "refused" in printed
     captured = capsys.readouterr()
     everything = printed + captured.out + captured.err + caplog.text
-    assert_no_secret(everything, [WEBHOOK_SECRET, NEW_WEBHOOK_SECRET, COMMAND_TOKEN, COMMAND_TOKEN.split(":")[1],
-                                  *secrets_of(project_a, project_b)], "`manage.py project` output and logs")  # fmt: skip
+    secrets = [WEBHOOK_SECRET, NEW_WEBHOOK_SECRET, COMMAND_TOKEN, COMMAND_TOKEN.split(":")[1],
+               *secrets_of(project_a, project_b)]  # fmt: skip
+    assert_no_secret(everything, secrets, "`manage.py project` output and logs")
 
 
 @pytest.mark.django_db
