@@ -18,6 +18,7 @@ from console.charts import bar_list, column_chart, meter
 from console.dashboard import PERIOD_DAYS, PeriodInvalid, dashboard_period, project_dashboard
 from console.forms import MembershipForm, ProjectCrawlForm, ProjectForm
 from console.project_console import crawl_progress, project_system_prompt
+from console.project_history import ProjectHistoryAdmin
 from knowledge.services import crawl_project, crawl_start
 from leads.lead_group import connect_link
 from tenants.models import Membership, Project
@@ -52,7 +53,7 @@ class MembershipInline(admin.TabularInline):
 
 
 @admin.register(Project)
-class ProjectAdmin(admin.ModelAdmin):
+class ProjectAdmin(ProjectHistoryAdmin, admin.ModelAdmin):
     form = ProjectForm
     change_form_template = "admin/tenants/project/change_form.html"
     list_display = ["slug", "name", "kind", "language", "bot_display", "spend_7d", "weekly_budget_usd", "status",

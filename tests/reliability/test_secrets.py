@@ -13,7 +13,7 @@ from django.test import Client
 from django.urls import reverse
 
 from bots import api as webhook_api
-from bots.models import Chat, Generation, LLMCall, Message, Turn
+from bots.models import Chat, Generation, LLMCall, Message, QuarantinedUpdate, Turn
 from leads.models import Lead, LeadDispatch
 from tenants.models import Project
 from tests.conftest import TEST_ANTHROPIC_KEYS, TEST_OPENAI_KEYS
@@ -105,7 +105,7 @@ def test_no_token_in_command_output(project_a, project_b, capsys):
 
 
 @pytest.mark.django_db
-def test_server_error_page_does_not_echo_the_exception(project_a, monkeypatch, settings):
+def test_an_unexpected_failure_echoes_nothing_and_quarantines_without_the_token(project_a, monkeypatch, settings):
     settings.DEBUG = False
 
     def explode(**kwargs: object) -> None:
@@ -117,9 +117,12 @@ def test_server_error_page_does_not_echo_the_exception(project_a, monkeypatch, s
         f"/telegram/webhook/{project_a.slug}/", data="{}", content_type="application/json",
         HTTP_X_TELEGRAM_BOT_API_SECRET_TOKEN=project_a.webhook_secret,
     )  # fmt: skip
-    assert response.status_code == 500
-    assert_no_secret(response.content.decode(errors="replace"), [project_a.bot_token], "the 500 page")
+    assert response.json() == {"ok": True, "description": "quarantined"}
+    assert_no_secret(response.content.decode(errors="replace"), [project_a.bot_token], "the answer")
     assert "database said no" not in response.content.decode(errors="replace")
+    [quarantined] = QuarantinedUpdate.objects.all()
+    assert "database said no" in quarantined.error
+    assert_no_secret(quarantined.error, [project_a.bot_token, project_a.bot_token.split(":")[1]], "quarantine")
 
 
 @pytest.mark.django_db
