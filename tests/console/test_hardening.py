@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -30,8 +31,10 @@ def signed_in(client: Client) -> bool:
     return client.get("/admin/", REMOTE_ADDR="10.0.0.1").status_code == 200
 
 
-def current_code(device: TOTPDevice) -> str:
+def current_code(device: TOTPDevice, steps_ahead: int = 0) -> str:
+    """The code the user's app shows; `steps_ahead=1` the next one (a code is accepted once, one step early too)."""
     totp = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift)
+    totp.time = time.time() + steps_ahead * device.step
     return f"{totp.token():0{device.digits}d}"
 
 
