@@ -58,7 +58,7 @@ def snapshot() -> dict[str, object]:
         "chunks": sorted(
             (c.project.slug, c.text, tuple(c.embedding), str(c.point_id))
             for c in Chunk.objects.select_related("project")
-        ),  # fmt: skip
+        ),
         "tokens": sorted(Project.objects.values_list("slug", "bot_token")),
     }
 
