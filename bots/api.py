@@ -22,6 +22,7 @@ logger = logging.getLogger(__name__)
 router = Router(tags=["telegram"])
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+DATABASE_UNAVAILABLE = (OperationalError, InterfaceError)
 
 
 class WebhookAnswer(Schema):
@@ -57,7 +58,10 @@ def _answer(status: int, description: str) -> JsonResponse:
 )
 def telegram_webhook(request: HttpRequest, project_slug: str) -> HttpResponse:
     started = time.perf_counter()
-    project = Project.objects.alive().filter(slug=project_slug).only("pk", "slug", "webhook_secret").first()
+    try:
+        project = Project.objects.alive().filter(slug=project_slug).only("pk", "slug", "webhook_secret").first()
+    except DATABASE_UNAVAILABLE as exc:
+        return _database_unavailable(exc, project_id=None)
     # An unknown slug gets one shared label, so that scanners cannot grow the metric without bound.
     label = project.slug if project is not None else "(unknown)"
     with log_context(project_id=project.pk if project else None):
@@ -85,10 +89,8 @@ def _webhook_handle(request: HttpRequest, project: Project | None) -> HttpRespon
         result = update_accept(project=project, payload=payload)
     except MalformedUpdate as exc:
         return _malformed(project, exc)
-    except (OperationalError, InterfaceError) as exc:
-        # The database is down or restarting: nothing was stored, so Telegram's redelivery is what we want.
-        logger.warning("database unavailable, update left to redelivery: %s", exc, extra={"project_id": project.pk})
-        return _answer(503, "database unavailable, deliver again later")
+    except DATABASE_UNAVAILABLE as exc:
+        return _database_unavailable(exc, project_id=project.pk)
     except Exception as exc:  # the last guard: an update the code cannot store must not come back forever
         update_id = payload.get("update_id") if isinstance(payload, dict) else None
         update_id = update_id if isinstance(update_id, int) and INT64[0] <= update_id <= INT64[1] else None
@@ -99,6 +101,12 @@ def _webhook_handle(request: HttpRequest, project: Project | None) -> HttpRespon
         )  # fmt: skip
         return _answer(200, "quarantined")
     return _answer(200, result.status)
+
+
+def _database_unavailable(exc: Exception, *, project_id: int | None) -> JsonResponse:
+    # The database is down or restarting: nothing was stored, so Telegram's redelivery is what we want.
+    logger.warning("database unavailable, update left to redelivery: %s", exc, extra={"project_id": project_id})
+    return _answer(503, "database unavailable, deliver again later")
 
 
 def _malformed(project: Project, problem: object) -> JsonResponse:

@@ -4,11 +4,12 @@ import json
 import logging
 
 import pytest
-from django.db import DataError
+from django.db import DataError, OperationalError
 from django.test import Client
 from django.urls import reverse
 from hypothesis import HealthCheck, given, settings
 
+from bots import api as webhook_api
 from bots import intake
 from bots.models import Chat, Message, QuarantinedUpdate, TelegramUpdate
 from tests.factories import MembershipFactory
@@ -456,3 +457,14 @@ def test_quarantined_updates_are_shown_to_the_projects_operators_only(client, pr
     other = client.get(reverse("admin:bots_quarantinedupdate_change",
                                args=[QuarantinedUpdate.objects.get(project=project_b).pk]))  # fmt: skip
     assert other.status_code == 302
+
+
+def test_a_database_that_is_down_answers_503_so_that_telegram_delivers_again(client, project_a, monkeypatch):
+    def database_down(**kwargs: object) -> None:
+        raise OperationalError("connection to server on socket failed: No such file or directory")
+
+    monkeypatch.setattr(webhook_api, "update_accept", database_down)
+    response = post(client, project_a, text_update(501, "hello"))
+    assert response.status_code == 503
+    assert response.json()["ok"] is False
+    assert not QuarantinedUpdate.objects.exists()  # not the body's fault: nothing kept, Telegram retries
