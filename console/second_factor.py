@@ -7,17 +7,23 @@ device for them under "TOTP devices" in the admin.
 """
 
 import base64
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import qrcode
 import qrcode.image.svg
 from django import forms
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.admin.forms import AdminAuthenticationForm
+from django.contrib.auth import logout
 from django.contrib.auth.models import AbstractBaseUser
 from django.contrib.auth.signals import user_login_failed
+from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from tenants.models import Membership
@@ -115,3 +121,30 @@ class SecondFactorLoginForm(AdminAuthenticationForm):
         elif user_requires_second_factor(user=user):
             raise ValidationError(self.error_messages["second_factor_required"], code="second_factor_required")
         return cleaned
+
+
+class SecondFactorRequiredMiddleware:
+    """Sessions that must be verified but are not (signed in before the setting was on, or promoted to owner
+    since) are signed out at their next console request and sent to the sign-in, which asks for the code."""
+
+    EXEMPT = ("login/", "logout/", "jsi18n/")
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        user = getattr(request, "user", None)
+        admin_prefix = reverse("admin:index")
+        if (
+            settings.OTP_REQUIRED_FOR_OWNERS
+            and user is not None
+            and user.is_authenticated
+            and request.path.startswith(admin_prefix)
+            and not request.path[len(admin_prefix) :].startswith(self.EXEMPT)
+            and not user.is_verified()
+            and user_requires_second_factor(user=user)
+        ):
+            logout(request)
+            messages.warning(request, "Project owners sign in with a second factor: sign in again with your code.")
+            return redirect_to_login(request.get_full_path(), reverse("admin:login"))
+        return self.get_response(request)

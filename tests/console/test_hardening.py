@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
 from django_otp.oath import TOTP
@@ -100,6 +101,19 @@ def test_an_enrolled_user_signs_in_only_with_a_valid_code(project_a, settings):
     assert sign_in(client, "owen", code=current_code(device)).status_code == 302
     assert signed_in(client)
     assert client.session["otp_device_id"] == device.persistent_id
+
+
+def test_a_session_without_the_second_factor_is_signed_out_once_it_is_required(project_a, settings):
+    owner = MembershipFactory(project=project_a, role=Membership.Role.OWNER, user__username="owen").user
+    client = Client()
+    client.force_login(owner)  # signed in with the password alone, while the setting was off
+    assert client.get("/admin/").status_code == 200
+    settings.OTP_REQUIRED_FOR_OWNERS = True
+    response = client.get(reverse("admin:tenants_project_change", args=[project_a.pk]))
+    assert response.status_code == 302
+    assert response.url.startswith("/admin/login/")
+    assert "_auth_user_id" not in client.session
+    assert client.get("/admin/").status_code == 302
 
 
 def test_enrolment_shows_a_qr_code_and_the_secret_and_confirms_with_a_code(project_a, project_b):
@@ -197,3 +211,19 @@ def test_check_deploy_is_clean_with_the_production_settings():
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+def test_the_shell_enrols_a_device_for_the_first_superuser(django_user_model, monkeypatch, capsys):
+    admin = django_user_model.objects.create_superuser("root", password=PASSWORD)
+    pending: list[TOTPDevice] = []
+
+    def answer(prompt: str) -> str:
+        pending.append(TOTPDevice.objects.get(user=admin, confirmed=False))
+        return current_code(pending[0])
+
+    monkeypatch.setattr("builtins.input", answer)
+    call_command("second_factor", "root", "--name", "ops phone")
+    out = capsys.readouterr().out
+    assert "secret (to type in instead)" in out
+    assert "root: ops phone enrolled (1 device(s))" in out
+    assert TOTPDevice.objects.get(user=admin).confirmed

@@ -120,6 +120,7 @@ def tick(beat) -> None:
         pass
 
 
+@pytest.mark.timeout(SOAK_SECONDS + DRAIN_SECONDS + 180)  # the suite's per-test limit is for ordinary tests
 def test_soak_with_worker_kills_and_redis_and_postgres_restarts(
     bots, fake_telegram, fake_llm, worker, redis_restarter, beat
 ):
