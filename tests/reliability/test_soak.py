@@ -21,7 +21,7 @@ from django.db import OperationalError, connection
 from django.test import Client
 
 from bots.generations import generations_recover_expired_leases
-from bots.models import Message
+from bots.models import Generation, Message
 from bots.tasks import generations_process_due_task
 from config.backups import postgres_tool
 from tests.factories import ProjectFactory
@@ -35,7 +35,7 @@ SOAK_SEED = int(os.environ.get("SOAK_SEED", "20"))
 MESSAGE_EVERY = float(os.environ.get("SOAK_MESSAGE_EVERY", "0.4"))  # seconds between two user messages, overall
 # Seconds between two faults, drawn uniformly from this range ("40-110").
 FAULT_SPACING = tuple(float(part) for part in os.environ.get("SOAK_FAULT_EVERY", "40-110").split("-", 1))
-DRAIN_SECONDS = 300.0
+DRAIN_SECONDS = float(os.environ.get("SOAK_DRAIN_SECONDS", "300"))
 CHATS_PER_PROJECT = 4
 FAULTS = ("kill the worker", "restart Redis", "restart PostgreSQL")
 
@@ -181,8 +181,12 @@ def test_soak_with_worker_kills_and_redis_and_postgres_restarts(
             connection.close()
             return False
 
-    wait_until(everything_answered, timeout=DRAIN_SECONDS, what="every soak message answered", worker=worker,
-               tick=lambda: tick(beat))  # fmt: skip
+    drained = True
+    try:
+        wait_until(everything_answered, timeout=DRAIN_SECONDS, what="every soak message answered",
+                   tick=lambda: tick(beat))  # fmt: skip
+    except AssertionError:
+        drained = False  # reported below with what is missing, then failed
     time.sleep(3.0)  # late duplicates would arrive now
 
     result = tally(f"soak {SOAK_SECONDS:.0f} s, 3 projects, {len(events)} faults", fake_telegram, chats,
@@ -199,9 +203,12 @@ def test_soak_with_worker_kills_and_redis_and_postgres_restarts(
         *events,
     ]
     report.insert(3, f"PostgreSQL restarts done: {len(restarts)}")
+    if not drained or result.lost:
+        report += ["unanswered:", *unanswered(fake_telegram, chats)[:20]]
     print("\n" + "\n".join(report))
     assert len(events) >= min(3, len(fault_plan(random.Random(SOAK_SEED), SOAK_SECONDS)))
     assert result.messages_in == sent
+    assert drained, report
     assert (result.lost, result.duplicated) == (0, 0), report
 
 
@@ -225,3 +232,22 @@ def longest_wait(fake_telegram, chats, sent_at: dict[str, float]) -> float:
             first_answer.setdefault(text, call.at)
     waits = [first_answer[text] - sent for text, sent in sent_at.items() if text in first_answer]
     return max(waits, default=0.0)
+
+
+def unanswered(fake_telegram, chats) -> list[str]:
+    """Each message no reply named, with the state of its turn and generation: where it got stuck."""
+    answered = {text for project, chat_id in chats for turn in echoed_messages(fake_telegram, project, chat_id)
+                for text in turn}  # fmt: skip
+    lines = []
+    for message in (
+        Message.objects.filter(needs_reply=True, chat__telegram_chat_id__in=[c for _, c in chats])
+        .select_related("turn")
+        .order_by("pk")
+    ):
+        if message.text not in answered:
+            turn = message.turn
+            generations = list(Generation.objects.filter(chat_id=message.chat_id).order_by("-pk")
+                               .values_list("status", "attempts", "error")[:2])  # fmt: skip
+            lines.append(f"{message.text!r} created {message.created_at:%H:%M:%S} turn "
+                         f"{(turn.status, turn.error[:80]) if turn else None} generations {generations}")  # fmt: skip
+    return lines
