@@ -4,6 +4,7 @@ from decimal import Decimal
 
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from tenants.models import Project
 
@@ -63,6 +64,29 @@ class TelegramUpdate(models.Model):
                 fields=["received_at"], condition=models.Q(processed_at__isnull=True), name="update_unprocessed"
             )
         ]
+
+
+class QuarantinedUpdate(models.Model):
+    """A webhook body that passed the secret check but that the code could not store: kept byte for byte for
+    operators, answered 200 so that Telegram stops redelivering it; a redelivery only counts up."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="quarantined_updates")
+    update_id = models.BigIntegerField(null=True, blank=True, help_text="When the body had a readable one.")
+    body_sha256 = models.CharField(max_length=64)
+    # bytea: holds what jsonb and text refuse (NUL characters, invalid UTF-8), so nothing sent is lost.
+    body = models.BinaryField()
+    error = models.TextField(help_text="What failed, secrets redacted.")
+    deliveries = models.PositiveIntegerField(default=1)
+    first_received_at = models.DateTimeField(default=timezone.now)
+    last_received_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "body_sha256"], name="quarantined_update_unique_body"),
+        ]
+
+    def __str__(self) -> str:
+        return f"quarantined update {self.update_id or '?'} ({self.project_id})"
 
 
 class Turn(models.Model):

@@ -27,6 +27,7 @@ from console.project_console import (
     project_system_prompt,
 )
 from console.project_health import project_blockers
+from console.project_history import ProjectHistoryAdmin
 from knowledge.services import CrawlInputError, crawl_request
 from leads.lead_group import connect_link
 from tenants.models import Membership, Project
@@ -66,7 +67,7 @@ def usd_label(value: float) -> str:
 
 
 @admin.register(Project)
-class ProjectAdmin(ModelAdmin):
+class ProjectAdmin(ProjectHistoryAdmin, ModelAdmin):
     form = ProjectForm
     list_fullwidth = True
     change_form_template = "admin/tenants/project/change_form.html"

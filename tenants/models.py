@@ -4,6 +4,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
+from simple_history.models import HistoricalRecords
 
 from tenants.encryption import EncryptedTextField
 from tenants.project_settings import (
@@ -128,6 +129,8 @@ class Project(models.Model):
     deleted_at = models.DateTimeField(null=True, blank=True)
 
     objects = ProjectQuerySet.as_manager()
+    # Every saved change of a setting or prompt, with who made it; the secrets are never copied into it.
+    history = HistoricalRecords(excluded_fields=["bot_token", "webhook_secret", "updated_at"])
 
     class Meta:
         ordering = ["slug"]

@@ -18,7 +18,7 @@ from tenants.selectors import ProjectNotFound, project_get_by_slug, project_list
 from tenants.services import SETTABLE_FIELDS, ProjectConfigError, project_create, project_set
 
 CRAWL_SCHEDULE = "crawl_schedule"  # off, hourly, daily or weekly for every knowledge source of the project
-# What `show` prints; the token is only ever reported as set or not.
+# What `show` prints; the token and the webhook secret are only ever reported as set or not.
 SHOWN_FIELDS = [
     "slug", "name", "kind", "language", "bot_username", "bot_id", "lead_group_id", "start_reply",
     "price_url", "model_toolcaller", "model_extract", "model_summary", "weekly_budget_usd", "weekly_cap_usd",
@@ -109,7 +109,7 @@ class Command(BaseCommand):
             except SettingInvalid as exc:
                 raise CommandError(f"bot_token: {exc}") from None
         project_set(project=project, key=options["key"], value=options["value"])
-        setting = SETTABLE_FIELDS[options["key"]]
+        setting = SETTABLE_FIELDS[options["key"]]  # secrets are never printed, not even right after they were set
         shown = "(hidden)" if setting.secret else setting.format(getattr(project, options["key"]))
         self.stdout.write(self.style.SUCCESS(f"{project.slug}: {options['key']} = {shown}"))
 
@@ -131,6 +131,7 @@ class Command(BaseCommand):
             shown = SETTABLE_FIELDS[field].format(value) if field in SETTABLE_FIELDS else value
             self.stdout.write(f"{field:22} {shown}")
         self.stdout.write(f"{'bot_token':22} {'set' if project.has_token else 'not set'}")
+        self.stdout.write(f"{'webhook_secret':22} {'set' if project.webhook_secret else 'not set'}")
         self.stdout.write(f"{'webhook_url':22} {project_webhook_url(project=project)}")
         self.stdout.write(f"{'prompt':22} {len(project.prompt)} characters")
 
