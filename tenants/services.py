@@ -32,6 +32,12 @@ SETTABLE_FIELDS: dict[str, str] = {
     "quiet_hours_end": "str",
     "timezone": "str",
     "similarity_threshold": "float",
+    "similarity_threshold_seeker": "float",
+    "similarity_threshold_provider": "float",
+    "matching_max_open_introductions": "int",
+    "matching_interval_minutes": "int",
+    "matching_paused": "bool",
+    "matching_outcome_delay_hours": "int",
 }
 
 
@@ -50,11 +56,23 @@ def _parse_value(key: str, raw: str) -> Any:
             return float(raw)
         if kind == "decimal":
             return Decimal(raw)
+        if kind == "bool":
+            return _parse_bool(raw)
         if kind == "int_list":
             return [int(part) for part in raw.replace(" ", "").split(",") if part]
     except (ValueError, InvalidOperation):
         raise ProjectConfigError(f"{key}: {raw!r} is not a valid {kind.replace('_', ' ')}") from None
     return raw
+
+
+_BOOLEANS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
+
+
+def _parse_bool(raw: str) -> bool:
+    try:
+        return _BOOLEANS[raw.strip().lower()]
+    except KeyError:
+        raise ValueError(raw) from None
 
 
 def _validate_and_save(project: Project) -> None:
