@@ -107,7 +107,7 @@ class Match(models.Model):
         REJECTED = "rejected", "Rejected"
         UNMATCHED = "unmatched", "Unmatched attempt"
 
-    # A user in one of these is neither picked nor offered as a candidate.
+    # Open introductions: a user with the project's limit of these is neither picked nor offered.
     OPEN = (Status.PENDING, Status.QUALIFIED, Status.A_ACCEPTED, Status.B_ACCEPTED)
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="matches")
@@ -118,7 +118,7 @@ class Match(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices)
     reason = models.TextField(blank=True, help_text="The qualifier's explanation (operators only).")
     verdict = models.JSONField(
-        default=dict, blank=True, help_text="The qualifier's full structured verdict (what fits, what may not)."
+        null=True, blank=True, help_text="The qualifier's full structured verdict (what fits, what may not)."
     )
     introduced_at = models.DateTimeField(null=True, blank=True)
     a_contact_sent_at = models.DateTimeField(null=True, blank=True)

@@ -21,7 +21,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='match',
             name='verdict',
-            field=models.JSONField(blank=True, default=dict, help_text="The qualifier's full structured verdict (what fits, what may not)."),
+            field=models.JSONField(blank=True, null=True, help_text="The qualifier's full structured verdict (what fits, what may not)."),
         ),
         migrations.CreateModel(
             name='CvDocument',

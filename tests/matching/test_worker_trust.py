@@ -9,6 +9,7 @@ import pytest
 from django.test import Client
 
 from bots.models import Chat
+from matching.funnel import matching_funnel
 from matching.models import CvDocument, Match, MatchingState, MatchOutcome, Profile
 from matching.profiles import profile_save
 from matching.tasks import matching_tick
@@ -186,6 +187,12 @@ def test_did_not_work_out_keeps_the_pair_apart_and_reaches_the_qualifier(
                                 user_b__chat__telegram_chat_id__in=[501, 502])  # fmt: skip
     assert list(pair) == [match]
     assert not fake_telegram.calls_to("sendMessage", token=beta.bot_token)
+    # The scenario's funnel: 3 users, 2 introductions, 1 connected and talked, none worked out.
+    wait_until(lambda: Match.objects.filter(pk=second.pk, introduced_at__isnull=False).exists(), what="introduced")
+    funnel = {stage: count for stage, _, count in matching_funnel(project=alpha).stages}
+    assert funnel == {"started": 3, "complete": 3, "active": 3, "introduced": 3, "introductions": 2, "accepted": 1,
+                      "connected": 1, "talked": 1, "worked": 0}  # fmt: skip
+    assert all(count == 0 for _, _, count in matching_funnel(project=beta).stages)
 
 
 def test_a_user_at_the_open_introduction_limit_is_skipped_until_one_closes(
