@@ -1,26 +1,17 @@
 """Inline-button presses: routed by the prefix of their data (`match:accept:42` -> "match")."""
 
 import logging
-from collections.abc import Callable
 
 from django.utils import timezone
 from telegram.error import TelegramError
 
 from bots.event_loop import run_sync
-from bots.gateway import IncomingUpdate, normalize_update
+from bots.gateway import normalize_update
+from bots.kinds import callback_handler_for
 from bots.models import Chat, TelegramUpdate
 from bots.telegram_client import bot_for_token
 
 logger = logging.getLogger(__name__)
-
-# A handler applies the press (idempotently: a redelivered task may call it twice) and may return a
-# short notice shown to the user.
-CallbackHandler = Callable[[Chat, IncomingUpdate], str | None]
-_handlers: dict[str, CallbackHandler] = {}
-
-
-def register_callback_handler(prefix: str, handler: CallbackHandler) -> None:
-    _handlers[prefix] = handler
 
 
 def callback_process(*, update_id: int) -> None:
@@ -32,7 +23,7 @@ def callback_process(*, update_id: int) -> None:
         TelegramUpdate.objects.filter(pk=update.pk).update(processed_at=timezone.now())
         return
     chat = Chat.objects.select_related("project").get(project=update.project, telegram_chat_id=incoming.chat_id)
-    handler = _handlers.get(incoming.callback.data.split(":", 1)[0])
+    handler = callback_handler_for(update.project, incoming.callback.data)
     notice = handler(chat, incoming) if handler is not None else None
     TelegramUpdate.objects.filter(pk=update.pk).update(processed_at=timezone.now())
     try:

@@ -1,38 +1,19 @@
 """Per-chat processing of stored messages: commands, file acknowledgements, and queueing the next turn."""
 
 import logging
-from collections.abc import Callable
 
 from django.db import transaction
 from django.utils import timezone
 
 from bots.conversation import system_reply, unanswered_messages
 from bots.generations import generation_schedule
+from bots.kinds import messages_received, start_handle
 from bots.models import Chat, Generation, Message
 from bots.texts import DEBUG_OFF, DEBUG_ON, DEFAULT_START, FILE_RECEIVED, in_language
 from core import metrics
 from core.log_context import log_context_bind
 
 logger = logging.getLogger(__name__)
-
-# Kinds may take over `/start <args>` (e.g. connecting a lead group); return True when handled.
-StartHandler = Callable[[Chat, Message], bool]
-_start_handlers: list[StartHandler] = []
-
-
-def register_start_handler(handler: StartHandler) -> StartHandler:
-    _start_handlers.append(handler)
-    return handler
-
-
-# Kinds react to the user's new messages (the sales kind restarts its follow-up timers), inside the
-# transaction that marks them processed.
-MessagesHook = Callable[[Chat, list[Message]], None]
-_message_hooks: dict[str, list[MessagesHook]] = {}
-
-
-def register_messages_hook(kind: str, hook: MessagesHook) -> None:
-    _message_hooks.setdefault(kind, []).append(hook)
 
 
 def _chat_reset(chat: Chat, upto: Message) -> None:
@@ -49,7 +30,7 @@ def _handle(chat: Chat, message: Message) -> str | None:
     """Apply one stored message's immediate effect; returns a text to send without the model, if any."""
     project = chat.project
     if message.command == "/start":
-        if any(handler(chat, message) for handler in _start_handlers):
+        if start_handle(chat, message):
             return None
         _chat_reset(chat, message)
         return project.start_reply.strip() or in_language(project, DEFAULT_START)
@@ -57,14 +38,6 @@ def _handle(chat: Chat, message: Message) -> str | None:
         chat.debug = not chat.debug
         Chat.objects.filter(pk=chat.pk).update(debug=chat.debug)
         return in_language(project, DEBUG_ON if chat.debug else DEBUG_OFF)
-    if message.files:
-        chat.state.setdefault("files", []).extend(message.files)
-        Chat.objects.filter(pk=chat.pk).update(state=chat.state)
-    if message.contact:
-        # The shared contact lives in the chat state for the lead, not in the history.
-        chat.state["shared_contact"] = message.contact
-        Chat.objects.filter(pk=chat.pk).update(state=chat.state)
-        Message.objects.filter(pk=message.pk).update(contact=None, text=message.text or "[shared contact]")
     if message.files and not message.needs_reply:
         return in_language(project, FILE_RECEIVED)
     return None
@@ -89,8 +62,7 @@ def chat_process(*, chat_id: int) -> Generation | None:
             metrics.messages.labels(project=chat.project.slug, stage="processed").inc(len(new))
         user_messages = [m for m in new if not m.command]
         if user_messages:
-            for hook in _message_hooks.get(chat.project.kind, []):
-                hook(chat, user_messages)
+            messages_received(chat, user_messages)  # the kind keeps what it needs (files, contact, timers)
         if chat.blocked_at is None and chat.paused_at is None and unanswered_messages(chat).exists():
             generation = generation_schedule(project=chat.project, kind=Generation.Kind.CHAT_TURN, chat=chat)
     for text in replies:

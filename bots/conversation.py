@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from bots.agent import AgentResult, agent_run
 from bots.generations import generation_schedule, project_over_weekly_cap
+from bots.kinds import toolset_for
 from bots.llm.types import AllBackendsFailed, LLMMessage, block_from_json, block_to_json
 from bots.models import Chat, Generation, Message, Turn
 from bots.telegram_outbox import (
@@ -28,7 +29,7 @@ from bots.telegram_outbox import (
 )
 from bots.text_split import split_message
 from bots.texts import LLM_UNAVAILABLE, TEMPORARILY_UNAVAILABLE, in_language
-from bots.toolsets import ToolContext, toolset_for
+from bots.toolsets import ToolContext
 from bots.turn_traces import turn_trace_record
 from core import metrics
 from core.log_context import log_context_bind

@@ -1,6 +1,5 @@
-"""Tools the agent may call, registered per project kind (sales and matching register theirs)."""
+"""The toolset protocol the agent calls, and the engine's own small toolset (kinds bring theirs: bots/kinds.py)."""
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -73,15 +72,3 @@ class ClockTools:
 
     def reply_markup(self, context: ToolContext, reply: str) -> dict[str, Any] | None:
         return None
-
-
-_toolsets: dict[str, Callable[[Project], Toolset]] = {}
-
-
-def register_toolset(kind: str, factory: Callable[[Project], Toolset]) -> None:
-    _toolsets[kind] = factory
-
-
-def toolset_for(project: Project) -> Toolset:
-    factory = _toolsets.get(project.kind)
-    return factory(project) if factory else ClockTools()

@@ -4,8 +4,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from bots.agent import system_prefix
+from bots.kinds import toolset_for
 from bots.models import Chat, Turn
-from bots.toolsets import ToolContext, toolset_for
+from bots.toolsets import ToolContext
 from tenants.models import Project
 
 

@@ -57,10 +57,13 @@ class LeadAdmin(ReadOnlyAdminMixin, ProjectScopedAdmin):
 
     @admin.action(description="Resend to CRM (backends that failed)")
     def resend_to_crm(self, request: HttpRequest, queryset: QuerySet[Lead]) -> None:
+        queued, already_sent = [], []
         for lead in queryset.select_related("project"):
-            lead = lead_resend(lead=lead)
-            level = messages.SUCCESS if lead.status == Lead.Status.SENT else messages.WARNING
-            self.message_user(request, f"{lead}: {lead.get_status_display()}", level)
+            (queued if lead_resend(lead=lead) else already_sent).append(str(lead))
+        if queued:
+            self.message_user(request, f"Queued for resending (the status updates on each lead): {', '.join(queued)}")
+        if already_sent:
+            self.message_user(request, f"Already delivered everywhere: {', '.join(already_sent)}", messages.WARNING)
 
 
 class CrmWebhookForm(forms.ModelForm):

@@ -22,6 +22,7 @@ from core import metrics
 from core.log_context import log_context_bind
 from leads.models import FollowUp
 from leads.services import lead_finish
+from leads.state import SalesState
 from tenants.models import Project
 
 logger = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ POSTPONE_WHEN_BUSY = timedelta(minutes=1)
 def followup_restart(chat: Chat, messages: list[Message]) -> None:
     """Messages hook: the customer wrote, so the sequence starts again from its first step."""
     steps = chat.project.followup_steps or []
-    if not steps or chat.state.get("lead_id"):
+    if not steps or SalesState.of(chat).lead_id:
         FollowUp.objects.filter(chat=chat).update(fire_at=None)
         return
     FollowUp.objects.update_or_create(
@@ -68,7 +69,7 @@ def followups_fire_due(*, now: datetime | None = None) -> int:
         chat, project = follow_up.chat, follow_up.project
         steps = project.followup_steps or []
         last = follow_up.step >= len(steps) - 1
-        if chat.paused_at or chat.blocked_at or chat.state.get("lead_id"):
+        if chat.paused_at or chat.blocked_at or SalesState.of(chat).lead_id:
             metrics.timer_fires.labels(action="skipped").inc()
             continue
         if not last and (wake := in_quiet_hours(project, now)) is not None:
@@ -101,7 +102,7 @@ def lead_summary_generate(*, chat: Chat) -> str:
         for block in message.blocks
         if getattr(block, "text", "") and not block.text.startswith(TIMER_PING)
     )
-    notes = chat.state.get("notes", "")
+    notes = SalesState.of(chat).notes
     request = ToolCallRequest(
         system_prefix="Summarize this sales dialog for the manager who will call the customer back: 1-2 short "
         f"paragraphs in the language '{chat.project.language}': what they need, when, where, how to reach them.",
@@ -125,7 +126,7 @@ def timer_turn_handle(generation: Generation) -> None:
     """Generation handler: run the agent on a [TIMER PING] turn; at the last step, dispatch the lead."""
     chat = Chat.objects.select_related("project").get(pk=generation.chat_id)
     log_context_bind(chat_id=chat.telegram_chat_id)
-    if chat.paused_at or chat.blocked_at or chat.state.get("lead_id") or unanswered_messages(chat).exists():
+    if chat.paused_at or chat.blocked_at or SalesState.of(chat).lead_id or unanswered_messages(chat).exists():
         return
     steps = chat.project.followup_steps or []
     step = generation.target_id or 0
@@ -138,7 +139,7 @@ def timer_turn_handle(generation: Generation) -> None:
     turn.refresh_from_db()
     turn_deliver(turn=turn)
     chat.refresh_from_db(fields=["state"])
-    if last and not chat.state.get("lead_id"):
+    if last and not SalesState.of(chat).lead_id:
         lead_finish(chat=chat, summary=lead_summary_generate(chat=chat), source="timer")
 
 

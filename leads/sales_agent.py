@@ -6,13 +6,13 @@ from typing import Any
 
 from django.utils.translation import gettext_lazy as _
 
-from bots.chat_state import chat_state_update
 from bots.llm.types import ToolSpec
 from bots.texts import in_language
 from bots.toolsets import ToolContext, ToolError
 from knowledge.search import format_hits_for_model, knowledge_search
 from leads.models import Lead
 from leads.services import lead_finish, lead_note_customer_message
+from leads.state import SalesState, sales_state_update
 from tenants.models import Project
 
 CLIENT_STATUSES = ("hot", "cold", "finished")
@@ -95,18 +95,18 @@ class SalesTools:
         return in_language(project, SALES_PREAMBLE)
 
     def state_snapshot(self, context: ToolContext) -> str:
-        state = context.chat.state
+        state = SalesState.of(context.chat)
         lines = ["Conversation state:"]
-        lines.append(f"- determined_url: {state.get('determined_url') or '(none)'}")
-        lines.append(f"- client_status: {state.get('client_status') or '(unknown)'}")
-        contact = state.get("shared_contact")
+        lines.append(f"- determined_url: {state.determined_url or '(none)'}")
+        lines.append(f"- client_status: {state.client_status or '(unknown)'}")
+        contact = state.shared_contact
         lines.append(f"- shared contact: {contact['phone_number']} ({contact.get('first_name', '')})" if contact
                      else "- shared contact: (none)")  # fmt: skip
-        lines.append(f"- files received: {len(state.get('files', []))}")
+        lines.append(f"- files received: {len(state.files)}")
         if self.project.price_url:
             lines.append(f"- prices page (use as url_filter for price questions): {self.project.price_url}")
-        lines.append(f"- lead sent: {'yes' if state.get('lead_id') else 'no'}")
-        lines.append("- notes:\n" + (state.get("notes") or "(empty)"))
+        lines.append(f"- lead sent: {'yes' if state.lead_id else 'no'}")
+        lines.append("- notes:\n" + (state.notes or "(empty)"))
         return "\n".join(lines)
 
     def execute(self, name: str, arguments: dict[str, Any], context: ToolContext) -> str:
@@ -137,13 +137,14 @@ class SalesTools:
                 raise ToolError(f"client_status must be one of: {', '.join(CLIENT_STATUSES)}")
         if not updates:
             raise ToolError("give at least one of notes, determined_url, client_status")
-        chat_state_update(chat=context.chat, changes=updates)
+        sales_state_update(chat=context.chat, **updates)
         return "saved"
 
     def tool_get_state(self, arguments: dict[str, Any], context: ToolContext) -> str:
-        state = {k: v for k, v in context.chat.state.items() if k in ("notes", "determined_url", "client_status")}
-        state["lead_sent"] = bool(context.chat.state.get("lead_id"))
-        return json.dumps(state, ensure_ascii=False)
+        state = SalesState.of(context.chat)
+        shown = {"notes": state.notes, "determined_url": state.determined_url, "client_status": state.client_status}
+        shown = {key: value for key, value in shown.items() if value}
+        return json.dumps({**shown, "lead_sent": state.lead_id is not None}, ensure_ascii=False)
 
     def tool_send_lead(self, arguments: dict[str, Any], context: ToolContext) -> str:
         summary = _text(arguments, "summary")
@@ -155,7 +156,7 @@ class SalesTools:
 
     def reply_without_model(self, context: ToolContext) -> str | None:
         """After the lead went out the conversation is finished: acknowledge, and refresh the posted lead."""
-        lead_id = context.chat.state.get("lead_id")
+        lead_id = SalesState.of(context.chat).lead_id
         if not lead_id or context.turn.trigger != context.turn.Trigger.USER:
             return None
         lead = Lead.objects.filter(pk=lead_id).first()
@@ -167,9 +168,9 @@ class SalesTools:
 
     def reply_markup(self, context: ToolContext, reply: str) -> dict[str, Any] | None:
         """The one-time "share my phone" button, the first time the bot asks how to reach the customer."""
-        state = context.chat.state
-        if state.get("contact_button_sent") or state.get("shared_contact") or not _CONTACT_WORDS.search(reply):
+        state = SalesState.of(context.chat)
+        if state.contact_button_sent or state.shared_contact or not _CONTACT_WORDS.search(reply):
             return None
-        chat_state_update(chat=context.chat, changes={"contact_button_sent": True})
+        sales_state_update(chat=context.chat, contact_button_sent=True)
         button = {"text": in_language(self.project, CONTACT_BUTTON), "request_contact": True}
         return {"keyboard": [[button]], "one_time_keyboard": True, "resize_keyboard": True}

@@ -20,6 +20,7 @@ from bots.models import Chat
 from core import metrics
 from leads.crm.base import CrmError, CrmPermanentError, crm_backends_for
 from leads.models import Lead, LeadDispatch
+from leads.state import SalesState, sales_state_update
 from tenants.models import Project
 
 logger = logging.getLogger(__name__)
@@ -50,18 +51,15 @@ def lead_finish(*, chat: Chat, summary: str, source: str = "agent") -> tuple[Lea
     """Phase one: persist the finished lead (once per conversation). Returns (lead, created)."""
     with transaction.atomic():
         chat = Chat.objects.select_for_update().select_related("project").get(pk=chat.pk)
-        existing = chat.state.get("lead_id")
-        if existing and (lead := Lead.objects.filter(pk=existing, chat=chat).first()) is not None:
+        state = SalesState.of(chat)
+        if state.lead_id and (lead := Lead.objects.filter(pk=state.lead_id, chat=chat).first()) is not None:
             return lead, False
-        state = chat.state
         lead = Lead.objects.create(
-            project=chat.project, chat=chat, summary=summary.strip() or "(no summary)", notes=state.get("notes", ""),
-            client_status=state.get("client_status", ""), shared_contact=state.get("shared_contact"),
-            files=state.get("files", []), determined_url=state.get("determined_url", ""), source=source,
-            **notes_fields(state.get("notes", "")),
+            project=chat.project, chat=chat, summary=summary.strip() or "(no summary)", notes=state.notes,
+            client_status=state.client_status, shared_contact=state.shared_contact, files=state.files,
+            determined_url=state.determined_url, source=source, **notes_fields(state.notes),
         )  # fmt: skip
-        state["lead_id"] = lead.pk
-        Chat.objects.filter(pk=chat.pk).update(state=state)
+        sales_state_update(chat=chat, lead_id=lead.pk)
         logger.info("lead finished", extra={"project_id": chat.project_id, "chat_id": chat.telegram_chat_id,
                                             "lead_id": lead.pk, "source": source})  # fmt: skip
     from leads.tasks import lead_dispatch_task
@@ -144,12 +142,20 @@ def _dispatch_save_refs(dispatch_id: int, refs: dict[str, Any]) -> None:
     LeadDispatch.objects.filter(pk=dispatch_id).update(refs=refs, updated_at=timezone.now())
 
 
-def lead_resend(*, lead: Lead) -> Lead:
-    """Operator's "resend to CRM": failed backends are tried again; sent ones are not repeated."""
-    lead.dispatches.exclude(status=LeadDispatch.Status.SENT).update(status=LeadDispatch.Status.PENDING)
-    Lead.objects.filter(pk=lead.pk, status=Lead.Status.FAILED).update(status=Lead.Status.FINISHED)
-    lead.refresh_from_db()
-    return lead_dispatch(lead=lead)
+def lead_resend(*, lead: Lead) -> bool:
+    """Operator's "resend to CRM": the worker tries the failed backends again; sent ones are not repeated.
+
+    Returns False when there is nothing to resend (every backend has the lead already).
+    """
+    if lead.status == Lead.Status.SENT:
+        return False
+    with transaction.atomic():
+        lead.dispatches.exclude(status=LeadDispatch.Status.SENT).update(status=LeadDispatch.Status.PENDING)
+        Lead.objects.filter(pk=lead.pk, status=Lead.Status.FAILED).update(status=Lead.Status.FINISHED)
+        from leads.tasks import lead_dispatch_task
+
+        transaction.on_commit(lambda: lead_dispatch_task.delay(lead.pk))
+    return True
 
 
 def lead_note_customer_message(*, lead: Lead) -> bool:

@@ -1,10 +1,11 @@
 """The tool loop, run in-process through the same services the worker uses."""
 
 import json
+from dataclasses import replace
 
 import pytest
 
-from bots import toolsets
+from bots import kinds
 from bots.agent import MAX_ROUND_TRIPS
 from bots.chat_processing import chat_process
 from bots.generations import generations_process_due
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture(autouse=True)
 def clock_toolset(monkeypatch):
     """The engine is proven with its own small toolset, whatever kind the test project is."""
-    monkeypatch.setitem(toolsets._toolsets, "sales", lambda project: ClockTools())
+    monkeypatch.setitem(kinds._kinds, "sales", replace(kinds._kinds["sales"], toolset=lambda project: ClockTools()))
 
 
 @pytest.fixture

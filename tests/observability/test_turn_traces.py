@@ -1,10 +1,12 @@
 """Per-turn trace records: each model call and tool call of a turn, stored and shown in the admin."""
 
+from dataclasses import replace
+
 import pytest
 from django.contrib.auth.models import Permission
 from django.urls import reverse
 
-from bots import toolsets
+from bots import kinds
 from bots.chat_processing import chat_process
 from bots.generations import generations_process_due
 from bots.intake import update_receive
@@ -19,7 +21,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture(autouse=True)
 def clock_toolset(monkeypatch):
-    monkeypatch.setitem(toolsets._toolsets, "sales", lambda project: ClockTools())
+    monkeypatch.setitem(kinds._kinds, "sales", replace(kinds._kinds["sales"], toolset=lambda project: ClockTools()))
 
 
 def say(project, chat_id: int, text: str) -> Chat:
