@@ -24,6 +24,7 @@ from matching.consent import match_introduce
 from matching.matcher import matching_wake
 from matching.models import Match, MatchOutcome, Profile
 from matching.outcomes import outcome_history
+from matching.selectors import open_introduction_limit
 from tenants.models import Project
 
 logger = logging.getLogger(__name__)
@@ -190,7 +191,7 @@ def match_requalify(*, match: Match) -> bool:
     now = timezone.now()
     if match.user_b_id is None:
         return False
-    limit = max(match.project.matching_max_open_introductions, 1)
+    limit = open_introduction_limit(match.project)
     with transaction.atomic():
         others_open = Match.objects.filter(status__in=Match.OPEN).exclude(pk=match.pk)
         busy = any(

@@ -77,33 +77,47 @@ def _at_open_limit(limit: int) -> Exists:
     return Exists(_open_match_of_outer_profile().order_by()[limit - 1 : limit])
 
 
-def profiles_matchable(*, project: Project, model_id: str) -> QuerySet[Profile]:
-    """Active profiles with a vector of this model, a chat that has not blocked the bot, and fewer open
-    matches than the project's limit: who may be picked or offered."""
+def _profiles_eligible(*, project: Project, model_id: str) -> QuerySet[Profile]:
+    """Active profiles with a vector of this model and a chat that has not blocked the bot."""
     # Anti-joins (NOT EXISTS) rather than a join on the chat: they keep the HNSW index scan in the plan.
     blocked_chat = Chat.objects.filter(pk=OuterRef("chat_id"), blocked_at__isnull=False)
-    return (
-        Profile.objects.filter(
-            project=project, state=Profile.State.ACTIVE, embedding_model=model_id, embedding__isnull=False
-        )
-        .exclude(Exists(blocked_chat))
-        .exclude(_at_open_limit(max(project.matching_max_open_introductions, 1)))
+    return Profile.objects.filter(
+        project=project, state=Profile.State.ACTIVE, embedding_model=model_id, embedding__isnull=False
+    ).exclude(Exists(blocked_chat))
+
+
+def profiles_matchable(*, project: Project, model_id: str) -> QuerySet[Profile]:
+    """Eligible profiles with fewer open matches than the project's limit: who may be picked or offered."""
+    return _profiles_eligible(project=project, model_id=model_id).exclude(
+        _at_open_limit(open_introduction_limit(project))
     )
 
 
-def profile_open_matches(*, profile: Profile) -> int:
-    return Match.objects.filter(Q(user_a=profile) | Q(user_b=profile), status__in=Match.OPEN).count()
+def open_introduction_limit(project: Project) -> int:
+    return max(project.matching_max_open_introductions, 1)
 
 
 def profile_next_to_try(*, project: Project, round_number: int, model_id: str) -> Profile | None:
-    """The round-robin pick: a matchable profile not yet tried in this round, oldest change first."""
+    """The round-robin pick: a matchable profile not yet tried in this round, oldest change first.
+
+    The open-introduction limit is checked on small batches of the walk rather than in its WHERE clause: as
+    a per-row filter there it would run before the (pulled-up) anti-join on the round's tries and cost every
+    tried user a probe (late in a 10k round: 76 ms instead of 27 ms per pick)."""
     tried = Match.objects.filter(project=project, round=round_number, user_a=OuterRef("pk"))
-    return (
-        profiles_matchable(project=project, model_id=model_id)
+    untried = (
+        _profiles_eligible(project=project, model_id=model_id)
         .exclude(Exists(tried))
         .order_by("profile_updated_at", "pk")  # walks the profile_round_robin index in order
-        .first()
     )
+    # In the select list, the limit's subquery runs only for the rows the walk returns.
+    walk = untried.annotate(at_limit=_at_open_limit(open_introduction_limit(project)))
+    # One row first (a LIMIT 1 plan, like the old pick's), then growing batches past users at the limit.
+    start, size = 0, 1
+    while batch := list(walk[start : start + size]):
+        if free := [profile for profile in batch if not profile.at_limit]:
+            return free[0]
+        start, size = start + size, size * 4
+    return None
 
 
 def profile_counterparts(*, profile: Profile, threshold: float) -> QuerySet[Profile]:
