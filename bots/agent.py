@@ -1,4 +1,8 @@
-"""The tool-calling agent: stable cached prefix, volatile state suffix, at most 8 model round-trips."""
+"""The tool-calling agent: stable cached prefix, volatile state suffix, at most 8 model round-trips.
+
+The loop is a coroutine: it awaits the model, and runs the tools (database, search) off the loop with
+`in_db`, so a turn waiting for the model holds no thread. `agent_run` runs it from synchronous code.
+"""
 
 import logging
 import time
@@ -6,12 +10,23 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from bots.llm.chain import call_tools
-from bots.llm.slots import resolve_chain
+from bots import turn_metrics
+from bots.event_loop import in_db, run_sync
+from bots.llm.chain import call_tools_async
+from bots.llm.slots import ModelRef, resolve_chain
 from bots.llm.tool_arguments import unparsed_arguments
-from bots.llm.types import CallContext, LLMMessage, TextBlock, ToolCallRequest, ToolResultBlock, ToolUseBlock
+from bots.llm.types import (
+    CallContext,
+    LLMMessage,
+    TextBlock,
+    ToolCallRequest,
+    ToolResultBlock,
+    ToolSpec,
+    ToolUseBlock,
+)
 from bots.texts import ENGINE_PREAMBLE, SAFE_REPLY, in_language
 from bots.toolsets import ToolContext, ToolError, Toolset
+from core import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +47,8 @@ class AgentResult:
     # The turn's trace: each model call and each tool call with its arguments, result and duration.
     steps: list[dict[str, Any]] = field(default_factory=list)
     duration_ms: int = 0
+    # Tools that crashed (not refusals): the turn is marked with them, operators see them.
+    tool_failures: list[str] = field(default_factory=list)
 
 
 def system_prefix(*, context: ToolContext, toolset: Toolset) -> str:
@@ -40,7 +57,7 @@ def system_prefix(*, context: ToolContext, toolset: Toolset) -> str:
     return "\n\n".join(part for part in parts if part)
 
 
-def _execute(toolset: Toolset, use: ToolUseBlock, context: ToolContext) -> ToolResultBlock:
+def _execute(toolset: Toolset, use: ToolUseBlock, context: ToolContext, result: AgentResult) -> ToolResultBlock:
     """Run one tool call; a refusal or a crash becomes an error result the model can react to."""
     if unparsed_arguments(use) is not None:
         return ToolResultBlock(tool_use_id=use.id, content="error: the arguments were not valid JSON", is_error=True)
@@ -48,17 +65,20 @@ def _execute(toolset: Toolset, use: ToolUseBlock, context: ToolContext) -> ToolR
         return ToolResultBlock(tool_use_id=use.id, content=toolset.execute(use.name, use.input, context))
     except ToolError as exc:
         return ToolResultBlock(tool_use_id=use.id, content=f"error: {exc}", is_error=True)
-    except Exception:
+    except Exception as exc:
         logger.exception(
-            "tool failed",
+            "tool %s failed",
+            use.name,
             extra={"project_id": context.project.pk, "chat_id": context.chat.telegram_chat_id, "tool": use.name},
         )
+        turn_metrics.tool_failures.labels(project=metrics.project_label(context.project.pk), tool=use.name).inc()
+        result.tool_failures.append(f"{use.name}: {type(exc).__name__}: {exc}"[:300])
         return ToolResultBlock(tool_use_id=use.id, content="error: the tool failed; try another way", is_error=True)
 
 
 def _execute_traced(toolset: Toolset, use: ToolUseBlock, context: ToolContext, result: AgentResult) -> ToolResultBlock:
     started = time.perf_counter()
-    outcome = _execute(toolset, use, context)
+    outcome = _execute(toolset, use, context, result)
     result.steps.append({
         "kind": "tool", "name": use.name, "input": use.input, "result": outcome.content,
         "is_error": outcome.is_error, "ms": _elapsed_ms(started),
@@ -73,11 +93,32 @@ def _elapsed_ms(started: float) -> int:
 def agent_run(
     *, context: ToolContext, toolset: Toolset, thread: list[LLMMessage], generation_id: int | None, purpose: str
 ) -> AgentResult:
+    """`agent_run_async` from synchronous code."""
+    return run_sync(
+        agent_run_async(context=context, toolset=toolset, thread=thread, generation_id=generation_id, purpose=purpose)
+    )
+
+
+def _prepare(context: ToolContext, toolset: Toolset) -> tuple[list[ModelRef], str, tuple[ToolSpec, ...], str]:
+    chain = resolve_chain(project=context.project, slot="toolcaller")
+    prefix = system_prefix(context=context, toolset=toolset)
+    return chain, prefix, tuple(toolset.specs()), toolset.state_snapshot(context)
+
+
+def _run_tools(
+    toolset: Toolset, uses: list[ToolUseBlock], context: ToolContext, result: AgentResult
+) -> tuple[LLMMessage, str]:
+    """The tool calls of one model answer, and the state snapshot after them (one trip off the loop)."""
+    outcomes = tuple(_execute_traced(toolset, use, context, result) for use in uses)
+    return LLMMessage("user", outcomes), toolset.state_snapshot(context)
+
+
+async def agent_run_async(
+    *, context: ToolContext, toolset: Toolset, thread: list[LLMMessage], generation_id: int | None, purpose: str
+) -> AgentResult:
     """Run the tool loop for one turn; `thread` ends with this turn's user message."""
     project = context.project
-    chain = resolve_chain(project=project, slot="toolcaller")
-    prefix = system_prefix(context=context, toolset=toolset)
-    tools = tuple(toolset.specs())
+    chain, prefix, tools, snapshot = await in_db(_prepare, context, toolset)
     messages = list(thread)
     result = AgentResult(reply="", exchange=[], round_trips=0)
     call_context = CallContext(purpose=purpose, project_id=project.pk, generation_id=generation_id)
@@ -86,12 +127,12 @@ def agent_run(
     while result.round_trips < MAX_ROUND_TRIPS:
         request = ToolCallRequest(
             system_prefix=prefix,
-            system_suffix=toolset.state_snapshot(context),  # tools may have changed the state: rebuilt each call
+            system_suffix=snapshot,  # tools may have changed the state: rebuilt after each round of tools
             messages=tuple(messages),
             tools=tools,
         )
         started = time.perf_counter()
-        response = call_tools(request=request, chain=chain, context=call_context)
+        response = await call_tools_async(request=request, chain=chain, context=call_context)
         result.steps.append({
             "kind": "model", "model": response.model, "ms": _elapsed_ms(started),
             "tokens_in": response.usage.input_tokens, "tokens_out": response.usage.output_tokens,
@@ -111,9 +152,7 @@ def agent_run(
             return result
 
         result.tools_called.extend(use.name for use in response.tool_uses)
-        tool_results = LLMMessage(
-            "user", tuple(_execute_traced(toolset, use, context, result) for use in response.tool_uses)
-        )
+        tool_results, snapshot = await in_db(_run_tools, toolset, response.tool_uses, context, result)
         messages.append(tool_results)
         result.exchange.append(tool_results)
 

@@ -6,11 +6,14 @@ class BotsConfig(AppConfig):
     verbose_name = "Bots and conversations"
 
     def ready(self) -> None:
-        from bots.conversation import chat_turn_followup, chat_turn_handle
+        from bots import worker_signals  # noqa: F401 - the turn runner starts and stops with the worker
+        from bots.conversation import chat_turn_followup, chat_turn_handle_async
         from bots.gauges import generation_gauges
         from bots.generations import register_generation_kind
         from bots.models import Generation
         from core.metrics import register_state_gauges
 
-        register_generation_kind(Generation.Kind.CHAT_TURN, handler=chat_turn_handle, on_finished=chat_turn_followup)
+        register_generation_kind(
+            Generation.Kind.CHAT_TURN, handler=chat_turn_handle_async, on_finished=chat_turn_followup
+        )
         register_state_gauges(generation_gauges)

@@ -1,6 +1,7 @@
 """Per-chat processing of stored messages: commands, file acknowledgements, and queueing the next turn."""
 
 import logging
+from collections.abc import Callable
 
 from django.db import transaction
 from django.utils import timezone
@@ -14,6 +15,12 @@ from core import metrics
 from core.log_context import log_context_bind
 
 logger = logging.getLogger(__name__)
+
+
+# What a terminal session (`manage.py chat`, which runs turns in its own process) needs first; each hook
+# may return a note for the user. The knowledge app's takes the embedded store when no worker owns it.
+TerminalSessionHook = Callable[[], str | None]
+terminal_session_hooks: list[TerminalSessionHook] = []
 
 
 def _chat_reset(chat: Chat, upto: Message) -> None:

@@ -7,6 +7,7 @@ either redoes the composing, sends a stored reply, or (caught mid-send) reports 
 
 import logging
 from contextlib import nullcontext
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -14,7 +15,8 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from bots.agent import AgentResult, agent_run
+from bots.agent import AgentResult, agent_run_async
+from bots.event_loop import in_db, run_sync
 from bots.generations import generation_schedule, project_over_weekly_cap
 from bots.kinds import toolset_for
 from bots.llm.types import AllBackendsFailed, LLMMessage, block_from_json, block_to_json
@@ -25,11 +27,11 @@ from bots.telegram_outbox import (
     SendError,
     SendOutcomeUnknown,
     TypingIndicator,
-    send_text,
+    send_text_async,
 )
 from bots.text_split import split_message
 from bots.texts import LLM_UNAVAILABLE, TEMPORARILY_UNAVAILABLE, in_language
-from bots.toolsets import ToolContext
+from bots.toolsets import ToolContext, Toolset
 from bots.turn_traces import turn_trace_record
 from core import metrics
 from core.log_context import log_context_bind
@@ -126,42 +128,70 @@ def _debug_trace(result: AgentResult) -> str:
 
 
 def turn_compose(*, turn: Turn, generation_id: int | None, purpose: str = "chat_turn") -> bool:
+    """`turn_compose_async` from synchronous code."""
+    turn.chat, turn.project  # noqa: B018 - loaded here: the coroutine never touches the database itself
+    return run_sync(turn_compose_async(turn=turn, generation_id=generation_id, purpose=purpose))
+
+
+@dataclass
+class _Composing:
+    context: ToolContext
+    toolset: Toolset
+    thread: list[LLMMessage]
+
+
+def _compose_begin(turn: Turn) -> _Composing | None:
+    """Database part before the model: the cap, a reply without the model, the thread (None: reply stored)."""
+    chat, project = turn.chat, turn.project
+    if project_over_weekly_cap(project=project):
+        reply = project.unavailable_reply.strip() or in_language(project, TEMPORARILY_UNAVAILABLE)
+        _store_reply(turn, reply=reply, error="weekly cap reached")
+        return None
+    context = ToolContext(project=project, chat=chat, turn=turn)
+    toolset = toolset_for(project)
+    if (canned := toolset.reply_without_model(context)) is not None:
+        _store_reply(turn, reply=canned)
+        return None
+    thread = [*chat_thread(chat=chat, exclude_turn=turn), LLMMessage.user_text(turn.user_text)]
+    return _Composing(context=context, toolset=toolset, thread=thread)
+
+
+def _compose_end(turn: Turn, composing: _Composing, result: AgentResult, purpose: str) -> None:
+    chat = turn.chat
+    reply = result.reply + (_debug_trace(result) if chat.debug and result.reply else "")
+    markup = composing.toolset.reply_markup(composing.context, result.reply) if result.reply else None
+    error = "; ".join(f"tool failed: {failure}" for failure in result.tool_failures)
+    _store_reply(
+        turn, reply=reply, blocks=messages_to_json(result.exchange), model=result.model, cost=result.cost_usd,
+        markup=markup, error=error,
+    )  # fmt: skip
+    turn_trace_record(turn=turn, result=result, purpose=purpose)
+
+
+async def turn_compose_async(*, turn: Turn, generation_id: int | None, purpose: str = "chat_turn") -> bool:
     """Have the agent write the reply (or a polite refusal) and store it, ready to send.
 
     Returns False when no LLM backend answered (the stored reply is then an apology).
     """
     chat, project = turn.chat, turn.project
-    if project_over_weekly_cap(project=project):
-        reply = project.unavailable_reply.strip() or in_language(project, TEMPORARILY_UNAVAILABLE)
-        _store_reply(turn, reply=reply, error="weekly cap reached")
+    composing = await in_db(_compose_begin, turn)
+    if composing is None:
         return True
-    context = ToolContext(project=project, chat=chat, turn=turn)
-    toolset = toolset_for(project)
-    if (canned := toolset.reply_without_model(context)) is not None:
-        _store_reply(turn, reply=canned)
-        return True
-    thread = [*chat_thread(chat=chat, exclude_turn=turn), LLMMessage.user_text(turn.user_text)]
     try:
-        typing = TypingIndicator(project=project, chat=chat) if chat.channel == Chat.Channel.TELEGRAM else nullcontext()
-        with typing:
-            result = agent_run(
-                context=context,
-                toolset=toolset_for(project),
-                thread=thread,
+        typing = TypingIndicator(project=project, chat=chat) if chat.channel == Chat.Channel.TELEGRAM else None
+        async with typing or nullcontext():
+            result = await agent_run_async(
+                context=composing.context,
+                toolset=composing.toolset,
+                thread=composing.thread,
                 generation_id=generation_id,
                 purpose=purpose,
             )
     except AllBackendsFailed as exc:
         logger.error("no LLM backend answered", extra=_log_extra(chat, turn_id=turn.pk))
-        _store_reply(turn, reply=in_language(project, LLM_UNAVAILABLE), error=str(exc))
+        await in_db(_store_reply, turn, reply=in_language(project, LLM_UNAVAILABLE), error=str(exc))
         return False
-    reply = result.reply + (_debug_trace(result) if chat.debug and result.reply else "")
-    markup = toolset.reply_markup(context, result.reply) if result.reply else None
-    _store_reply(
-        turn, reply=reply, blocks=messages_to_json(result.exchange), model=result.model, cost=result.cost_usd,
-        markup=markup,
-    )  # fmt: skip
-    turn_trace_record(turn=turn, result=result, purpose=purpose)
+    await in_db(_compose_end, turn, composing, result, purpose)
     return True
 
 
@@ -176,31 +206,56 @@ def _store_reply(turn: Turn, *, reply: str, error: str = "", **fields: Any) -> N
         update["cost_usd"] = turn.cost_usd = fields["cost"]
     if fields.get("markup") is not None:
         update["reply_markup"] = turn.reply_markup = fields["markup"]
-    Turn.objects.filter(pk=turn.pk, status=Turn.Status.COMPOSING).update(**update)
+    if not Turn.objects.filter(pk=turn.pk, status=Turn.Status.COMPOSING).update(**update):
+        turn.refresh_from_db()  # someone else moved the turn on: deliver what is stored, not what we wrote
 
 
 def turn_deliver(*, turn: Turn) -> None:
-    """Send a stored reply exactly once (at most once when the outcome is unknown)."""
+    """`turn_deliver_async` from synchronous code."""
+    turn.chat, turn.project  # noqa: B018 - loaded here: the coroutine never touches the database itself
+    run_sync(turn_deliver_async(turn=turn))
+
+
+def _deliver_claim(turn: Turn) -> str | None:
+    """Claim the stored reply for sending; returns the text still to send, or None (nothing to send)."""
     chat = turn.chat
     now = timezone.now()
     if not turn.reply.strip():
         Turn.objects.filter(pk=turn.pk, status=Turn.Status.REPLY_READY).update(
             status=Turn.Status.SILENT, finished_at=now
         )
-        return
+        return None
     # The conditional update is the claim: a second deliverer of the same turn changes nothing and leaves.
     if not Turn.objects.filter(pk=turn.pk, status=Turn.Status.REPLY_READY).update(status=Turn.Status.SENDING):
-        return
+        return None
     if chat.channel == Chat.Channel.TERMINAL:  # `manage.py chat` reads replies from the database
         Turn.objects.filter(pk=turn.pk).update(status=Turn.Status.SENT, finished_at=now)
-        return
+        return None
     # Parts an earlier, deferred attempt delivered are not sent again.
     already_sent = list(turn.sent_message_ids or [])
-    text = "\n\n".join(split_message(turn.reply)[len(already_sent) :]) if already_sent else turn.reply
+    return "\n\n".join(split_message(turn.reply)[len(already_sent) :]) if already_sent else turn.reply
+
+
+def _deliver_record(turn: Turn, status: str, error: str, sent_ids: list[int]) -> None:
+    already_sent = list(turn.sent_message_ids or [])
+    Turn.objects.filter(pk=turn.pk).update(
+        status=status, error=(turn.error + "\n" + error).strip()[:2000], sent_message_ids=already_sent + sent_ids,
+        finished_at=None if status == Turn.Status.REPLY_READY else timezone.now(),
+    )  # fmt: skip
+    stage = "reply_sent" if status == Turn.Status.SENT else "reply_failed"
+    metrics.messages.labels(project=turn.project.slug, stage=stage).inc()
+
+
+async def turn_deliver_async(*, turn: Turn) -> None:
+    """Send a stored reply exactly once (at most once when the outcome is unknown)."""
+    chat = turn.chat
+    text = await in_db(_deliver_claim, turn)
+    if text is None:
+        return
     status, error, sent_ids = Turn.Status.SENT, "", []
     try:
-        sent_ids = [m.message_id for m in send_text(project=turn.project, chat=chat, text=text,
-                                                     reply_markup=turn.reply_markup)]  # fmt: skip
+        sent = await send_text_async(project=turn.project, chat=chat, text=text, reply_markup=turn.reply_markup)
+        sent_ids = [m.message_id for m in sent]
     except SendOutcomeUnknown as exc:
         status, error, sent_ids = Turn.Status.SEND_UNKNOWN, str(exc), [m.message_id for m in exc.sent]
     except (ChatBlocked, PermanentSendError) as exc:
@@ -215,30 +270,37 @@ def turn_deliver(*, turn: Turn) -> None:
         log = logger.warning if status == Turn.Status.REPLY_READY else logger.error
         log("reply not delivered (%s): %s", "retried later" if status == Turn.Status.REPLY_READY else "given up",
             exc, extra=_log_extra(chat, turn_id=turn.pk))  # fmt: skip
-    Turn.objects.filter(pk=turn.pk).update(
-        status=status, error=(turn.error + "\n" + error).strip()[:2000], sent_message_ids=already_sent + sent_ids,
-        finished_at=None if status == Turn.Status.REPLY_READY else timezone.now(),
-    )  # fmt: skip
-    stage = "reply_sent" if status == Turn.Status.SENT else "reply_failed"
-    metrics.messages.labels(project=turn.project.slug, stage=stage).inc()
+    await in_db(_deliver_record, turn, status, error, sent_ids)
 
 
-def chat_turn_handle(generation: Generation) -> None:
-    """The generation handler of chat turns: compose and deliver the chat's next turn."""
+def _turn_begin(generation: Generation) -> Turn | None:
     chat = Chat.objects.select_related("project").get(pk=generation.chat_id)
     log_context_bind(chat_id=chat.telegram_chat_id)
     if chat.blocked_at is not None or chat.paused_at is not None:
-        return
+        return None
     turn = turn_open(chat=chat, generation=generation)
+    if turn is not None:
+        turn.chat, turn.project = chat, chat.project  # the loop must never lazy-load them
+    return turn
+
+
+async def chat_turn_handle_async(generation: Generation) -> None:
+    """The generation handler of chat turns: compose and deliver the chat's next turn."""
+    turn = await in_db(_turn_begin, generation)
     if turn is None:
         return
+    log_context_bind(chat_id=turn.chat.telegram_chat_id)  # for this coroutine's lines (the step bound its own)
     llm_answered = True
     if turn.status == Turn.Status.COMPOSING:
-        llm_answered = turn_compose(turn=turn, generation_id=generation.pk)
-        turn.refresh_from_db()
-    turn_deliver(turn=turn)
+        llm_answered = await turn_compose_async(turn=turn, generation_id=generation.pk)  # the reply is on `turn`
+    await turn_deliver_async(turn=turn)
     if not llm_answered:
         raise TurnFailed(turn.error)
+
+
+def chat_turn_handle(generation: Generation) -> None:
+    """`chat_turn_handle_async` from synchronous code."""
+    run_sync(chat_turn_handle_async(generation))
 
 
 def chat_turn_followup(generation: Generation) -> None:

@@ -4,20 +4,28 @@ interval = last_cost_usd * 604800 / weekly_budget_usd; scheduled_for = max(lates
 The project's first generation runs at once; no budget means no spacing. Workers claim due rows with
 SELECT ... FOR UPDATE SKIP LOCKED and hold a lease that a heartbeat extends, so a killed worker's
 generation goes back to the queue when its lease runs out.
+
+A generation runs as a coroutine (`generation_run_async`): the async turn runner of a worker process
+(bots/turn_runner.py) holds hundreds at once, claimed in batches that take projects in turn
+(`generations_claim_fair`). `generations_process_due` runs them one by one from synchronous code
+(`manage.py chat`, tests, a worker without the runner).
 """
 
+import inspect
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, transaction
 from django.db.models import Max, Q, Sum
 from django.utils import timezone
 
+from bots import turn_metrics
+from bots.event_loop import in_blocking, in_db, run_sync
 from bots.models import Chat, Generation, LLMCall
 from core import metrics
 from core.log_context import log_context_bind
@@ -30,14 +38,18 @@ MAX_ATTEMPTS = 3
 # Over its weekly cap a project's background work waits; it is looked at again this often.
 CAP_RECHECK = timedelta(hours=1)
 TURN_KINDS = (Generation.Kind.CHAT_TURN, Generation.Kind.TIMER_TURN)
+# A generation the database interrupted runs again after this pause.
+REQUEUE_AFTER = timedelta(seconds=2)
 
-GenerationHandler = Callable[[Generation], None]
+# A handler is a coroutine function (it awaits the model; chat turns) or a plain function (it runs on a
+# thread of its own pool, e.g. the instructor-based structured outputs of qualification and summaries).
+GenerationHandler = Callable[[Generation], None] | Callable[[Generation], Awaitable[None]]
 _handlers: dict[str, GenerationHandler] = {}
-_finishers: dict[str, GenerationHandler] = {}
+_finishers: dict[str, Callable[[Generation], None]] = {}
 
 
 def register_generation_kind(
-    kind: str, *, handler: GenerationHandler, on_finished: GenerationHandler | None = None
+    kind: str, *, handler: GenerationHandler, on_finished: Callable[[Generation], None] | None = None
 ) -> None:
     """Apps register how their generations run, and what follows one (in their AppConfig.ready)."""
     _handlers[kind] = handler
@@ -71,8 +83,11 @@ def generation_schedule(
     """Queue one generation at the time the budget allows. For turns: at most one active per chat."""
     now = now or timezone.now()
     with transaction.atomic():
-        # One scheduler per project at a time, so two new generations never take the same slot.
-        Project.objects.select_for_update().filter(pk=project.pk).first()
+        # One scheduler per project at a time, so two new generations never take the same slot. Without a
+        # budget there is no spacing (no slot to take): then schedulers of one project need not queue on
+        # its row, which a burst of hundreds of chats would otherwise serialise on.
+        if project.weekly_budget_usd:
+            Project.objects.select_for_update().filter(pk=project.pk).first()
         if chat is not None and kind in TURN_KINDS:
             active = Generation.objects.filter(chat=chat, kind__in=TURN_KINDS, status__in=Generation.ACTIVE).first()
             if active is not None:
@@ -80,6 +95,8 @@ def generation_schedule(
         latest = Generation.objects.filter(project=project).aggregate(latest=Max("scheduled_for"))["latest"]
         if latest is None:
             scheduled_for = now
+        elif not project.weekly_budget_usd:
+            scheduled_for = max(latest, now)  # no budget, no spacing (and no need for the last cost)
         else:
             interval = generation_interval(
                 last_cost_usd=_last_cost(project), weekly_budget_usd=project.weekly_budget_usd
@@ -113,6 +130,56 @@ def generation_claim_next(*, now: datetime | None = None, chat: Chat | None = No
     return generation
 
 
+# Round-robin over projects: each project's due generations are ranked by age, then offset by what the
+# project already has running, so a burst of one tenant cannot push another tenant's single turn back.
+_FAIR_CLAIM_SQL = """
+WITH running AS (
+    SELECT project_id, count(*) AS running FROM bots_generation WHERE status = 'running' GROUP BY project_id
+), due AS (
+    SELECT g.id, g.scheduled_for,
+           row_number() OVER (PARTITION BY g.project_id ORDER BY g.scheduled_for, g.id)
+               + coalesce(r.running, 0) AS turn_of_project
+    FROM bots_generation g LEFT JOIN running r ON r.project_id = g.project_id
+    WHERE g.status = 'pending' AND g.scheduled_for <= %(now)s
+), picked AS (
+    SELECT id, turn_of_project FROM due ORDER BY turn_of_project, scheduled_for, id LIMIT %(limit)s
+), locked AS (
+    SELECT id FROM bots_generation WHERE id IN (SELECT id FROM picked) AND status = 'pending'
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE bots_generation g
+SET status = 'running', started_at = %(now)s, lease_expires_at = %(lease)s, attempts = g.attempts + 1
+FROM locked JOIN picked ON picked.id = locked.id WHERE g.id = locked.id
+RETURNING g.*, picked.turn_of_project AS claim_turn
+"""
+
+
+def generations_claim_fair(*, limit: int, now: datetime | None = None) -> list[Generation]:
+    """Claim up to `limit` due generations, taking projects in turn (fewest running first); claim order."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        claimed = list(
+            Generation.objects.raw(_FAIR_CLAIM_SQL, {"now": now, "limit": int(limit), "lease": now + _lease()})
+        )
+    # RETURNING gives no order: restore the fair one.
+    order = sorted(claimed, key=lambda g: (g.claim_turn, g.scheduled_for, g.pk))
+    for generation in order:
+        turn_metrics.generation_wait_seconds.labels(kind=generation.kind).observe(
+            max(0.0, (now - generation.scheduled_for).total_seconds())
+        )
+    return order
+
+
+def generations_extend_leases(*, ids: list[int], now: datetime | None = None) -> int:
+    """One heartbeat for every generation a process runs: their leases move on together."""
+    if not ids:
+        return 0
+    now = now or timezone.now()
+    return Generation.objects.filter(pk__in=ids, status=Generation.Status.RUNNING).update(
+        lease_expires_at=now + _lease()
+    )
+
+
 @contextmanager
 def _lease_heartbeat(generation: Generation) -> Iterator[None]:
     stop = threading.Event()
@@ -133,43 +200,44 @@ def _lease_heartbeat(generation: Generation) -> Iterator[None]:
 
 
 def _record_usage(generation: Generation) -> None:
-    totals = LLMCall.objects.filter(generation=generation).aggregate(
-        tokens_in=Sum("tokens_in"),
-        tokens_out=Sum("tokens_out"),
-        tokens_cached=Sum("tokens_cached"),
-        cost=Sum("cost_usd"),
+    # Summed here: the generation has a few calls, and four Sum() aggregates cost more to build than this.
+    rows = LLMCall.objects.filter(generation=generation).values_list(
+        "tokens_in", "tokens_out", "tokens_cached", "cost_usd"
     )
-    generation.tokens_in = totals["tokens_in"] or 0
-    generation.tokens_out = totals["tokens_out"] or 0
-    generation.tokens_cached = totals["tokens_cached"] or 0
-    generation.cost_usd = totals["cost"] or Decimal(0)
+    generation.tokens_in = generation.tokens_out = generation.tokens_cached = 0
+    generation.cost_usd = Decimal(0)
+    for tokens_in, tokens_out, tokens_cached, cost in rows:
+        generation.tokens_in += tokens_in
+        generation.tokens_out += tokens_out
+        generation.tokens_cached += tokens_cached
+        generation.cost_usd += cost
 
 
-def generation_run(*, generation: Generation) -> None:
-    """Run a claimed generation with its kind's handler and record the outcome and its cost."""
-    handler = _handlers.get(generation.kind)
-    log_context_bind(project_id=generation.project_id, generation_id=generation.pk, chat_id=None)
-    if generation.kind not in TURN_KINDS and project_over_weekly_cap(project=generation.project):
-        # Turns answer the user politely themselves; background work simply waits for the window.
-        Generation.objects.filter(pk=generation.pk).update(
-            status=Generation.Status.PENDING,
-            scheduled_for=timezone.now() + CAP_RECHECK,
-            attempts=generation.attempts - 1,
-        )
+def _deferred_over_cap(generation: Generation) -> bool:
+    """Background work of a project over its weekly cap waits for the window (turns answer politely)."""
+    if generation.kind in TURN_KINDS or not project_over_weekly_cap(project=generation.project):
+        return False
+    Generation.objects.filter(pk=generation.pk).update(
+        status=Generation.Status.PENDING,
+        scheduled_for=timezone.now() + CAP_RECHECK,
+        attempts=generation.attempts - 1,
+    )
+    return True
+
+
+def _run_requeue(generation: Generation, error: str) -> None:
+    """Back to the queue after an interruption (or failed, after MAX_ATTEMPTS); if this write fails too,
+    the lease runs out and the sweep requeues it."""
+    if generation.attempts >= MAX_ATTEMPTS:
+        generation.status, generation.error = Generation.Status.FAILED, error[:2000]
+        _run_record(generation)
         return
-    try:
-        if handler is None:
-            raise RuntimeError(f"no handler registered for generation kind {generation.kind!r}")
-        with _lease_heartbeat(generation):
-            handler(generation)
-    except Exception as exc:
-        logger.exception(
-            "generation failed",
-            extra={"project_id": generation.project_id, "chat_id": generation.chat_id, "generation_id": generation.pk},
-        )
-        generation.status, generation.error = Generation.Status.FAILED, f"{type(exc).__name__}: {exc}"[:2000]
-    else:
-        generation.status = Generation.Status.DONE
+    Generation.objects.filter(pk=generation.pk, status=Generation.Status.RUNNING).update(
+        status=Generation.Status.PENDING, scheduled_for=timezone.now() + REQUEUE_AFTER, lease_expires_at=None
+    )
+
+
+def _run_record(generation: Generation) -> None:
     generation.finished_at = timezone.now()
     _record_usage(generation)
     generation.save(
@@ -180,6 +248,46 @@ def generation_run(*, generation: Generation) -> None:
     metrics.generation_cost_usd.labels(project=project, kind=generation.kind).inc(float(generation.cost_usd))
     if (finisher := _finishers.get(generation.kind)) is not None:
         finisher(generation)
+
+
+async def generation_run_async(*, generation: Generation) -> None:
+    """Run a claimed generation with its kind's handler and record the outcome and its cost."""
+    handler = _handlers.get(generation.kind)
+    log_context_bind(project_id=generation.project_id, generation_id=generation.pk, chat_id=None)
+    if generation.kind not in TURN_KINDS and await in_db(_deferred_over_cap, generation):
+        return
+    try:
+        if handler is None:
+            raise RuntimeError(f"no handler registered for generation kind {generation.kind!r}")
+        if inspect.iscoroutinefunction(handler):
+            await handler(generation)
+        else:
+            # A blocking handler gets a thread of its own pool, so it never holds the turns' database threads.
+            await in_blocking(handler, generation)
+    except (OperationalError, InterfaceError) as exc:
+        # The database went away mid-run (a restart, dropped connections): the work is not at fault and
+        # resumes where it stopped (a turn reopens its stored state), so it goes back to the queue.
+        logger.warning(
+            "generation interrupted by the database (%s); queued again", exc,
+            extra={"project_id": generation.project_id, "chat_id": generation.chat_id, "generation_id": generation.pk},
+        )  # fmt: skip
+        await in_db(_run_requeue, generation, f"{type(exc).__name__}: {exc}")
+        return
+    except Exception as exc:
+        logger.exception(
+            "generation failed",
+            extra={"project_id": generation.project_id, "chat_id": generation.chat_id, "generation_id": generation.pk},
+        )
+        generation.status, generation.error = Generation.Status.FAILED, f"{type(exc).__name__}: {exc}"[:2000]
+    else:
+        generation.status = Generation.Status.DONE
+    await in_db(_run_record, generation)
+
+
+def generation_run(*, generation: Generation) -> None:
+    """`generation_run_async` from synchronous code, its lease kept by a heartbeat thread meanwhile."""
+    with _lease_heartbeat(generation):
+        run_sync(generation_run_async(generation=generation))
 
 
 def generations_process_due(*, max_seconds: float = 50.0, chat: Chat | None = None) -> int:

@@ -120,13 +120,13 @@ def update_accept(*, project: Project, payload: object) -> IntakeResult:
     if result.callback_update_id is not None:
         transaction.on_commit(lambda: _enqueue(callback_process_task, result.callback_update_id, extra=extra))
     elif result.status == "stored":
-        transaction.on_commit(lambda: _enqueue(chat_process_task, result.chat_id, extra=extra))
+        transaction.on_commit(lambda: _enqueue(chat_process_task, result.chat_id, project_id=project.pk, extra=extra))
     return result
 
 
-def _enqueue(task: Task, *args: object, extra: dict[str, object]) -> None:
+def _enqueue(task: Task, *args: object, extra: dict[str, object], **kwargs: object) -> None:
     """The update is stored already: with the broker down, answer Telegram anyway and let the sweep enqueue it."""
     try:
-        task.delay(*args)
+        task.delay(*args, **kwargs)
     except BrokerUnavailable as exc:
         logger.warning("broker unavailable, %s left to the sweep: %s", task.name, exc, extra=extra)

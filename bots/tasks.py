@@ -9,41 +9,48 @@ from django.utils import timezone
 
 from bots.callbacks import callback_process
 from bots.chat_processing import chat_process
-from bots.conversation import unanswered_messages
-from bots.generations import (
-    generation_schedule,
-    generations_process_due,
-    generations_recover_expired_leases,
-    next_due_at,
-)
-from bots.models import Chat, Generation, Message, TelegramUpdate, Turn
+from bots.generations import generations_process_due, next_due_at
+from bots.sweeps import PRESS_GIVE_UP_AFTER, engine_sweep_run, task_mark_started
+from bots.turn_runner import turn_runner_wake
 
 logger = logging.getLogger(__name__)
 
 # A message still unprocessed (or unanswered with nothing queued) after this long lost its task.
 STALE_AFTER = timedelta(seconds=30)
-PRESS_GIVE_UP_AFTER = timedelta(hours=1)
+__all__ = ["PRESS_GIVE_UP_AFTER", "STALE_AFTER"]
+
+
+def generations_kick_now() -> None:
+    """Have due generations run: this process's turn runner if it has one, else a worker's task."""
+    if not turn_runner_wake():
+        generations_process_due_task.delay()
 
 
 def generations_kick() -> None:
     """Ask a worker to run what is due now (after the current transaction commits)."""
-    transaction.on_commit(lambda: generations_process_due_task.delay())
+    transaction.on_commit(generations_kick_now)
 
 
 @shared_task(acks_late=True, time_limit=60, soft_time_limit=50)
-def chat_process_task(chat_id: int) -> None:
+def chat_process_task(chat_id: int, project_id: int | None = None) -> None:
+    """`project_id` (from the webhook) only routes the task to its project's shard (bots/chat_shards.py)."""
+    task_mark_started(kind="chat", object_id=chat_id)
     generation = chat_process(chat_id=chat_id)
     if generation is not None and generation.scheduled_for <= timezone.now():
-        generations_process_due_task.delay()
+        generations_kick_now()  # no extra Celery hop: the runner of this process claims it
 
 
 @shared_task(acks_late=True, time_limit=60, soft_time_limit=50)
 def callback_process_task(update_id: int) -> None:
+    task_mark_started(kind="press", object_id=update_id)
     callback_process(update_id=update_id)
 
 
 @shared_task(acks_late=True, time_limit=900, soft_time_limit=840)
 def generations_process_due_task() -> None:
+    """Run due generations: a worker with a turn runner hands them to it, one without runs them here."""
+    if turn_runner_wake():
+        return
     generations_process_due(max_seconds=50)
     due = next_due_at()
     if due is not None and due <= timezone.now():
@@ -53,35 +60,4 @@ def generations_process_due_task() -> None:
 @shared_task(time_limit=60, soft_time_limit=50)
 def engine_sweep() -> None:
     """Beat: recover what crashed workers left behind and start what is due."""
-    generations_recover_expired_leases()
-    stale = timezone.now() - STALE_AFTER
-    # A press that still fails after PRESS_GIVE_UP_AFTER (its handler keeps raising) stops being retried.
-    presses = TelegramUpdate.objects.filter(
-        processed_at__isnull=True, received_at__lt=stale, received_at__gt=timezone.now() - PRESS_GIVE_UP_AFTER
-    )
-    for update_id in presses.values_list("pk", flat=True)[:500]:
-        callback_process_task.delay(update_id)
-    unprocessed = Message.objects.filter(processed_at__isnull=True, created_at__lt=stale)
-    for chat_id in unprocessed.values_list("chat_id", flat=True).distinct()[:500]:
-        chat_process_task.delay(chat_id)
-    waiting_chats = (
-        Message.objects.filter(turn__isnull=True, needs_reply=True, processed_at__lt=stale)
-        .exclude(chat__generations__status__in=Generation.ACTIVE)
-        .values_list("chat_id", flat=True)
-        .distinct()[:500]
-    )
-    for chat in Chat.objects.filter(pk__in=list(waiting_chats), blocked_at__isnull=True, paused_at__isnull=True):
-        if unanswered_messages(chat).exists():
-            generation_schedule(project=chat.project, kind=Generation.Kind.CHAT_TURN, chat=chat)
-    # Replies stored but not delivered (Telegram refused for a while): a chat turn resumes and sends them.
-    undelivered_chats = (
-        Turn.objects.filter(status=Turn.Status.REPLY_READY, created_at__lt=stale)
-        .exclude(chat__generations__status__in=Generation.ACTIVE)
-        .values_list("chat_id", flat=True)
-        .distinct()[:500]
-    )
-    for chat in Chat.objects.filter(pk__in=list(undelivered_chats), blocked_at__isnull=True, paused_at__isnull=True):
-        generation_schedule(project=chat.project, kind=Generation.Kind.CHAT_TURN, chat=chat)
-    due = next_due_at()
-    if due is not None and due <= timezone.now():
-        generations_process_due_task.delay()
+    engine_sweep_run(stale_after=STALE_AFTER)

@@ -11,6 +11,7 @@ from telegram.request import HTTPXRequest
 from bots.event_loop import process_loop
 from core import metrics
 
+TELEGRAM_CONNECTIONS = 256
 _bots: dict[tuple[int, str], Bot] = {}
 _bots_lock = threading.Lock()
 
@@ -38,8 +39,14 @@ def _build_bot(token: str) -> Bot:
         token,
         base_url=f"{base}/bot",
         base_file_url=f"{base}/file/bot",
+        # Hundreds of turns of one process send at once: a wide pool, and a request waits for a free
+        # connection as long as for an answer (a pool timeout is a "never sent" failure, retried).
         request=MeasuredHTTPXRequest(
-            connection_pool_size=16, connect_timeout=timeout, read_timeout=timeout, write_timeout=timeout
+            connection_pool_size=TELEGRAM_CONNECTIONS,
+            pool_timeout=timeout,
+            connect_timeout=timeout,
+            read_timeout=timeout,
+            write_timeout=timeout,
         ),
     )
 

@@ -9,12 +9,14 @@
   free connection in the pool) and error answers from Telegram (502 ...) are retried, with a short backoff.
 
 Error texts pass through the log redaction, so a token can never ride along in a SendError.
+
+The policy is a coroutine (`call_with_policy_async`, `send_text_async`): a turn awaiting Telegram holds
+no thread. The synchronous names run it on the process loop for synchronous callers (CRM, broadcasts).
 """
 
 import asyncio
+import concurrent.futures
 import logging
-import threading
-import time
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +28,7 @@ from telegram import ForceReply, InlineKeyboardMarkup, ReplyKeyboardMarkup, Repl
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.warnings import PTBDeprecationWarning
 
-from bots.event_loop import run_sync
+from bots.event_loop import in_db, pause, process_loop, run_sync
 from bots.models import Chat
 from bots.telegram_client import bot_for_token
 from bots.text_split import split_message
@@ -44,7 +46,7 @@ CHAT_ACTION_TIMEOUT_SECONDS = 10.0
 _NOT_SENT_CAUSES = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _MAYBE_ARRIVED = "got no answer; it may have arrived, so it is not resent"
 
-sleep = time.sleep  # module level so tests can record the waits instead of sleeping
+sleep = asyncio.sleep  # module level so tests can record the waits instead of sleeping
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,20 @@ def send_text(
     reply_markup: dict[str, Any] | None = None,
     parse_mode: str | None = None,
 ) -> list[SentMessage]:
+    """`send_text_async` from synchronous code."""
+    return run_sync(
+        send_text_async(project=project, chat=chat, text=text, reply_markup=reply_markup, parse_mode=parse_mode)
+    )
+
+
+async def send_text_async(
+    *,
+    project: Project,
+    chat: Chat,
+    text: str,
+    reply_markup: dict[str, Any] | None = None,
+    parse_mode: str | None = None,
+) -> list[SentMessage]:
     """Send a reply, split into Telegram-sized parts in order; the keyboard goes on the last part.
 
     Blank text sends nothing. On failure the SendError's `sent` holds the parts that did arrive.
@@ -111,7 +127,7 @@ def send_text(
     for index, part in enumerate(parts):
         is_last = index == len(parts) - 1
         try:
-            message = call_with_policy(
+            message = await call_with_policy_async(
                 project=project,
                 chat=chat,
                 method_name="send_message",
@@ -127,16 +143,22 @@ def send_text(
 
 
 def send_chat_action(*, project: Project, chat: Chat, action: str = "typing") -> None:
+    """`send_chat_action_async` from synchronous code."""
+    run_sync(send_chat_action_async(project=project, chat=chat, action=action), timeout=CHAT_ACTION_TIMEOUT_SECONDS + 1)
+
+
+async def send_chat_action_async(*, project: Project, chat: Chat, action: str = "typing") -> None:
     """Best effort: a missing "typing..." bubble must never fail a turn, so this never raises.
 
-    It touches no database (it runs on the typing thread); a block shows up on the next real send.
+    It touches no database; a block shows up on the next real send.
     """
     if chat.blocked_at is not None:
         return
     try:
         bot = bot_for_token(project.bot_token)
-        coroutine = bot.send_chat_action(chat_id=chat.telegram_chat_id, action=action)
-        run_sync(asyncio.wait_for(coroutine, CHAT_ACTION_TIMEOUT_SECONDS), timeout=CHAT_ACTION_TIMEOUT_SECONDS + 1)
+        await asyncio.wait_for(
+            bot.send_chat_action(chat_id=chat.telegram_chat_id, action=action), CHAT_ACTION_TIMEOUT_SECONDS
+        )
     except Exception as exc:
         extra = {"project_id": project.pk, "chat_id": chat.telegram_chat_id}
         logger.info("chat action %s failed: %s", action, redact(f"{type(exc).__name__}: {exc}"), extra=extra)
@@ -145,31 +167,44 @@ def send_chat_action(*, project: Project, chat: Chat, action: str = "typing") ->
 class TypingIndicator:
     """Shows "typing..." while the model works: at once, then every `interval` seconds until exit.
 
-    Telegram shows an action for about 5 seconds, hence the 4 s default. Exiting does not wait for an
-    action in flight, so the reply is never held back by it.
+    An asyncio task on the turn's loop (no thread). Telegram shows an action for about 5 seconds, hence
+    the 4 s default. Exiting cancels the task, so the reply is never held back by an action in flight.
     """
 
     def __init__(self, *, project: Project, chat: Chat, interval: float = 4.0) -> None:
         self._project, self._chat, self._interval = project, chat, interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._future: concurrent.futures.Future[None] | None = None
 
+    async def __aenter__(self) -> "TypingIndicator":
+        self._task = asyncio.create_task(self._run(), name="switchboard-typing")
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    # From synchronous code: the same task on the process loop.
     def __enter__(self) -> "TypingIndicator":
-        self._thread = threading.Thread(target=self._run, name="switchboard-typing", daemon=True)
-        self._thread.start()
+        self._future = asyncio.run_coroutine_threadsafe(self._run(), process_loop())
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
+        if self._future is not None:
+            self._future.cancel()
 
-    def _run(self) -> None:
-        # Checking the flag before each action keeps a late "typing" from following a quick reply.
-        while not self._stop.is_set():
-            send_chat_action(project=self._project, chat=self._chat)
-            self._stop.wait(self._interval)
+    async def _run(self) -> None:
+        while True:
+            await send_chat_action_async(project=self._project, chat=self._chat)
+            await asyncio.sleep(self._interval)
 
 
 def call_with_policy(*, project: Project, chat: Chat | None, method_name: str, **kwargs: Any) -> Any:
+    """`call_with_policy_async` from synchronous code."""
+    return run_sync(call_with_policy_async(project=project, chat=chat, method_name=method_name, **kwargs))
+
+
+async def call_with_policy_async(*, project: Project, chat: Chat | None, method_name: str, **kwargs: Any) -> Any:
     """Call one Bot method (`send_message`, `send_document`, ...) under the error policy; its result.
 
     `chat` is the user's Chat (its `chat_id` is filled in unless given), or None for a target that is
@@ -183,12 +218,12 @@ def call_with_policy(*, project: Project, chat: Chat | None, method_name: str, *
     rate_limited = network_failures = 0
     while True:
         try:
-            return _call_once(getattr(bot, method_name), kwargs)
+            return await _call_once(getattr(bot, method_name), kwargs)
         except RetryAfter as exc:
             rate_limited += 1
-            _wait_out_rate_limit(call, exc, rate_limited)
+            await _wait_out_rate_limit(call, exc, rate_limited)
         except Forbidden as exc:
-            _chat_mark_blocked(call, exc)
+            await in_db(_chat_mark_blocked, call, exc)
             raise ChatBlocked(call.describe("refused: the bot is blocked", exc)) from exc
         except BadRequest as exc:  # before NetworkError, of which it is a subclass
             raise _failure(PermanentSendError, call, "refused", exc) from exc
@@ -196,24 +231,24 @@ def call_with_policy(*, project: Project, chat: Chat | None, method_name: str, *
             if not _never_sent(exc):
                 raise _failure(SendOutcomeUnknown, call, _MAYBE_ARRIVED, exc) from exc
             network_failures += 1
-            _back_off(call, exc, network_failures)
+            await _back_off(call, exc, network_failures)
         except NetworkError as exc:
             if not (_never_sent(exc) or _answered_by_telegram(exc)):  # the connection broke after sending
                 raise _failure(SendOutcomeUnknown, call, _MAYBE_ARRIVED, exc) from exc
             network_failures += 1
-            _back_off(call, exc, network_failures)
+            await _back_off(call, exc, network_failures)
         except TimeoutError as exc:  # our own guard deadline: the request may be in flight
             raise _failure(SendOutcomeUnknown, call, _MAYBE_ARRIVED, exc) from exc
         except TelegramError as exc:  # InvalidToken, ChatMigrated, Conflict, ...: not fixed by resending
             raise _failure(PermanentSendError, call, "refused", exc) from exc
 
 
-def _call_once(method: Any, kwargs: dict[str, Any]) -> Any:
+async def _call_once(method: Any, kwargs: dict[str, Any]) -> Any:
     # python-telegram-bot enforces the request timeouts; this guard only bounds a hang elsewhere (pool,
     # loop). A file upload gets at least 20 s per phase from python-telegram-bot, hence the floor.
     guard = 4 * max(settings.TELEGRAM_REQUEST_TIMEOUT_SECONDS, 20.0) + 5
     # wait_for cancels the request on the loop itself, so nothing keeps running after we give up.
-    return run_sync(asyncio.wait_for(method(**kwargs), guard), timeout=guard + 5)
+    return await asyncio.wait_for(method(**kwargs), guard)
 
 
 def _refuse_if_blocked(project: Project, chat: Chat) -> None:
@@ -234,12 +269,12 @@ def _chat_mark_blocked(call: _Call, exc: Forbidden) -> None:
     chat.blocked_at = chat.blocked_at or now
 
 
-def _wait_out_rate_limit(call: _Call, exc: RetryAfter, attempt: int) -> None:
+async def _wait_out_rate_limit(call: _Call, exc: RetryAfter, attempt: int) -> None:
     seconds = _retry_after_seconds(exc)
     if attempt > MAX_RATE_LIMIT_RETRIES or seconds > MAX_RETRY_AFTER_SECONDS:
         raise _failure(SendError, call, f"rate limited {attempt} times (retry after {seconds:g} s)", exc) from exc
     logger.warning("%s", call.describe(f"rate limited: retrying in {seconds:g} s"), extra=call.log_extra)
-    sleep(seconds)
+    await pause(sleep, seconds)
 
 
 def _retry_after_seconds(exc: RetryAfter) -> float:
@@ -250,12 +285,12 @@ def _retry_after_seconds(exc: RetryAfter) -> float:
     return value if isinstance(value, int | float) else value.total_seconds()
 
 
-def _back_off(call: _Call, exc: NetworkError, failures: int) -> None:
+async def _back_off(call: _Call, exc: NetworkError, failures: int) -> None:
     if failures > len(NETWORK_RETRY_BACKOFF_SECONDS):
         raise _failure(SendError, call, f"not accepted after {failures} tries", exc) from exc
     seconds = NETWORK_RETRY_BACKOFF_SECONDS[failures - 1]
     logger.warning("%s", call.describe(f"not accepted, retrying in {seconds:g} s", exc), extra=call.log_extra)
-    sleep(seconds)
+    await pause(sleep, seconds)
 
 
 def _failure(error: type[SendError], call: _Call, what: str, exc: BaseException) -> SendError:

@@ -4,13 +4,10 @@ import redis
 from django.conf import settings
 from django.db import connection
 
-from config import queues
-from config.celery_app import app as celery_app
-from knowledge.qdrant_store import is_local_mode, qdrant
+from knowledge.qdrant_store import qdrant
+from knowledge.store_owner import store_is_embedded, store_owner_pid, store_reachable_here
 
 CHECK_TIMEOUT_SECONDS = 2.0
-# A broadcast waits its whole timeout for replies, so it sets the endpoint's latency in local mode.
-WORKER_BROADCAST_SECONDS = 1.0
 
 
 def check_database() -> None:
@@ -29,13 +26,15 @@ def check_redis() -> None:
 
 
 def check_qdrant() -> None:
-    if not is_local_mode():
+    if not store_is_embedded():
         qdrant().get_collections()
         return
-    # Local mode: only the knowledge worker may open the store, so ask whether it is alive.
-    replies = celery_app.control.inspect(timeout=WORKER_BROADCAST_SECONDS).active_queues() or {}
-    if not any(q["name"] == queues.KNOWLEDGE for worker in replies.values() for q in worker):
-        raise RuntimeError("no worker is serving the knowledge queue that owns the local Qdrant store")
+    # The embedded store: only its owner (the worker) may open it, so check that the owner is alive.
+    if store_reachable_here():
+        qdrant().get_collections()
+        return
+    if store_owner_pid() is None:
+        raise RuntimeError(f"no worker owns the embedded vector store at {settings.QDRANT_PATH}: start the worker")
 
 
 CHECKS = {"database": check_database, "redis": check_redis, "qdrant": check_qdrant}

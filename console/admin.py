@@ -12,6 +12,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from bots.generations import project_over_weekly_cap, project_spend_usd
+from bots.selectors import generation_queue_now
 from bots.webhook_registration import WebhookRegistrationError, project_register_webhook
 from console import chat_admin  # noqa: F401  (registers the conversations admin)
 from console.charts import bar_list, column_chart, meter
@@ -343,6 +344,7 @@ class ProjectAdmin(admin.ModelAdmin):
             "project": project,
             "opts": self.model._meta,
             "board": board,
+            "queue": generation_queue_now(project=project),
             "charts": charts,
             "periods": [*list(PERIOD_DAYS), "custom"],
             "error": error,

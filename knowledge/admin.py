@@ -6,8 +6,7 @@ from django.urls import URLPattern, path, reverse
 
 from knowledge.forms import CrawlForm, SearchForm
 from knowledge.models import Chunk, CrawlJob, Page, Source
-from knowledge.pipeline import knowledge_delete_urls
-from knowledge.services import crawl_start
+from knowledge.services import crawl_start, knowledge_urls_delete_anywhere
 from tenants.admin_scoping import ProjectScopedAdmin, ReadOnlyAdminMixin
 from tenants.models import Membership
 from tenants.roles import projects_with_role
@@ -104,7 +103,9 @@ class PageAdmin(ProjectScopedAdmin):
         removed = 0
         for project_id in queryset.values_list("project", flat=True).distinct():
             pages = queryset.filter(project_id=project_id)
-            removed += knowledge_delete_urls(project=pages[0].project, urls=list(pages.values_list("url", flat=True)))
+            removed += knowledge_urls_delete_anywhere(
+                project=pages[0].project, urls=list(pages.values_list("url", flat=True))
+            )
         self.message_user(request, f"{removed} URL(s) and their chunks removed.", messages.SUCCESS)
 
 

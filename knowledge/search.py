@@ -13,6 +13,7 @@ from bots.llm.embeddings import embed_texts, embedding_dim, embedding_model_id
 from bots.llm.types import CallContext
 from knowledge.bm25 import BM25Stats, SparseVector, analyze, bm25_query_vector, bm25_stats_load
 from knowledge.models import BM25Index
+from knowledge.store_owner import store_reachable_here
 from knowledge.vector_store import SearchHit, collection_exists, collection_name, hybrid_query
 from tenants.models import Project
 
@@ -21,10 +22,16 @@ MIN_FUSED_SCORE = 0.5
 _EMPTY_SPARSE = SparseVector(indices=[], values=[])
 
 
+# How long a process that does not own the embedded store waits for the owner's answer.
+OWNER_SEARCH_TIMEOUT_SECONDS = 20.0
+
+
 def knowledge_search(*, project: Project, query: str, top_k: int = 3, url_filter: str | None = None) -> list[SearchHit]:
     query = query.strip()
     if not query:
         return []
+    if not store_reachable_here():
+        return _search_through_owner(project=project, query=query, top_k=top_k, url_filter=url_filter)
     # Checked before embedding so that a project without a knowledge base costs no embedding call.
     if not collection_exists(
         collection=collection_name(project_id=project.pk, model_id=embedding_model_id(), dim=embedding_dim())
@@ -41,6 +48,14 @@ def knowledge_search(*, project: Project, query: str, top_k: int = 3, url_filter
         min_score=MIN_FUSED_SCORE,
         project_id=project.pk,
     )
+
+
+def _search_through_owner(*, project: Project, query: str, top_k: int, url_filter: str | None) -> list[SearchHit]:
+    """The embedded store belongs to the worker: ask it (raises when no worker answers in time)."""
+    from knowledge.tasks import knowledge_search_task
+
+    result = knowledge_search_task.delay(project.pk, query, top_k, url_filter)
+    return [SearchHit(**hit) for hit in result.get(timeout=OWNER_SEARCH_TIMEOUT_SECONDS)]
 
 
 def _query_sparse_vector(*, project: Project, query: str) -> SparseVector:

@@ -5,7 +5,8 @@ from collections.abc import Iterable
 from django.db import transaction
 
 from knowledge.models import CrawlJob, Source
-from knowledge.pipeline import crawl_job_create
+from knowledge.pipeline import crawl_job_create, knowledge_delete_urls
+from knowledge.store_owner import store_reachable_here
 from tenants.models import Project
 
 
@@ -32,3 +33,12 @@ def crawl_start(
 def crawl_project(*, project: Project, recrawl: bool = False) -> CrawlJob:
     """Crawl every source of the project again (new pages and, with recrawl, changed ones)."""
     return crawl_start(project=project, sources=project.knowledge_sources.all(), recrawl=recrawl)
+
+
+def knowledge_urls_delete_anywhere(*, project: Project, urls: list[str]) -> int:
+    """Remove pages and their chunks here, or through the worker that owns the embedded store."""
+    if store_reachable_here():
+        return knowledge_delete_urls(project=project, urls=urls)
+    from knowledge.tasks import knowledge_delete_urls_task
+
+    return int(knowledge_delete_urls_task.delay(project.pk, urls).get(timeout=110))

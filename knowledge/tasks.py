@@ -8,7 +8,7 @@ from celery import shared_task
 from django.utils import timezone
 
 from knowledge.models import CrawlJob
-from knowledge.pipeline import crawl_job_run
+from knowledge.pipeline import crawl_job_run, knowledge_delete_urls
 from knowledge.search import knowledge_search
 from tenants.models import Project
 
@@ -36,3 +36,9 @@ def knowledge_search_task(project_id: int, query: str, top_k: int = 3, url_filte
     """For the web process (search playground): the search runs where the store is."""
     project = Project.objects.get(pk=project_id)
     return [asdict(hit) for hit in knowledge_search(project=project, query=query, top_k=top_k, url_filter=url_filter)]
+
+
+@shared_task(ignore_result=False, time_limit=120, soft_time_limit=110)
+def knowledge_delete_urls_task(project_id: int, urls: list[str]) -> int:
+    """For the web process (admin action): pages and their chunks are removed where the store is."""
+    return knowledge_delete_urls(project=Project.objects.get(pk=project_id), urls=urls)

@@ -37,10 +37,12 @@ def followup_restart(chat: Chat, messages: list[Message]) -> None:
     if not steps or SalesState.of(chat).lead_id:
         FollowUp.objects.filter(chat=chat).update(fire_at=None)
         return
-    FollowUp.objects.update_or_create(
-        chat=chat,
-        defaults={"project": chat.project, "step": 0, "fire_at": timezone.now() + timedelta(seconds=steps[0])},
-    )
+    now = timezone.now()
+    # One INSERT ... ON CONFLICT (chat) DO UPDATE: every customer message passes here.
+    FollowUp.objects.bulk_create(
+        [FollowUp(chat=chat, project=chat.project, step=0, fire_at=now + timedelta(seconds=steps[0]), updated_at=now)],
+        update_conflicts=True, unique_fields=["chat"], update_fields=["project", "step", "fire_at", "updated_at"],
+    )  # fmt: skip
 
 
 def in_quiet_hours(project: Project, moment: datetime) -> datetime | None:

@@ -1,6 +1,7 @@
 """Real infrastructure for tests: a private Redis and real Celery worker processes."""
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -12,7 +13,6 @@ from urllib.parse import quote
 from django.conf import settings
 from django.db import connection
 
-from config import queues
 from config.local_redis import redis_answers
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -36,24 +36,36 @@ def database_url_of_connection() -> str:
     return f"postgresql://{netloc}/{params['NAME']}{query}"
 
 
-class CeleryWorker:
-    """A real `celery -A config worker` subprocess sharing the test database, Redis and fakes."""
+def procfile_worker_arguments(*, concurrency: int | None = None) -> list[str]:
+    """The Procfile's worker line as arguments (its `${WORKER_CONCURRENCY:-N}` default, or `concurrency`)."""
+    line = next(line for line in (BASE_DIR / "Procfile").read_text().splitlines() if line.startswith("worker:"))
+    command = line.split(":", 1)[1].strip()
+    command = re.sub(r"\$\{WORKER_CONCURRENCY:-(\d+)\}", lambda m: str(concurrency or m.group(1)), command)
+    program, *arguments = command.split()
+    assert program == "celery", line
+    return [sys.executable, "-m", "celery", *arguments]
 
-    def __init__(self, *, env: dict[str, str], log_path: Path, concurrency: int = 4) -> None:
+
+class CeleryWorker:
+    """A real worker subprocess started with the Procfile's worker line, on the test database, Redis and fakes."""
+
+    def __init__(self, *, env: dict[str, str], log_path: Path, concurrency: int | None = None) -> None:
         self.env = env
         self.log_path = log_path
         self.concurrency = concurrency
         self.process: subprocess.Popen[bytes] | None = None
 
+    def command(self) -> list[str]:
+        # The Procfile's line, with a node name of its own and without the cluster chatter a lone test
+        # worker does not need.
+        return [*procfile_worker_arguments(concurrency=self.concurrency), "-n", f"test-{os.getpid()}@%h",
+                "--without-heartbeat", "--without-mingle", "--without-gossip"]  # fmt: skip
+
     def start(self) -> "CeleryWorker":
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config", "worker", "-l", "info",
-             # One process with threads, as in local Qdrant mode (`manage.py dev`): it owns the store.
-             "-Q", ",".join(queues.ALL), "-P", "threads", "-c", str(self.concurrency), "-n", f"test-{os.getpid()}@%h",
-             "--without-heartbeat", "--without-mingle", "--without-gossip"],
-            cwd=BASE_DIR, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            self.command(), cwd=BASE_DIR, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         self._wait_ready()
         return self
 

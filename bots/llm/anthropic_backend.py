@@ -9,10 +9,12 @@ No `temperature`: since API version 2026-10-21 (the default of the 2.x SDK) the 
 `ToolCallRequest.temperature` only applies to OpenAI-compatible backends.
 """
 
+import asyncio
 from functools import lru_cache
 from typing import Any
 
 import anthropic
+import httpx
 from anthropic.types import Message
 from django.conf import settings
 
@@ -46,8 +48,32 @@ def _client(base_url: str, api_key: str, timeout: float) -> anthropic.Anthropic:
     return anthropic.Anthropic(base_url=base_url, api_key=api_key, timeout=timeout, max_retries=0)
 
 
+def async_anthropic_client(*, api_key: str) -> anthropic.AsyncAnthropic:
+    """The async client for turns; bound to the process's event loop (its connection pool lives there)."""
+    loop = asyncio.get_running_loop()
+    return _async_client(id(loop), settings.ANTHROPIC_BASE_URL, api_key, float(settings.LLM_REQUEST_TIMEOUT_SECONDS))
+
+
+@lru_cache(maxsize=64)
+def _async_client(loop_id: int, base_url: str, api_key: str, timeout: float) -> anthropic.AsyncAnthropic:
+    # A wide connection pool: hundreds of turns of one process wait on the model at the same time.
+    http = anthropic.DefaultAsyncHttpxClient(limits=httpx.Limits(max_connections=2000, max_keepalive_connections=500))
+    return anthropic.AsyncAnthropic(
+        base_url=base_url, api_key=api_key, timeout=timeout, max_retries=0, http_client=http
+    )
+
+
 def call_tools(*, ref: ModelRef, request: ToolCallRequest) -> ToolCallResponse:
     client = anthropic_client(api_key=next_api_key(protocol="anthropic"))
+    return _response(ref, client.messages.create(**_params(ref, request)))
+
+
+async def call_tools_async(*, ref: ModelRef, request: ToolCallRequest) -> ToolCallResponse:
+    client = async_anthropic_client(api_key=next_api_key(protocol="anthropic"))
+    return _response(ref, await client.messages.create(**_params(ref, request)))
+
+
+def _params(ref: ModelRef, request: ToolCallRequest) -> dict[str, Any]:
     params: dict[str, Any] = {
         "model": ref.model,
         "max_tokens": request.max_tokens,
@@ -58,7 +84,10 @@ def call_tools(*, ref: ModelRef, request: ToolCallRequest) -> ToolCallResponse:
         params["system"] = system
     if request.tools:
         params["tools"] = [tool_spec(tool) for tool in request.tools]
-    message = client.messages.create(**params)
+    return params
+
+
+def _response(ref: ModelRef, message: Any) -> ToolCallResponse:
     check_message(message)
     return ToolCallResponse(
         blocks=reply_blocks(message),

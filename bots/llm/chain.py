@@ -5,18 +5,25 @@ Per backend up to 3 tries. A transient failure waits `2**attempt` seconds + up t
 leaving that backend alone for this call (falling through) rather than blocking a worker for minutes.
 A permanent failure falls through to the next backend at once. Every attempt is recorded.
 
+The loop is a coroutine (`run_chain_async`), so a turn waiting out a backoff or a model answer holds no
+thread; `run_chain` runs it from synchronous code (structured outputs, embeddings), the blocking attempt
+and the recording on the caller's thread.
+
 Tests make the waits instant by patching `bots.llm.chain.sleep` (the module-level function every
-wait goes through) and read the delays it was called with.
+wait goes through; an async default, a plain function patched in is simply called) and read the delays
+it was called with.
 """
 
+import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Generic, TypeVar
 
+from bots.event_loop import in_db, pause, run_sync
 from bots.llm import anthropic_backend, openai_backend
 from bots.llm.errors import Failure, UnparseableOutput, classify_failure, spent_usage
 from bots.llm.pricing import call_cost_usd
@@ -32,7 +39,7 @@ MAX_ATTEMPTS_PER_BACKEND = 3
 MAX_BACKOFF_SECONDS = 60.0
 JITTER_FRACTION = 0.1
 
-sleep: Callable[[float], None] = time.sleep
+sleep: Callable[[float], object] = asyncio.sleep
 
 
 @dataclass(frozen=True)
@@ -63,7 +70,22 @@ def run_chain(
     method: Method,
     attempt: Callable[[ModelRef], AttemptResult[T]],
 ) -> ChainResult[T]:
-    """Run `attempt` against each backend in order until one succeeds; raise one clear error otherwise.
+    """`run_chain_async` for a blocking `attempt`, from synchronous code (attempts run on this thread)."""
+
+    async def attempt_here(ref: ModelRef) -> AttemptResult[T]:
+        return await in_db(attempt, ref)
+
+    return run_sync(run_chain_async(chain=chain, context=context, method=method, attempt=attempt_here))
+
+
+async def run_chain_async(
+    *,
+    chain: Sequence[ModelRef],
+    context: CallContext,
+    method: Method,
+    attempt: Callable[[ModelRef], Awaitable[AttemptResult[T]]],
+) -> ChainResult[T]:
+    """Await `attempt` against each backend in order until one succeeds; raise one clear error otherwise.
 
     Raises UnparseableOutput when some backend answered but never validly (a content problem that
     waiting will not fix), else AllBackendsFailed naming each backend's last error.
@@ -77,11 +99,11 @@ def run_chain(
         for number in range(1, MAX_ATTEMPTS_PER_BACKEND + 1):
             started = time.monotonic()
             try:
-                result = attempt(ref)
+                result = await attempt(ref)
             except Exception as exc:
                 failures.append(exc)
-                failure, cost = _record_failure(
-                    exc, ref=ref, context=context, method=method, attempt=number, started=started
+                failure, cost = await in_db(
+                    _record_failure, exc, ref=ref, context=context, method=method, attempt=number, started=started
                 )
                 spent += cost
                 delay = None
@@ -91,18 +113,12 @@ def run_chain(
                     last_errors.append(f"{ref.id} (attempt {number}): {failure.message}")
                     break
                 logger.warning("LLM %s %s: retrying in %.1fs", method, ref.id, delay)
-                sleep(delay)
+                await pause(sleep, delay)
                 continue
-            cost = call_cost_usd(model=ref.id, usage=result.usage)
-            llm_call_record(
-                context=context,
-                ref=ref,
-                method=method,
-                attempt=number,
-                usage=result.usage,
+            cost = await in_db(
+                _record_success, ref=ref, context=context, method=method, attempt=number, usage=result.usage,
                 latency_ms=_elapsed_ms(started),
-                cost_usd=cost,
-            )
+            )  # fmt: skip
             return ChainResult(value=result.value, usage=result.usage, ref=ref, cost_usd=spent + cost)
     summary = "; ".join(last_errors)
     unparseable = [exc for exc in failures if isinstance(exc, UnparseableOutput)]
@@ -111,6 +127,16 @@ def run_chain(
             -1
         ]
     raise AllBackendsFailed(f"all LLM backends failed for {context.purpose} ({method}): {summary}") from failures[-1]
+
+
+def _record_success(
+    *, ref: ModelRef, context: CallContext, method: Method, attempt: int, usage: Usage, latency_ms: int
+) -> Decimal:
+    cost = call_cost_usd(model=ref.id, usage=usage)
+    llm_call_record(
+        context=context, ref=ref, method=method, attempt=attempt, usage=usage, latency_ms=latency_ms, cost_usd=cost
+    )
+    return cost
 
 
 def _record_failure(
@@ -150,19 +176,26 @@ def _elapsed_ms(started: float) -> int:
     return int((time.monotonic() - started) * 1000)
 
 
-ToolBackend = Callable[..., ToolCallResponse]
+ToolBackend = Callable[..., Awaitable[ToolCallResponse]]
 TOOL_BACKENDS: dict[Protocol, ToolBackend] = {
-    "openai": openai_backend.call_tools,
-    "anthropic": anthropic_backend.call_tools,
+    "openai": openai_backend.call_tools_async,
+    "anthropic": anthropic_backend.call_tools_async,
 }
 
 
-def call_tools(*, request: ToolCallRequest, chain: list[ModelRef], context: CallContext) -> ToolCallResponse:
+async def call_tools_async(
+    *, request: ToolCallRequest, chain: list[ModelRef], context: CallContext
+) -> ToolCallResponse:
     """One model round-trip with tools, over the chain with retries and fallbacks; raises AllBackendsFailed."""
 
-    def attempt(ref: ModelRef) -> AttemptResult[ToolCallResponse]:
-        response = TOOL_BACKENDS[ref.protocol](ref=ref, request=request)
+    async def attempt(ref: ModelRef) -> AttemptResult[ToolCallResponse]:
+        response = await TOOL_BACKENDS[ref.protocol](ref=ref, request=request)
         return AttemptResult(value=response, usage=response.usage)
 
-    outcome = run_chain(chain=chain, context=context, method="tools", attempt=attempt)
+    outcome = await run_chain_async(chain=chain, context=context, method="tools", attempt=attempt)
     return replace(outcome.value, cost_usd=float(outcome.cost_usd))
+
+
+def call_tools(*, request: ToolCallRequest, chain: list[ModelRef], context: CallContext) -> ToolCallResponse:
+    """`call_tools_async` from synchronous code."""
+    return run_sync(call_tools_async(request=request, chain=chain, context=context))

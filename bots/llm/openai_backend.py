@@ -5,11 +5,13 @@ caching (OpenAI and most compatible servers) hits on every turn. Neutral blocks 
 `tool_calls` and `role: tool` messages; the reply maps back to neutral blocks.
 """
 
+import asyncio
 import json
 import uuid
 from functools import lru_cache
 from typing import Any
 
+import httpx
 import openai
 from django.conf import settings
 from openai.types.chat import ChatCompletion
@@ -41,8 +43,38 @@ def _client(base_url: str, api_key: str, timeout: float) -> openai.OpenAI:
     return openai.OpenAI(base_url=base_url, api_key=api_key, timeout=timeout, max_retries=0)
 
 
+def async_openai_client(*, api_key: str) -> openai.AsyncOpenAI:
+    """The async client for turns; bound to the process's event loop (its connection pool lives there)."""
+    loop = asyncio.get_running_loop()
+    return _async_client(id(loop), settings.OPENAI_BASE_URL, api_key, float(settings.LLM_REQUEST_TIMEOUT_SECONDS))
+
+
+@lru_cache(maxsize=64)
+def _async_client(loop_id: int, base_url: str, api_key: str, timeout: float) -> openai.AsyncOpenAI:
+    # A wide connection pool: hundreds of turns of one process wait on the model at the same time.
+    http = openai.DefaultAsyncHttpxClient(limits=httpx.Limits(max_connections=2000, max_keepalive_connections=500))
+    return openai.AsyncOpenAI(base_url=base_url, api_key=api_key, timeout=timeout, max_retries=0, http_client=http)
+
+
 def call_tools(*, ref: ModelRef, request: ToolCallRequest) -> ToolCallResponse:
     client = openai_client(api_key=next_api_key(protocol="openai"))
+    completion = client.chat.completions.create(**_params(ref, request))
+    return _response(ref, completion)
+
+
+async def call_tools_async(*, ref: ModelRef, request: ToolCallRequest) -> ToolCallResponse:
+    client = async_openai_client(api_key=next_api_key(protocol="openai"))
+    # The SDK's own `chat.completions.create` walks the whole request through its TypedDict transform on
+    # every call (a tenth of a turn's CPU in the worker, with history and tool schemas); our parameters
+    # are plain JSON already, so they go to the same endpoint untransformed (same errors, same parsing).
+    completion = await client.post(
+        "/chat/completions", body=_params(ref, request), cast_to=ChatCompletion,
+        options={"security": {"bearer_auth": True}},
+    )  # fmt: skip
+    return _response(ref, completion)
+
+
+def _params(ref: ModelRef, request: ToolCallRequest) -> dict[str, Any]:
     params: dict[str, Any] = {
         "model": ref.model,
         "messages": build_messages(request),
@@ -52,7 +84,10 @@ def call_tools(*, ref: ModelRef, request: ToolCallRequest) -> ToolCallResponse:
     }
     if request.tools:
         params["tools"] = [tool_spec(tool) for tool in request.tools]  # tool_choice left to "auto"
-    completion = client.chat.completions.create(**params)
+    return params
+
+
+def _response(ref: ModelRef, completion: Any) -> ToolCallResponse:
     check_completion(completion)
     choice = completion.choices[0]
     return ToolCallResponse(

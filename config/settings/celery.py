@@ -19,6 +19,14 @@ CELERY_TASK_ROUTES = queues.ROUTES
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=600)
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=540)
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# One worker process with a thread pool by default: it owns the embedded vector store, and its async turn
+# runner (bots/turn_runner.py) holds the turns, so the threads only serve short tasks (chat processing,
+# leads, crawls). With QDRANT_URL set, `-P prefork` and more processes or hosts scale out.
+CELERY_WORKER_POOL = env.str("CELERY_WORKER_POOL", default="threads")
+CELERY_WORKER_CONCURRENCY = env.int("WORKER_CONCURRENCY", default=4)
+# A worker lowers its CPU priority by this much at start (0: not), so that it never starves the web
+# processes on the same host: the webhook answers in milliseconds, a turn waits seconds for the model anyway.
+WORKER_NICE = env.int("WORKER_NICE", default=10)
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True

@@ -17,3 +17,14 @@ EMBEDDING_DIM = env.int("EMBEDDING_DIM", default=512)
 
 # Generation queue: a running generation's lease, extended by a heartbeat; a dead worker's expires.
 GENERATION_LEASE_SECONDS = env.float("GENERATION_LEASE_SECONDS", default=60.0)
+
+# The async turn runner of each worker process (bots/turn_runner.py): at most TURNS_IN_FLIGHT_MAX
+# generations in flight per process (waiting on the model or Telegram costs no thread), their database
+# and tool work on TURN_DB_THREADS threads. TURN_RUNNER=false runs generations in Celery tasks instead.
+TURN_RUNNER = env.bool("TURN_RUNNER", default=True)
+TURNS_IN_FLIGHT_MAX = env.int("TURNS_IN_FLIGHT_MAX", default=500)
+TURN_DB_THREADS = env.int("TURN_DB_THREADS", default=6)
+# How often an idle runner looks for due generations that no wake-up announced (other processes, budget).
+TURN_RUNNER_POLL_SECONDS = env.float("TURN_RUNNER_POLL_SECONDS", default=1.0)
+# Generation kinds that block (structured outputs: qualification, summaries) run on their own threads.
+TURN_BLOCKING_THREADS = env.int("TURN_BLOCKING_THREADS", default=2)

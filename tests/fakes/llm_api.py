@@ -30,8 +30,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import pytest
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import BaseWSGIServer, ThreadedWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
+
+# Hundreds of clients connect at once in the scale benchmark: a listen backlog beyond werkzeug's 128.
+ThreadedWSGIServer.request_queue_size = 4096
 
 Api = Literal["openai", "anthropic", "embeddings"]
 ROUTES: dict[str, Api] = {"/chat/completions": "openai", "/messages": "anthropic", "/embeddings": "embeddings"}

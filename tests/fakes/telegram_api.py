@@ -30,8 +30,11 @@ from http import HTTPStatus
 from typing import Any
 
 import pytest
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.serving import BaseWSGIServer, ThreadedWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
+
+# Hundreds of clients connect at once in the scale benchmark: a listen backlog beyond werkzeug's 128.
+ThreadedWSGIServer.request_queue_size = 4096
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from bots.chat_processing import chat_process
+from bots.chat_processing import chat_process, terminal_session_hooks
 from bots.conversation import unanswered_messages
 from bots.generations import generations_process_due
 from bots.intake import update_receive
@@ -47,6 +47,9 @@ class Command(BaseCommand):
         if chat.channel != Chat.Channel.TERMINAL:
             raise CommandError(f"chat id {options['chat_id']} is a Telegram chat of {project.slug}; pick another")
         seen = chat.turns.order_by("-pk").values_list("pk", flat=True).first() or 0
+        for hook in terminal_session_hooks:  # e.g. the knowledge store's owner, when no worker runs
+            if note := hook():
+                self.stdout.write(f"({note})")
         self.stdout.write(f"Talking to {project} ({project.kind}). /start resets, /debug traces, Ctrl-D quits.")
         while True:
             try:

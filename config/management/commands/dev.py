@@ -12,23 +12,17 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from honcho.manager import Manager
 
-from config import queues
 from config.admin_account import admin_ensure
 from config.env import VAR_DIR
 from config.local_redis import RedisUnavailable, ensure_redis
 from core.metrics import metrics_directory_reset
-from knowledge.qdrant_store import is_local_mode
 
 
 def worker_command(*, python: str) -> str:
-    """The worker for this machine's Qdrant topology.
-
-    Local mode lets one process open the store, and chat turns search it, so a single worker process
-    serves every queue with a thread pool (the store's calls are serialised by a lock). With a Qdrant
-    server, workers are ordinary prefork processes and can be scaled out.
-    """
-    base = f"{python} -m celery -A config worker -l info -Q {','.join(queues.ALL)}"
-    return f"{base} -P threads -c 8" if is_local_mode() else f"{base} -c 2"
+    """The Procfile's worker line: one process, a few threads for short tasks, and the async turn runner
+    that holds hundreds of turns. It is the one owner of the embedded vector store (QDRANT_URL unset); with
+    a Qdrant server, run more of them (or `-P prefork`) to scale out."""
+    return f"{python} -m celery -A config worker -l info -P threads -c 4"  # every queue of config/queues.py
 
 
 def platform_processes(*, host: str, port: int, python: str) -> dict[str, str]:

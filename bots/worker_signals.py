@@ -1,0 +1,40 @@
+"""The async turn runner starts with each Celery worker process that runs tasks, and stops with it."""
+
+import os
+from typing import Any
+
+from celery.signals import worker_init, worker_process_init, worker_process_shutdown, worker_ready, worker_shutdown
+from django.conf import settings
+
+from bots.turn_runner import turn_runner_start, turn_runner_stop
+
+_prefork = False
+
+
+@worker_init.connect
+def _note_pool(sender: Any = None, **kwargs: Any) -> None:
+    global _prefork
+    pool = getattr(sender, "pool_cls", "") or ""
+    _prefork = "prefork" in (pool if isinstance(pool, str) else pool.__module__).lower()
+    # The webhook must answer in milliseconds whatever the worker does: on a shared host the worker yields
+    # the CPU to the web processes (its turns wait seconds for the model anyway).
+    if settings.WORKER_NICE:
+        os.nice(settings.WORKER_NICE)
+
+
+@worker_ready.connect
+def _start_in_main_process(**kwargs: Any) -> None:
+    if settings.TURN_RUNNER and not _prefork:  # threads / solo pool: the main process runs the tasks
+        turn_runner_start()
+
+
+@worker_process_init.connect
+def _start_in_pool_process(**kwargs: Any) -> None:
+    if settings.TURN_RUNNER:  # prefork: each child process has its own runner
+        turn_runner_start()
+
+
+@worker_shutdown.connect
+@worker_process_shutdown.connect
+def _stop(**kwargs: Any) -> None:
+    turn_runner_stop()

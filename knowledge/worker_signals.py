@@ -1,0 +1,35 @@
+"""A Celery worker on the embedded store becomes its one owner when it starts, or refuses to start."""
+
+import logging
+import sys
+from typing import Any
+
+from celery.signals import worker_init
+
+from knowledge.store_owner import StoreOwnedElsewhere, store_is_embedded, store_owner_claim
+
+logger = logging.getLogger(__name__)
+
+
+def _pool_name(worker: Any) -> str:
+    pool = getattr(worker, "pool_cls", "") or ""
+    return (pool if isinstance(pool, str) else f"{pool.__module__}.{pool.__name__}").lower()
+
+
+@worker_init.connect
+def store_owner_claim_at_worker_start(sender: Any = None, **kwargs: Any) -> None:
+    if not store_is_embedded():
+        return
+    if "prefork" in _pool_name(sender) or "processes" in _pool_name(sender):
+        sys.stderr.write(
+            "switchboard: refusing to start: the embedded vector store (QDRANT_URL unset) can be opened by one "
+            "process only, and a prefork worker runs several. Run the worker with `-P threads` (the default "
+            "pool) or set QDRANT_URL to a Qdrant server.\n"
+        )
+        raise SystemExit(1)
+    try:
+        store_owner_claim()
+    except StoreOwnedElsewhere as exc:
+        sys.stderr.write(f"switchboard: refusing to start: {exc}\n")
+        raise SystemExit(1) from None
+    logger.info("this worker owns the embedded vector store")

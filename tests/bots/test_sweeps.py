@@ -1,0 +1,54 @@
+"""The beat sweep re-queues a chat (or a button press) at most once while its task is queued or running."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from bots import tasks as bot_tasks
+from bots.models import Chat, Message, TelegramUpdate
+from bots.sweeps import engine_sweep_run, task_mark_started
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def enqueued(monkeypatch, redis_client) -> dict[str, list[int]]:
+    calls: dict[str, list[int]] = {"chat": [], "press": []}
+    monkeypatch.setattr(bot_tasks.chat_process_task, "delay", calls["chat"].append)
+    monkeypatch.setattr(bot_tasks.callback_process_task, "delay", calls["press"].append)
+    return calls
+
+
+def _stale_message(project, chat_id: int) -> Chat:
+    chat = Chat.objects.create(project=project, telegram_chat_id=chat_id)
+    message = Message.objects.create(project=project, chat=chat, telegram_message_id=1, text="hello?")
+    Message.objects.filter(pk=message.pk).update(created_at=timezone.now() - timedelta(minutes=5))
+    return chat
+
+
+def test_a_stale_chat_is_requeued_once_until_its_task_runs(project_a, project_b, enqueued):
+    chat_a, chat_b = _stale_message(project_a, 11), _stale_message(project_b, 22)
+    for _ in range(5):  # five beats while the tasks wait in a busy queue
+        engine_sweep_run(stale_after=timedelta(seconds=30))
+    assert sorted(enqueued["chat"]) == sorted([chat_a.pk, chat_b.pk])
+
+    task_mark_started(kind="chat", object_id=chat_a.pk)  # A's task ran (and, say, died before processing)
+    engine_sweep_run(stale_after=timedelta(seconds=30))
+    assert sorted(enqueued["chat"]) == sorted([chat_a.pk, chat_b.pk, chat_a.pk])
+
+
+def test_a_lost_press_is_requeued_once(project_a, enqueued):
+    update = TelegramUpdate.objects.create(project=project_a, update_id=77, payload={"callback_query": {}})
+    TelegramUpdate.objects.filter(pk=update.pk).update(received_at=timezone.now() - timedelta(minutes=2))
+    engine_sweep_run(stale_after=timedelta(seconds=30))
+    engine_sweep_run(stale_after=timedelta(seconds=30))
+    assert enqueued["press"] == [update.pk]
+
+
+def test_the_chat_task_clears_the_mark_when_it_starts(project_a, enqueued, redis_client):
+    chat = _stale_message(project_a, 33)
+    engine_sweep_run(stale_after=timedelta(seconds=30))
+    assert redis_client.exists(f"switchboard:queued:chat:{chat.pk}")
+    bot_tasks.chat_process_task.run(chat.pk)
+    assert not redis_client.exists(f"switchboard:queued:chat:{chat.pk}")

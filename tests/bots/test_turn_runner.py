@@ -1,0 +1,144 @@
+"""The async turn runner: many turns in flight on one worker process, a per-process cap, fair claims."""
+
+import json
+import time
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test import Client
+from django.utils import timezone
+
+from bots.generations import generations_claim_fair
+from bots.models import Chat, Generation
+from tests.factories import ProjectFactory
+from tests.fakes import llm_api
+from tests.telegram_updates import text_update
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def send(client: Client, project, chat_id: int, text: str) -> None:
+    response = client.post(
+        f"/telegram/webhook/{project.slug}/", data=json.dumps(text_update(chat_id, text)),
+        content_type="application/json", HTTP_X_TELEGRAM_BOT_API_SECRET_TOKEN=project.webhook_secret,
+    )  # fmt: skip
+    assert response.status_code == 200, response.content
+
+
+def peak_overlap(generations) -> int:
+    """The most generations that were running at the same moment (from their started/finished times)."""
+    events = sorted(
+        [(g.started_at, 1) for g in generations] + [(g.finished_at, -1) for g in generations],
+        key=lambda event: (event[0], event[1]),
+    )
+    peak = current = 0
+    for _, step in events:
+        current += step
+        peak = max(peak, current)
+    return peak
+
+
+def answer_everything(fake_llm, delay: float) -> None:
+    fake_llm.openai.responder = lambda request: llm_api.text(f"re: {request.body['messages'][-1]['content']}",
+                                                             delay=delay)  # fmt: skip
+
+
+def wait_for_replies(fake_telegram, projects_chats: dict, worker, timeout: float):
+    """Every chat's reply at the fake Telegram, and every generation recorded as finished."""
+    total = sum(len(chats) for chats in projects_chats.values())
+    try:
+        fake_telegram.wait_for("sendMessage", count=total, timeout=timeout)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\nworker log:\n{worker.log_tail()}") from None
+    deadline = time.monotonic() + 10
+    while Generation.objects.filter(status__in=Generation.ACTIVE).exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return [c for c in fake_telegram.calls_to("sendMessage") if c.ok]
+
+
+def test_one_worker_holds_many_turns_in_flight_at_once(client, fake_telegram, fake_llm, project_a, project_b,
+                                                        celery_worker):  # fmt: skip
+    """30 chats with a 1 s model: their turns overlap on the one worker process (a thread per turn would
+    allow 4 at a time). Counted from the generations' own start and finish times, not timed."""
+    for project in (project_a, project_b):
+        fake_telegram.register_bot(project.bot_token, f"{project.slug}_bot")
+    answer_everything(fake_llm, delay=1.0)
+    chats = {project_a: range(100, 115), project_b: range(200, 215)}
+    for project, ids in chats.items():
+        for chat_id in ids:
+            send(client, project, chat_id, f"question {chat_id}")
+    calls = wait_for_replies(fake_telegram, chats, celery_worker, timeout=60)
+
+    for project, ids in chats.items():
+        mine = [c for c in calls if c.token == project.bot_token]
+        assert sorted(c.params["chat_id"] for c in mine) == list(ids)  # each chat answered once, by its bot
+        assert all(c.params["text"] == f"re: question {c.params['chat_id']}" for c in mine)
+    generations = list(Generation.objects.filter(status=Generation.Status.DONE))
+    assert len(generations) == 30
+    assert peak_overlap(generations) >= 20, "turns did not overlap: each one held a slot while it waited"
+
+
+def test_turns_in_flight_stay_under_the_per_process_cap(client, fake_telegram, fake_llm, project_a,
+                                                        worker_with_cap):  # fmt: skip
+    fake_telegram.register_bot(project_a.bot_token, "alpha_bot")
+    answer_everything(fake_llm, delay=0.5)
+    chats = {project_a: range(300, 312)}
+    for chat_id in chats[project_a]:
+        send(client, project_a, chat_id, f"question {chat_id}")
+    wait_for_replies(fake_telegram, chats, worker_with_cap, timeout=60)
+
+    generations = list(Generation.objects.filter(status=Generation.Status.DONE))
+    assert len(generations) == 12
+    assert 2 <= peak_overlap(generations) <= 3  # TURNS_IN_FLIGHT_MAX=3: used, never exceeded
+
+
+@pytest.fixture
+def worker_with_cap(transactional_db, redis_client, redis_url, tmp_path):
+    from tests.infrastructure import CeleryWorker, worker_environment
+
+    env = worker_environment(
+        redis_url=redis_url, extra={"QDRANT_PATH": str(tmp_path / "qdrant"), "TURNS_IN_FLIGHT_MAX": "3"}
+    )
+    worker = CeleryWorker(env=env, log_path=tmp_path / "worker.log").start()
+    yield worker
+    worker.stop()
+
+
+def _due(project, chat_id: int, *, ago: float) -> Generation:
+    chat = Chat.objects.create(project=project, telegram_chat_id=chat_id)
+    due = timezone.now() - timedelta(seconds=ago)
+    return Generation.objects.create(project=project, chat=chat, kind=Generation.Kind.CHAT_TURN, scheduled_for=due)
+
+
+def test_claims_take_projects_in_turn_so_a_burst_does_not_push_another_tenant_back(project_a, project_b):
+    burst = [_due(project_a, 1000 + n, ago=60 - n) for n in range(20)]  # older than B's single turn
+    single = _due(project_b, 2000, ago=1)
+
+    first = generations_claim_fair(limit=2)
+    assert [g.project_id for g in first] == [project_a.pk, project_b.pk]
+    assert first[0].pk == burst[0].pk
+    assert first[1].pk == single.pk
+    assert all(g.status == Generation.Status.RUNNING and g.lease_expires_at for g in first)
+
+    # With A's turns already running, a newcomer of a third project comes before A's next ones.
+    third = ProjectFactory(slug="gamma")
+    newcomer = _due(third, 3000, ago=0)
+    second = generations_claim_fair(limit=3)
+    assert second[0].pk == newcomer.pk
+    assert [g.pk for g in second[1:]] == [burst[1].pk, burst[2].pk]
+
+
+def test_a_claimed_generation_is_never_claimed_twice(project_a, project_b):
+    for n in range(10):
+        _due(project_a if n % 2 else project_b, 4000 + n, ago=5)
+    claimed = generations_claim_fair(limit=6) + generations_claim_fair(limit=6) + generations_claim_fair(limit=6)
+    assert len(claimed) == 10
+    assert len({g.pk for g in claimed}) == 10
+
+
+def test_database_connections_come_from_the_pool(settings):
+    connection.ensure_connection()
+    assert connection.pool is not None
+    assert connection.pool.max_size == settings.DB_POOL_MAX_SIZE
+    assert settings.DATABASES["default"]["CONN_MAX_AGE"] == 0
