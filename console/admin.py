@@ -30,6 +30,7 @@ from console.project_health import project_blockers
 from console.project_history import ProjectHistoryAdmin
 from knowledge.services import CrawlInputError, crawl_request
 from leads.lead_group import connect_link
+from matching.funnel import matching_funnel
 from tenants.models import Membership, Project
 from tenants.roles import projects_with_role, user_has_role, user_is_member
 from tenants.selectors import projects_for_user
@@ -86,7 +87,9 @@ class ProjectAdmin(ProjectHistoryAdmin, ModelAdmin):
                                                    "timezone"]}),
         ("Telegram", {"fields": ["bot_token", "webhook_secret", "bot_username", "bot_id", "webhook_registered_at",
                                  "lead_group_id"]}),
-        ("Matching", {"fields": ["similarity_threshold"], "classes": ["collapse"]}),
+        ("Matching", {"fields": ["matching_paused", "matching_max_open_introductions", "matching_interval_minutes",
+                                 "similarity_threshold", "similarity_threshold_seeker", "similarity_threshold_provider",
+                                 "matching_outcome_delay_hours"], "classes": ["collapse"]}),
         ("Record", {"fields": ["created_at", "updated_at", "deleted_at"], "classes": ["collapse"]}),
     ]  # fmt: skip
     inlines = [MembershipInline]
@@ -379,6 +382,7 @@ class ProjectAdmin(ProjectHistoryAdmin, ModelAdmin):
             "error": error,
             "start": request.GET.get("start", ""),
             "end": request.GET.get("end", ""),
+            "matching_funnel": matching_funnel(project=project) if project.kind == Project.Kind.MATCHING else None,
         }
         return TemplateResponse(request, "admin/tenants/project/dashboard.html", context)
 

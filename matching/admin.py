@@ -3,16 +3,35 @@ from django.contrib.admin import helpers
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
+from django.utils.html import format_html, format_html_join
 from unfold.admin import TabularInline
 
 from matching.broadcasts import broadcast_create
 from matching.forms import BroadcastForm
 from matching.matcher import matching_wake
-from matching.models import Broadcast, BroadcastDelivery, Match, MatchingState, Profile
+from matching.models import Broadcast, BroadcastDelivery, CvDocument, Match, MatchingState, MatchOutcome, Profile
 from matching.profiles import EmbeddingUnavailable, profiles_reembed
 from matching.qualifier import match_requalify
 from tenants.admin_scoping import ProjectScopedAdmin, ReadOnlyAdminMixin, ScopedInlineMixin
 from tenants.models import Project
+
+
+class CvDocumentInline(ScopedInlineMixin, ReadOnlyAdminMixin, admin.TabularInline):
+    model = CvDocument
+    fields = ["file", "file_name", "mime_type", "size", "created_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+
+class OutcomeGivenInline(ScopedInlineMixin, ReadOnlyAdminMixin, admin.TabularInline):
+    model = MatchOutcome
+    fk_name = "profile"
+    verbose_name_plural = "outcomes this user reported"
+    fields = ["match", "other", "ask_at", "asked_at", "talked", "worked_out", "reason", "answered_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
 
 
 @admin.register(Profile)
@@ -26,6 +45,7 @@ class ProfileAdmin(ProjectScopedAdmin):
                        "profile_updated_at", "activated_at", "created_at", "updated_at"]  # fmt: skip
     exclude = ["embedding"]
     actions = ["reembed", "broadcast"]
+    inlines = [CvDocumentInline, OutcomeGivenInline]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # profiles come from conversations
@@ -70,13 +90,58 @@ class ProfileAdmin(ProjectScopedAdmin):
         return TemplateResponse(request, "admin/matching/profile/broadcast.html", context)
 
 
+class MatchOutcomeInline(ScopedInlineMixin, ReadOnlyAdminMixin, admin.TabularInline):
+    model = MatchOutcome
+    fields = ["profile", "ask_at", "asked_at", "talked", "worked_out", "reason", "answered_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+
+VERDICT_LABELS = [
+    ("fitting_skills", "Skills that fit"),
+    ("seniority", "Seniority"),
+    ("location_and_format", "Location and format"),
+    ("rates", "Rates"),
+    ("concerns", "What may not fit"),
+    ("for_a", "Told to A"),
+    ("for_b", "Told to B"),
+]
+
+
 @admin.register(Match)
 class MatchAdmin(ReadOnlyAdminMixin, ProjectScopedAdmin):
-    list_display = ["pk", "project", "user_a", "user_b", "status", "round", "similarity", "created_at", "decided_at"]
+    list_display = ["pk", "project", "user_a", "user_b", "status", "round", "similarity", "created_at", "decided_at",
+                    "outcome"]  # fmt: skip
     list_filter = ["status", "round", "project"]
     list_select_related = ["project", "user_a__chat", "user_b__chat"]
     search_fields = ["user_a__chat__username", "user_b__chat__username", "reason"]
+    readonly_fields = ["verdict_explained"]
+    exclude = ["verdict"]
+    inlines = [MatchOutcomeInline]
     actions = ["requalify"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Match]:
+        return super().get_queryset(request).prefetch_related("outcomes")
+
+    @admin.display(description="qualifier's verdict")
+    def verdict_explained(self, obj: Match) -> str:
+        verdict = obj.verdict or {}
+        rows = []
+        for key, label in VERDICT_LABELS:
+            value = verdict.get(key)
+            if isinstance(value, list):
+                value = ", ".join(value)
+            if value:
+                rows.append((label, value))
+        if not rows:
+            return "–"
+        return format_html("<dl>{}</dl>", format_html_join("", "<dt><b>{}</b></dt><dd>{}</dd>", rows))
+
+    @admin.display(description="outcome")
+    def outcome(self, obj: Match) -> str:
+        said = [o.summary for o in obj.outcomes.all() if o.answered_at is not None]
+        return " / ".join(said) or ("asked" if any(o.asked_at for o in obj.outcomes.all()) else "")
 
     @admin.action(description="Re-run the qualification of the selected matches")
     def requalify(self, request: HttpRequest, queryset: QuerySet[Match]) -> None:
@@ -136,3 +201,19 @@ class BroadcastAdmin(ReadOnlyAdminMixin, ProjectScopedAdmin):
 class BroadcastDeliveryAdmin(ReadOnlyAdminMixin, ProjectScopedAdmin):
     list_display = ["broadcast", "project", "chat", "status", "error", "sent_at"]
     list_filter = ["project", "status"]
+
+
+@admin.register(MatchOutcome)
+class MatchOutcomeAdmin(ReadOnlyAdminMixin, ProjectScopedAdmin):
+    list_display = ["match", "project", "profile", "other", "ask_at", "asked_at", "talked", "worked_out", "reason",
+                    "answered_at"]  # fmt: skip
+    list_filter = ["project", "talked", "worked_out", "reason"]
+    list_select_related = ["project", "profile__chat", "other__chat", "match"]
+
+
+@admin.register(CvDocument)
+class CvDocumentAdmin(ReadOnlyAdminMixin, ProjectScopedAdmin):
+    list_display = ["file_name", "project", "profile", "mime_type", "size", "created_at"]
+    list_filter = ["project"]
+    list_select_related = ["project", "profile__chat"]
+    exclude = ["source_message"]

@@ -9,6 +9,7 @@ task or a second press can never send it again.
 
 import enum
 import logging
+import re
 from dataclasses import dataclass
 
 from django.db.models import F, Value
@@ -22,6 +23,7 @@ from bots.texts import in_language
 from matching import texts
 from matching.matcher import matching_wake
 from matching.models import Match, Profile
+from matching.outcomes import outcomes_schedule
 from matching.selectors import match_for_project, profile_for_chat
 from tenants.models import Project
 
@@ -48,10 +50,54 @@ def contact_link(chat: Chat) -> str:
     return f"tg://user?id={chat.user_id or chat.telegram_chat_id}"
 
 
-def _introduction(project: Project, other: Profile) -> str:
+# Contact details the model might still write despite its instructions: links, handles, e-mails, phones.
+_CONTACT_PATTERNS = [
+    # A link ends before trailing punctuation of the sentence around it.
+    re.compile(r"(?:https?://|tg://|www\.|\bt\.me/)[^\s,;()]*[^\s,;().!?:]", re.IGNORECASE),
+    re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+"),
+    re.compile(r"(?<!\w)@\w{3,}"),
+    re.compile(r"\+\d[\d\s().-]{7,}\d"),  # international phone numbers (rates never start with +)
+    re.compile(r"(?<!\d)\d{10,11}(?!\d)"),
+]
+
+
+def anonymised(text: str, *, people: list[Profile]) -> str:
+    """The text without contact details and without the names of the two people (before both accept)."""
+    for pattern in _CONTACT_PATTERNS:
+        text = pattern.sub("…", text)
+    for profile in people:
+        chat = profile.chat
+        for name in (chat.first_name, chat.last_name, chat.username):
+            if name and len(name) >= 3:  # two letters would hit words like Go
+                text = re.sub(rf"(?<!\w){re.escape(name)}(?!\w)", "…", text, flags=re.IGNORECASE)
+    return text
+
+
+def introduction_text(*, project: Project, match: Match, side: str) -> str:
+    """What `side` ("a" or "b") is told about the other: their summary and why they fit, from the verdict,
+    in the project's language, with no name or contact of either person."""
+    receiver, other = (match.user_a, match.user_b) if side == "a" else (match.user_b, match.user_a)
+    assert other is not None
+    assert receiver is not None
+    verdict = match.verdict or {}
     with override(project.language):
         role = texts.ROLE_LABELS.get(other.role, other.role)
-        return str(texts.INTRODUCTION) % {"role": role, "summary": other.matching_summary}
+        parts = [str(texts.INTRODUCTION_HEAD) % {"role": role, "summary": other.matching_summary}]
+        why = verdict.get(f"for_{side}", "")
+        if why:
+            parts.append(str(texts.INTRODUCTION_WHY) % {"why": why})
+        facts = [
+            (texts.FIT_SKILLS, ", ".join(verdict.get("fitting_skills") or [])),
+            (texts.FIT_SENIORITY, verdict.get("seniority", "")),
+            (texts.FIT_LOCATION_FORMAT, verdict.get("location_and_format", "")),
+            (texts.FIT_RATES, verdict.get("rates", "")),
+            (texts.FIT_CONCERNS, "; ".join(verdict.get("concerns") or [])),
+        ]
+        lines = [f"{label}: {value}" for label, value in facts if value]
+        if lines:
+            parts.append("\n".join(lines))
+        parts.append(str(texts.INTRODUCTION_QUESTION))
+    return anonymised("\n\n".join(parts), people=[receiver, other])
 
 
 def _consent_markup(project: Project, match: Match) -> dict:
@@ -66,7 +112,8 @@ def _consent_markup(project: Project, match: Match) -> dict:
 
 
 def match_introduce(*, match: Match) -> bool:
-    """Show each side the other's matching summary (never the private observations) with the buttons."""
+    """Show each side the other's matching summary and why they fit (never the private observations, names
+    or contacts) with the buttons."""
     now = timezone.now()
     claimed = Match.objects.filter(pk=match.pk, status=Match.Status.QUALIFIED, introduced_at__isnull=True).update(
         introduced_at=now, updated_at=now
@@ -76,8 +123,8 @@ def match_introduce(*, match: Match) -> bool:
     project, user_a, user_b = match.project, match.user_a, match.user_b
     assert user_b is not None
     markup = _consent_markup(project, match)
-    system_reply(chat=user_a.chat, text=_introduction(project, user_b), reply_markup=markup)
-    system_reply(chat=user_b.chat, text=_introduction(project, user_a), reply_markup=markup)
+    system_reply(chat=user_a.chat, text=introduction_text(project=project, match=match, side="a"), reply_markup=markup)
+    system_reply(chat=user_b.chat, text=introduction_text(project=project, match=match, side="b"), reply_markup=markup)
     if user_a.chat.blocked_at is not None or user_b.chat.blocked_at is not None:
         # Someone who blocked the bot can never answer: close the match so the other is not held forever.
         closed = Match.objects.filter(pk=match.pk, status=Match.Status.QUALIFIED).update(
@@ -130,13 +177,14 @@ def match_accept(*, match: Match, side: str) -> PressResult:
     project, now = match.project, timezone.now()
     presser, _ = _sides(match, side)
     if Match.objects.filter(pk=match.pk, status=Match.Status.QUALIFIED).update(
-        status=_accepted_by(side), updated_at=now
+        status=_accepted_by(side), first_accepted_at=now, updated_at=now
     ):
         system_reply(chat=presser.chat, text=in_language(project, texts.ACCEPTED_WAITING))
         return PressResult(Press.ACCEPTED, in_language(project, texts.ACCEPTED_NOTICE))
     if Match.objects.filter(pk=match.pk, status=_accepted_by(_other(side))).update(
         status=Match.Status.CONNECTED, closed_at=now, updated_at=now
     ):
+        outcomes_schedule(match=match, now=now)
         match_contacts_send(match=match)
         matching_wake(project=project)
         return PressResult(Press.CONNECTED, in_language(project, texts.ACCEPTED_NOTICE))

@@ -9,6 +9,8 @@ from bots.models import Chat, Message
 from bots.texts import in_language
 from matching import texts
 from matching.consent import match_press
+from matching.cv import cv_documents_take
+from matching.outcomes import outcome_answer
 from matching.profiles import Activation, profile_activate, profile_wipe, profile_wipe_confirmation_send
 from matching.selectors import profile_for_chat
 from tenants.models import Project
@@ -35,8 +37,15 @@ def matching_start_handle(chat: Chat, message: Message) -> bool:
     return True
 
 
+def matching_messages_hook(chat: Chat, messages: list[Message]) -> None:
+    """New user messages: a CV among them is read on the worker, and the agent answers once it is read."""
+    if chat.project.kind == Project.Kind.MATCHING:
+        cv_documents_take(chat=chat, messages=messages)
+
+
 def matching_callback_handle(chat: Chat, incoming: IncomingUpdate) -> str | None:
-    """Route `match:activate`, `match:wipe:yes|no`, `match:accept:<id>` and `match:reject:<id>`."""
+    """Route `match:activate`, `match:wipe:yes|no`, `match:accept:<id>`, `match:reject:<id>` and the outcome
+    questions `match:talked|worked|why:<outcome id>:<answer>`."""
     project = chat.project
     if project.kind != Project.Kind.MATCHING or incoming.callback is None or incoming.chat_type != "private":
         return None
@@ -52,5 +61,8 @@ def matching_callback_handle(chat: Chat, incoming: IncomingUpdate) -> str | None
         case ["match", ("accept" | "reject") as answer, match_id] if match_id.isdigit():
             result = match_press(project=project, chat=chat, match_id=int(match_id), accept=answer == "accept")
             return result.notice
+        case ["match", ("talked" | "worked" | "why") as step, outcome_id, value] if outcome_id.isdigit():
+            answered = outcome_answer(project=project, chat=chat, outcome_id=int(outcome_id), step=step, value=value)
+            return answered.notice
     logger.info("unknown matching button %r", incoming.callback.data, extra={"project_id": project.pk})
     return None

@@ -5,7 +5,7 @@ from typing import Any, Self
 
 from bots.kinds import GenerationKind, ProjectKind
 from bots.models import Chat, Generation
-from matching.engine_hooks import matching_callback_handle, matching_start_handle
+from matching.engine_hooks import matching_callback_handle, matching_messages_hook, matching_start_handle
 from matching.qualifier import qualification_finished, qualification_run
 from matching.toolset import MatchingToolset
 from tenants.models import Project
@@ -27,6 +27,7 @@ MATCHING_KIND = ProjectKind(
     name=Project.Kind.MATCHING,
     toolset=MatchingToolset,
     state=MatchingState,
+    on_messages=matching_messages_hook,
     on_start=matching_start_handle,
     callbacks={"match": matching_callback_handle},
     generations={

@@ -2,10 +2,11 @@
 
 Each iteration, under a lock on the project's MatchingState row (so two workers never run one project's
 loop at once): pick the next matchable user not yet tried in the current round (oldest profile change
-first); look for the most similar counterpart of the opposite role above the threshold; create a pending
+first; a user at the project's limit of open introductions is skipped until one closes); look for the most
+similar counterpart of the opposite role above the threshold (per role); create a pending
 match and its qualification generation, or record an unmatched try (a Match row without user_b, so the
 user counts as tried); when everyone matchable was tried, advance the round. With nobody to try, the
-loop waits (IDLE_WAIT) until an event wakes it: a user becoming active, or a match closing.
+loop waits (the project's matching interval) until an event wakes it: a user becoming active, or a match closing.
 
 A round in which every try came back unmatched would come back the same until something changes, so
 after advancing past such a round the loop waits for the next event too instead of spinning.
@@ -34,7 +35,11 @@ from tenants.models import Project
 
 logger = logging.getLogger(__name__)
 
-IDLE_WAIT = timedelta(minutes=30)
+IDLE_WAIT = timedelta(minutes=30)  # the default of the project's matching_interval_minutes
+
+
+def idle_wait(project: Project) -> timedelta:
+    return timedelta(minutes=project.matching_interval_minutes) if project.matching_interval_minutes else IDLE_WAIT
 
 
 class Outcome(enum.StrEnum):
@@ -43,6 +48,7 @@ class Outcome(enum.StrEnum):
     ROUND_ADVANCED = "round_advanced"  # everyone was tried: the next round starts
     IDLE = "idle"  # nobody to try: waiting for an event or IDLE_WAIT
     WAITING = "waiting"  # the loop is waiting (next_run_at in the future)
+    PAUSED = "paused"  # an operator paused matching for the project
     BUSY = "busy"  # another worker holds this project's loop
 
 
@@ -93,12 +99,14 @@ def matching_iterate(*, project: Project, now: datetime | None = None) -> Iterat
         round_number = state.current_round
         if state.next_run_at is not None and state.next_run_at > now:
             return Iteration(Outcome.WAITING, round_number)
+        if project.matching_paused:
+            return Iteration(Outcome.PAUSED, round_number)
         model_id = embedding_model_id()
         user_a = profile_next_to_try(project=project, round_number=round_number, model_id=model_id)
         if user_a is None:
             iteration = _round_end(state, model_id=model_id, now=now)
         else:
-            threshold = similarity_threshold(project=project, model_id=model_id)
+            threshold = similarity_threshold(project=project, model_id=model_id, role=user_a.role)
             candidate = profile_best_counterpart(profile=user_a, threshold=threshold)
             if candidate is None:
                 match = Match.objects.create(
@@ -127,12 +135,12 @@ def _round_end(state: MatchingState, *, model_id: str, now: datetime) -> Iterati
     """Nobody left to try in this round: wait when nobody is matchable, else start the next round."""
     project, round_number = state.project, state.current_round
     if not profiles_matchable(project=project, model_id=model_id).exists():
-        state.next_run_at = now + IDLE_WAIT
+        state.next_run_at = now + idle_wait(project)
         return Iteration(Outcome.IDLE, round_number)
     found_any = Match.objects.filter(project=project, round=round_number, user_b__isnull=False).exists()
     state.current_round = round_number + 1
     # A round of nothing but unmatched tries would repeat itself: wait for an event (or IDLE_WAIT).
-    state.next_run_at = None if found_any else now + IDLE_WAIT
+    state.next_run_at = None if found_any else now + idle_wait(project)
     return Iteration(Outcome.ROUND_ADVANCED, state.current_round)
 
 

@@ -6,7 +6,7 @@ from django.db.models import Q
 from django.db.models.functions import Greatest, Least
 from pgvector.django import HnswIndex, VectorField
 
-from bots.models import Chat, Turn
+from bots.models import Chat, Message, Turn
 from tenants.models import Project
 
 # The column is sized for the offline encoder (and any endpoint model run with EMBEDDING_DIM=512);
@@ -107,7 +107,7 @@ class Match(models.Model):
         REJECTED = "rejected", "Rejected"
         UNMATCHED = "unmatched", "Unmatched attempt"
 
-    # A user in one of these is neither picked nor offered as a candidate.
+    # Open introductions: a user with the project's limit of these is neither picked nor offered.
     OPEN = (Status.PENDING, Status.QUALIFIED, Status.A_ACCEPTED, Status.B_ACCEPTED)
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="matches")
@@ -117,10 +117,14 @@ class Match(models.Model):
     similarity = models.FloatField(null=True, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices)
     reason = models.TextField(blank=True, help_text="The qualifier's explanation (operators only).")
+    verdict = models.JSONField(
+        null=True, blank=True, help_text="The qualifier's full structured verdict (what fits, what may not)."
+    )
     introduced_at = models.DateTimeField(null=True, blank=True)
     a_contact_sent_at = models.DateTimeField(null=True, blank=True)
     b_contact_sent_at = models.DateTimeField(null=True, blank=True)
     decided_at = models.DateTimeField(null=True, blank=True, help_text="When the qualifier decided.")
+    first_accepted_at = models.DateTimeField(null=True, blank=True, help_text="When the first of the two accepted.")
     closed_at = models.DateTimeField(null=True, blank=True, help_text="When it was connected or rejected.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -152,6 +156,80 @@ class Match(models.Model):
 
     def __str__(self) -> str:
         return f"match #{self.pk} ({self.status})"
+
+
+class MatchOutcome(models.Model):
+    """What one side of a connected match said afterwards: did they talk, did it work out, and why not.
+
+    The row is also the timer of the question (ask_at, swept by beat). It outlives its match: a pair with a
+    "did not work out" answer is never introduced again, whatever happens to the match row.
+    """
+
+    class Reason(models.TextChoices):
+        SKILLS = "skills", "Skills did not fit"
+        SENIORITY = "seniority", "Seniority did not fit"
+        RATES = "rates", "Rates or budget"
+        LOCATION_FORMAT = "location_format", "Location or work format"
+        NO_REPLY = "no_reply", "No reply"
+        OTHER = "other", "Other"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="match_outcomes")
+    match = models.ForeignKey(Match, null=True, blank=True, on_delete=models.SET_NULL, related_name="outcomes")
+    profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="outcomes_given")
+    other = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="outcomes_received")
+    ask_at = models.DateTimeField(help_text="When the question goes out (the beat sweep sends it).")
+    asked_at = models.DateTimeField(null=True, blank=True)
+    talked = models.BooleanField(null=True, blank=True)
+    worked_out = models.BooleanField(null=True, blank=True)
+    reason = models.CharField(max_length=32, choices=Reason.choices, blank=True)
+    reason_given = models.BooleanField(default=False, help_text="The reason question was answered (or skipped).")
+    answered_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["match", "profile"], name="match_outcome_once_per_side"),
+        ]
+        indexes = [
+            models.Index(fields=["ask_at"], condition=Q(asked_at__isnull=True), name="match_outcome_due"),
+            models.Index(fields=["profile", "other"], name="match_outcome_pair"),
+        ]
+
+    def __str__(self) -> str:
+        return f"outcome of match #{self.match_id} by {self.profile_id}"
+
+    @property
+    def summary(self) -> str:
+        if self.talked is None and self.worked_out is None:
+            return "asked, no answer yet" if self.asked_at else "not asked yet"
+        parts = ["talked" if self.talked else "did not talk" if self.talked is False else "talk unknown"]
+        if self.worked_out is not None:
+            parts.append("worked out" if self.worked_out else "did not work out")
+        if self.reason:
+            parts.append(f"reason: {self.get_reason_display()}")
+        return ", ".join(parts)
+
+
+class CvDocument(models.Model):
+    """A CV the user sent to the bot: the file as received and the text extracted from it."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="matching_cvs")
+    profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="cvs")
+    source_message = models.OneToOneField(
+        Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", help_text="The user's message."
+    )
+    file = models.FileField(upload_to="matching/cv/%Y/%m/")
+    file_name = models.CharField(max_length=255, blank=True)
+    mime_type = models.CharField(max_length=100, blank=True)
+    size = models.PositiveIntegerField(default=0)
+    text = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "CV"
+
+    def __str__(self) -> str:
+        return self.file_name or f"CV #{self.pk}"
 
 
 class Broadcast(models.Model):

@@ -22,7 +22,10 @@ from bots.llm.types import CallContext
 from bots.models import Generation
 from matching.consent import match_introduce
 from matching.matcher import matching_wake
-from matching.models import Match, Profile
+from matching.models import Match, MatchOutcome, Profile
+from matching.outcomes import outcome_history
+from matching.selectors import open_introduction_limit
+from tenants.models import Project
 
 logger = logging.getLogger(__name__)
 
@@ -39,17 +42,57 @@ SYSTEM = (
     "practical conditions (location, remote or office, employment type, rates or budget, availability) do not "
     "clearly contradict each other. Disqualify when they want the same thing from each other (two seekers of "
     "the same job), when the fields or stacks differ in substance, or when a condition is a clear deal-breaker. "
-    "Private observations are the matchmaker's notes about each person: use them, but never quote them.\n"
-    "Answer with the verdict and one or two sentences of reason for the operators."
+    "Private observations are the matchmaker's notes about each person: use them, but never quote them. "
+    "Earlier introductions and what the people said about them afterwards are listed under each person: learn "
+    "from them (a rejection for rates means rates matter to that person).\n"
+    "Explain the verdict: the skills that fit, how seniority, location and format, and rates compare, and what "
+    "may not fit. for_a is written to person A about person B, for_b to person B about person A, in %(language)s, "
+    "one or two friendly sentences on why the other may fit them. Never write names, usernames, links, e-mail "
+    "addresses or phone numbers anywhere: the two people stay anonymous until both accept."
 )
+LANGUAGE_NAMES = {"en": "English", "ru": "Russian"}
+LIST_LIMIT = 8
+ITEM_LIMIT = 120
+TEXT_LIMIT = 400
 
 
 class QualificationVerdict(BaseModel):
     qualified: bool = Field(description="True when both people would plausibly want to talk to each other.")
     reason: str = Field(description="One or two sentences explaining the verdict, for the operators.")
+    fitting_skills: list[str] = Field(
+        default_factory=list, description="Skills or technologies one side needs and the other has (short names)."
+    )
+    seniority: str = Field(default="", description="How the seniority levels compare; empty when unknown.")
+    location_and_format: str = Field(default="", description="How location and work format compare.")
+    rates: str = Field(default="", description="How rates or salary and budget compare; empty when unknown.")
+    concerns: list[str] = Field(default_factory=list, description="What may not fit, short phrases; may be empty.")
+    for_a: str = Field(default="", description="To person A about person B: why B may fit (no names, no contacts).")
+    for_b: str = Field(default="", description="To person B about person A: why A may fit (no names, no contacts).")
+
+    def clamped(self) -> dict:
+        """The verdict as stored: lists and texts cut to sane sizes (model output is never trusted whole)."""
+
+        def items(values: list[str]) -> list[str]:
+            return [value.strip()[:ITEM_LIMIT] for value in values if value and value.strip()][:LIST_LIMIT]
+
+        return {
+            "qualified": self.qualified,
+            "reason": self.reason.strip()[:REASON_LIMIT],
+            "fitting_skills": items(self.fitting_skills),
+            "seniority": self.seniority.strip()[:TEXT_LIMIT],
+            "location_and_format": self.location_and_format.strip()[:TEXT_LIMIT],
+            "rates": self.rates.strip()[:TEXT_LIMIT],
+            "concerns": items(self.concerns),
+            "for_a": self.for_a.strip()[:TEXT_LIMIT],
+            "for_b": self.for_b.strip()[:TEXT_LIMIT],
+        }
 
 
-def _describe(label: str, profile: Profile) -> str:
+def qualification_system(project: Project) -> str:
+    return SYSTEM % {"language": LANGUAGE_NAMES.get(project.language, "English")}
+
+
+def _describe(label: str, profile: Profile, history: list[str]) -> str:
     fields = [
         ("role", profile.get_role_display()),
         ("summary", profile.summary),
@@ -61,12 +104,18 @@ def _describe(label: str, profile: Profile) -> str:
         ("private observations", profile.private_observations),
     ]
     lines = [f"{name}: {value}" for name, value in fields if value]
+    if history:
+        lines.append("earlier introductions and their outcomes:")
+        lines.extend(f"- {entry}" for entry in history)
     return f"Person {label}\n" + "\n".join(lines)
 
 
 def qualification_prompt(match: Match) -> str:
     assert match.user_b is not None
-    return f"{_describe('A', match.user_a)}\n\n{_describe('B', match.user_b)}"
+    project = match.project
+    a_history = outcome_history(project=project, profile=match.user_a)
+    b_history = outcome_history(project=project, profile=match.user_b)
+    return f"{_describe('A', match.user_a, a_history)}\n\n{_describe('B', match.user_b, b_history)}"
 
 
 def qualification_run(generation: Generation) -> None:
@@ -80,27 +129,28 @@ def qualification_run(generation: Generation) -> None:
         return  # already decided (a re-run after a lost lease), or an operator changed it
     result = structured_output(
         response_model=QualificationVerdict,
-        system=SYSTEM,
+        system=qualification_system(match.project),
         user=qualification_prompt(match),
         chain=resolve_chain(project=match.project, slot="extract"),
         context=CallContext(purpose="qualification", project_id=match.project_id, generation_id=generation.pk),
         max_tokens=MAX_TOKENS,
         temperature=0.0,
     )
-    verdict = result.output
-    match_decide(match=match, qualified=verdict.qualified, reason=verdict.reason)
+    verdict = result.output.clamped()
+    match_decide(match=match, qualified=verdict["qualified"], reason=verdict["reason"], verdict=verdict)
 
 
-def match_decide(*, match: Match, qualified: bool, reason: str) -> bool:
+def match_decide(*, match: Match, qualified: bool, reason: str, verdict: dict | None = None) -> bool:
     """pending -> qualified (then both users are introduced) | disqualified; False when already decided."""
     status = Match.Status.QUALIFIED if qualified else Match.Status.DISQUALIFIED
     now = timezone.now()
+    verdict = verdict or {}
     decided = Match.objects.filter(pk=match.pk, status=Match.Status.PENDING).update(
-        status=status, reason=reason.strip()[:REASON_LIMIT], decided_at=now, updated_at=now
+        status=status, reason=reason.strip()[:REASON_LIMIT], verdict=verdict, decided_at=now, updated_at=now
     )
     if not decided:
         return False
-    match.status = status
+    match.status, match.verdict = status, verdict
     logger.info("match %s", status, extra={"project_id": match.project_id, "match_id": match.pk})
     if qualified:
         match_introduce(match=match)
@@ -134,18 +184,26 @@ def qualification_finished(generation: Generation) -> None:
 
 
 def match_requalify(*, match: Match) -> bool:
-    """Operators: decide a pending or disqualified match again; refused when a user has another open match."""
+    """Operators: decide a pending or disqualified match again; refused when a user is at the open-introduction
+    limit or the pair already said it did not work out."""
     from bots.tasks import generations_kick
 
     now = timezone.now()
-    users = [match.user_a_id, match.user_b_id]
+    if match.user_b_id is None:
+        return False
+    limit = open_introduction_limit(match.project)
     with transaction.atomic():
-        busy = (
-            Match.objects.filter(Q(user_a_id__in=users) | Q(user_b_id__in=users), status__in=Match.OPEN)
-            .exclude(pk=match.pk)
-            .exists()
+        others_open = Match.objects.filter(status__in=Match.OPEN).exclude(pk=match.pk)
+        busy = any(
+            others_open.filter(Q(user_a_id=user) | Q(user_b_id=user)).count() >= limit
+            for user in (match.user_a_id, match.user_b_id)
         )
-        if busy or match.user_b_id is None:
+        failed_pair = MatchOutcome.objects.filter(
+            Q(profile_id=match.user_a_id, other_id=match.user_b_id)
+            | Q(profile_id=match.user_b_id, other_id=match.user_a_id),
+            worked_out=False,
+        ).exists()
+        if busy or failed_pair:
             return False
         reopened = Match.objects.filter(
             pk=match.pk, project_id=match.project_id, status__in=[Match.Status.PENDING, Match.Status.DISQUALIFIED]

@@ -3,17 +3,30 @@
 from celery import shared_task
 
 from matching.broadcasts import broadcast_send
+from matching.cv import cv_read
 from matching.matcher import matching_run
 from matching.models import Broadcast
+from matching.outcomes import outcomes_ask_due
 from matching.selectors import matching_projects_due
 from tenants.models import Project
 
 
 @shared_task(time_limit=60, soft_time_limit=50)
 def matching_tick() -> None:
-    """Beat: start the loop of every matching project that has work to try now."""
+    """Beat: start the loop of every matching project that has work to try now; ask due outcome questions."""
     for project_id in matching_projects_due().values_list("pk", flat=True):
         matching_run_task.delay(project_id)
+    outcomes_ask_task.delay()
+
+
+@shared_task(acks_late=True, time_limit=120, soft_time_limit=100)
+def outcomes_ask_task() -> None:
+    outcomes_ask_due()
+
+
+@shared_task(acks_late=True, time_limit=120, soft_time_limit=100)
+def cv_read_task(message_id: int) -> None:
+    cv_read(message_id=message_id)
 
 
 @shared_task(acks_late=True, time_limit=120, soft_time_limit=100)

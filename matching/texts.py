@@ -22,6 +22,9 @@ PREAMBLE = _(
     "Users may change their profile in words at any time (for example, change my location to Berlin): update "
     "the fields with save_profile. If they were already matching, they are asked to confirm with the button "
     "again.\n"
+    "Users may send their CV as a file: its text then appears in the conversation. Fill every field you can from "
+    "it with save_profile (and complete=true if that is enough), then ask only for what is still missing, in one "
+    "message; do not ask about what the CV already says.\n"
     "Matching runs in the background and the user is notified when someone fits: never promise a match and "
     "never invent people. Use get_profile to read the saved profile when you need it."
 )
@@ -73,9 +76,16 @@ WIPE_KEPT = _("Your profile is kept. Let's continue.")
 WIPE_DONE_NOTICE = _("Profile deleted")
 NOTHING_TO_WIPE = _("There is nothing to delete.")
 
-INTRODUCTION = _(
-    "I found someone who may be a good match for you (%(role)s):\n\n%(summary)s\n\n"
-    "Would you like to connect? If you both accept, I will share your contacts with each other."
+INTRODUCTION_HEAD = _("I found someone who may be a good match for you (%(role)s):\n\n%(summary)s")
+INTRODUCTION_WHY = _("Why it may fit: %(why)s")
+FIT_SKILLS = _("Skills that fit")
+FIT_SENIORITY = _("Seniority")
+FIT_LOCATION_FORMAT = _("Location and format")
+FIT_RATES = _("Rates")
+FIT_CONCERNS = _("Worth checking")
+INTRODUCTION_QUESTION = _(
+    "Would you like to connect? If you both accept, I will share your contacts with each other. "
+    "Until then neither of you sees the other's name or contacts."
 )
 BUTTON_ACCEPT = pgettext_lazy("match", "Accept")
 BUTTON_REJECT = pgettext_lazy("match", "Reject")
@@ -89,3 +99,37 @@ ALREADY_ANSWERED = _("You have already answered.")
 MATCH_CLOSED = _("This match is no longer open.")
 NOT_YOUR_MATCH = _("This match is not yours.")
 SOMEONE = _("them")
+
+OUTCOME_TALKED_QUESTION = _(
+    "Some time ago I connected you with someone. Did you talk with them? Your answer helps me find better "
+    "matches for you."
+)
+BUTTON_TALKED_YES = _("Yes, we talked")
+BUTTON_TALKED_NO = _("No, we did not")
+OUTCOME_WORKED_QUESTION = _("Did it work out?")
+BUTTON_WORKED_YES = _("Yes, it worked out")
+BUTTON_WORKED_NO = _("No, it did not")
+OUTCOME_REASON_QUESTION = _(
+    "Sorry to hear that. What was the main reason? (optional; I will not introduce you to this person again)"
+)
+REASON_LABELS = {
+    "skills": _("Skills"),
+    "seniority": _("Seniority"),
+    "rates": _("Rates or budget"),
+    "location_format": _("Location or format"),
+    "no_reply": _("No reply"),
+    "other": _("Something else"),
+}
+BUTTON_REASON_SKIP = _("Skip")
+OUTCOME_THANKS = _("Thank you, I will take it into account for your next matches.")
+OUTCOME_GLAD = _("Great to hear! Thank you for telling me.")
+OUTCOME_NOTED = _("Noted")
+
+CV_READ = _("[The user sent their CV '%(name)s'. Its text follows.]")
+CV_TOO_LARGE = _("This file is too large (%(size)s MB). Please send a CV of at most %(limit)s MB as PDF, DOCX or TXT.")
+CV_UNSUPPORTED = _("I can read CVs as PDF, DOCX or TXT files. Please send your CV in one of these formats.")
+CV_UNREADABLE = _(
+    "I could not read this file (%(reason)s). Please send your CV as a PDF, DOCX or TXT file, or just tell me "
+    "about yourself."
+)
+CV_DOWNLOAD_FAILED = _("I could not download this file from Telegram. Please try sending it again.")

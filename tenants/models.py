@@ -2,7 +2,7 @@ import secrets
 from decimal import Decimal
 
 from django.conf import settings
-from django.core.validators import MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from simple_history.models import HistoricalRecords
 
@@ -123,6 +123,27 @@ class Project(models.Model):
         validators=[validate_similarity_threshold],
         help_text="Matching: minimum cosine similarity; empty: per embedding model default.",
     )
+    similarity_threshold_seeker = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Matching: threshold when looking for a seeker's counterparts; empty: similarity_threshold.",
+    )  # fmt: skip
+    similarity_threshold_provider = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Matching: threshold when looking for a provider's counterparts; empty: similarity_threshold.",
+    )  # fmt: skip
+    matching_max_open_introductions = models.PositiveSmallIntegerField(
+        default=5, validators=[MinValueValidator(1), MaxValueValidator(100)],
+        help_text="Matching: open introductions a user may have at once; a user at the limit is skipped.",
+    )  # fmt: skip
+    matching_interval_minutes = models.PositiveIntegerField(
+        default=30, validators=[MinValueValidator(1), MaxValueValidator(7 * 24 * 60)],
+        help_text="Matching: how long the loop waits when a round found nobody new (or nobody is active).",
+    )  # fmt: skip
+    matching_paused = models.BooleanField(default=False, help_text="Matching: no new candidates while set.")
+    matching_outcome_delay_hours = models.PositiveIntegerField(
+        default=72, validators=[MaxValueValidator(24 * 90)],
+        help_text="Matching: hours after a connection until both are asked whether it worked out.",
+    )  # fmt: skip
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -135,6 +135,23 @@ def _optional_int(text: str) -> int | None:
         raise SettingInvalid(f"{text.strip()!r} is not a whole number") from None
 
 
+def _count(text: str) -> int:
+    value = _optional_int(text)
+    if value is None or value < 0:
+        raise SettingInvalid("a whole number, 0 or more")
+    return value
+
+
+_BOOLEANS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
+
+
+def _boolean(text: str) -> bool:
+    try:
+        return _BOOLEANS[text.strip().lower()]
+    except KeyError:
+        raise SettingInvalid(f"{text.strip()!r} is not yes or no (true/false, on/off, 1/0)") from None
+
+
 def _optional_decimal(text: str) -> Decimal | None:
     if not text.strip():
         return None
@@ -220,6 +237,12 @@ PROJECT_SETTINGS: dict[str, ProjectSetting] = {
         ProjectSetting("quiet_hours_end", _optional_time),
         ProjectSetting("timezone", _timezone),
         ProjectSetting("similarity_threshold", _optional_float),
+        ProjectSetting("similarity_threshold_seeker", _optional_float),
+        ProjectSetting("similarity_threshold_provider", _optional_float),
+        ProjectSetting("matching_max_open_introductions", _count),
+        ProjectSetting("matching_interval_minutes", _count),
+        ProjectSetting("matching_paused", _boolean, lambda value: "yes" if value else "no"),
+        ProjectSetting("matching_outcome_delay_hours", _count),
     ]
 }
 

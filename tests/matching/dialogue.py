@@ -12,13 +12,15 @@ from bots.chat_processing import chat_process
 from bots.generations import generations_process_due
 from bots.intake import update_receive
 from bots.llm.embeddings import OFFLINE_MODEL_ID
-from bots.models import Chat
+from bots.models import Chat, Message
+from matching.cv import cv_read
 from matching.models import PROFILE_VECTOR_DIM, Profile
-from tests.telegram_updates import text_update, user
+from tests.telegram_updates import message_update, text_update, user
 
 _callback_ids = itertools.count(1)
 _update_ids = itertools.count(900_000)
 _clock = itertools.count(1)
+_file_ids = itertools.count(1)
 
 
 def sender(chat_id: int, username: str | None = None, language_code: str = "en") -> dict:
@@ -35,6 +37,59 @@ def say(project, chat_id: int, text: str, *, username: str | None = None) -> Cha
     """A private message, processed like chat_process_task + generations_process_due_task would."""
     result = update_receive(project=project, payload=text_update(chat_id, text, sender=sender(chat_id, username)))
     chat = Chat.objects.get(pk=result.chat_id)
+    chat_process(chat_id=chat.pk)
+    generations_process_due(chat=chat)
+    return chat
+
+
+def document_update(
+    chat_id: int,
+    *,
+    file_id: str,
+    file_name: str,
+    mime_type: str,
+    file_size: int | None,
+    caption: str | None = None,
+    username: str | None = None,
+) -> dict:
+    document = {"file_id": file_id, "file_unique_id": f"u-{file_id}", "file_name": file_name, "mime_type": mime_type}
+    if file_size is not None:
+        document["file_size"] = file_size
+    fields: dict = {"document": document}
+    if caption is not None:
+        fields["caption"] = caption
+    return message_update(chat_id, sender=sender(chat_id, username), **fields)
+
+
+def file_on_telegram(fake_telegram, content: bytes, file_name: str) -> str:
+    """A file the fake Telegram serves through getFile + download; returns its file_id."""
+    file_id = f"doc-{next(_file_ids)}"
+    fake_telegram.add_file(file_id, content, f"documents/{file_id}/{file_name}")
+    return file_id
+
+
+def send_document(
+    project,
+    fake_telegram,
+    chat_id: int,
+    content: bytes,
+    *,
+    file_name: str,
+    mime_type: str,
+    caption: str | None = None,
+    declared_size: int | None = None,
+) -> Chat:
+    """A document message, processed like the worker would: intake, the CV read, then the agent's turn."""
+    file_id = file_on_telegram(fake_telegram, content, file_name)
+    size = len(content) if declared_size is None else declared_size
+    payload = document_update(
+        chat_id, file_id=file_id, file_name=file_name, mime_type=mime_type, file_size=size, caption=caption
+    )
+    result = update_receive(project=project, payload=payload)
+    chat = Chat.objects.get(pk=result.chat_id)
+    chat_process(chat_id=chat.pk)
+    document_message = Message.objects.filter(chat=chat).exclude(files=[]).latest("pk")
+    cv_read(message_id=document_message.pk)
     chat_process(chat_id=chat.pk)
     generations_process_due(chat=chat)
     return chat

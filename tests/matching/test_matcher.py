@@ -79,7 +79,14 @@ def test_a_user_who_joins_mid_round_is_tried_in_that_round(alpha):
     assert newcomer.matches_as_a.get().round == 1
 
 
+def one_open_introduction(project) -> None:
+    """The reference's strictest setting: a user in an open match is neither picked nor offered."""
+    project.matching_max_open_introductions = 1
+    project.save()
+
+
 def test_a_round_with_pairs_goes_on_into_the_next_round_at_once(alpha):
+    one_open_introduction(alpha)
     active_profile(alpha, 1, SEEKER, toward(0, 1.0, 1))
     active_profile(alpha, 2, PROVIDER, toward(0, 0.9, 2))
     active_profile(alpha, 3, SEEKER, axis(3).tolist())  # fits nobody
@@ -143,7 +150,8 @@ def test_profiles_of_another_tenant_are_never_candidates(alpha, beta):
 
 
 @pytest.mark.parametrize("status", ["pending", "qualified", "a_accepted", "b_accepted"])
-def test_an_open_match_blocks_both_of_its_users(alpha, status):
+def test_an_open_match_blocks_both_of_its_users_at_a_limit_of_one(alpha, status):
+    one_open_introduction(alpha)
     user_a = active_profile(alpha, 1, SEEKER, toward(0, 1.0, 1))
     user_b = active_profile(alpha, 2, PROVIDER, toward(0, 0.95, 2))
     Match.objects.create(project=alpha, user_a=user_a, user_b=user_b, round=0, status=status, similarity=0.95)
@@ -159,6 +167,7 @@ def test_an_open_match_blocks_both_of_its_users(alpha, status):
 
 @pytest.mark.parametrize("status", ["rejected", "connected"])
 def test_a_closed_pair_is_never_offered_again_but_its_users_are_free(alpha, status):
+    one_open_introduction(alpha)
     user_a = active_profile(alpha, 1, SEEKER, toward(0, 1.0, 1))
     user_b = active_profile(alpha, 2, PROVIDER, toward(0, 0.95, 2))
     Match.objects.create(project=alpha, user_a=user_a, user_b=user_b, round=0, status=status, similarity=0.95)

@@ -105,6 +105,8 @@ def test_four_users_complete_profiles_in_conversation_and_meet_their_closest_cou
     assert "Saved profile (state: onboarding: not complete yet):" in second_turn
     assert "roles: seeker" in second_turn
 
+    alpha.matching_max_open_introductions = 1  # each meets only their closest counterpart
+    alpha.save()
     for chat_id, *_ in users:
         press(alpha, chat_id, "match:activate")
     press(beta, 104, "match:activate")

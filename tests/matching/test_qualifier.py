@@ -115,7 +115,9 @@ def test_a_failing_qualification_is_retried_later_then_given_up(alpha, fake_llm)
     assert not Generation.objects.filter(target_id=match.pk, status="pending").exists()
 
 
-def test_an_operator_can_requalify_a_disqualified_match_unless_a_user_is_busy(alpha, fake_llm):
+def test_an_operator_can_requalify_a_disqualified_match_unless_a_user_is_at_the_limit(alpha, fake_llm):
+    alpha.matching_max_open_introductions = 1
+    alpha.save()
     match = candidate_pair(alpha)
     fake_llm.openai.push(verdict(False))
     generations_process_due()
@@ -128,13 +130,15 @@ def test_an_operator_can_requalify_a_disqualified_match_unless_a_user_is_busy(al
     generations_process_due()
     other = active_profile(alpha, 3, Profile.Role.PROVIDER, toward(0, 0.8, 3))
     Match.objects.create(project=alpha, user_a=match.user_a, user_b=other, round=9, status=Match.Status.QUALIFIED)
-    assert not match_requalify(match=match)  # its seeker is in another open match
+    assert not match_requalify(match=match)  # its seeker is in another open match: at the limit of one
     assert Match.objects.get(pk=match.pk).status == Match.Status.DISQUALIFIED
 
 
 def test_a_user_who_blocked_the_bot_is_never_offered_and_an_introduction_to_them_closes_the_match(
     alpha, fake_llm, fake_telegram
 ):
+    alpha.matching_max_open_introductions = 1
+    alpha.save()
     match = candidate_pair(alpha)
     fake_telegram.block_chat(alpha.bot_token, 2)
     fake_llm.openai.push(verdict(True))
