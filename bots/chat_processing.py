@@ -55,7 +55,7 @@ def chat_process(*, chat_id: int) -> Generation | None:
     replies: list[str] = []
     generation = None
     with transaction.atomic():
-        chat = Chat.objects.select_for_update().select_related("project").filter(pk=chat_id).first()
+        chat = Chat.objects.select_for_update(of=("self",)).select_related("project").filter(pk=chat_id).first()
         if chat is None:
             return None
         log_context_bind(project_id=chat.project_id, chat_id=chat.telegram_chat_id)

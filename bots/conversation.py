@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from bots.agent import AgentResult, agent_run_async
@@ -55,7 +55,10 @@ def _log_extra(chat: Chat, **more: Any) -> dict[str, Any]:
 
 
 def unanswered_messages(chat: Chat) -> QuerySet[Message]:
-    return chat.messages.filter(turn__isnull=True, needs_reply=True).order_by("created_at", "pk")
+    """In the user's order (Telegram's message_id), whatever order concurrent deliveries were stored in."""
+    return chat.messages.filter(turn__isnull=True, needs_reply=True).order_by(
+        F("telegram_message_id").asc(nulls_last=True), "pk"
+    )
 
 
 def describe_message(message: Message) -> str:

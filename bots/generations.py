@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import IntegrityError, InterfaceError, OperationalError, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import Max, Q, Sum
 from django.utils import timezone
 
@@ -34,6 +34,7 @@ from tenants.models import Project
 logger = logging.getLogger(__name__)
 
 WEEK_SECONDS = 604800
+SCHEDULER_LOCK = 0x5C4D  # first key of the advisory lock that lets one budget scheduler per project run
 MAX_ATTEMPTS = 3
 # Over its weekly cap a project's background work waits; it is looked at again this often.
 CAP_RECHECK = timedelta(hours=1)
@@ -87,7 +88,10 @@ def generation_schedule(
         # budget there is no spacing (no slot to take): then schedulers of one project need not queue on
         # its row, which a burst of hundreds of chats would otherwise serialise on.
         if project.weekly_budget_usd:
-            Project.objects.select_for_update().filter(pk=project.pk).first()
+            # A transaction-scoped advisory lock, not the project's row: per-message paths lock chat rows,
+            # and a tuple lock on the project row taken after them deadlocked concurrent turns of a project.
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [SCHEDULER_LOCK, project.pk])
         if chat is not None and kind in TURN_KINDS:
             active = Generation.objects.filter(chat=chat, kind__in=TURN_KINDS, status__in=Generation.ACTIVE).first()
             if active is not None:

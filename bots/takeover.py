@@ -49,7 +49,7 @@ def chat_operator_reply(*, chat: Chat, text: str, operator: str) -> Turn:
     if len(text) > MAX_OPERATOR_REPLY_CHARS:
         raise _refuse(chat, operator, f"the reply is longer than {MAX_OPERATOR_REPLY_CHARS} characters")
     with transaction.atomic():
-        locked = Chat.objects.select_for_update().select_related("project").get(pk=chat.pk)
+        locked = Chat.objects.select_for_update(of=("self",)).select_related("project").get(pk=chat.pk)
         if locked.paused_at is None:
             raise _refuse(locked, operator, "take the chat over first: the bot is answering it")
         if locked.blocked_at is not None:

@@ -22,8 +22,9 @@ LLM_REQUEST_TIMEOUT_SECONDS = env.float("LLM_REQUEST_TIMEOUT_SECONDS", default=6
 EMBEDDING_MODEL = env.str("EMBEDDING_MODEL", default="")
 EMBEDDING_DIM = env.int("EMBEDDING_DIM", default=512)
 
-# Generation queue: a running generation's lease, extended by a heartbeat; a dead worker's expires.
-GENERATION_LEASE_SECONDS = env.float("GENERATION_LEASE_SECONDS", default=60.0)
+# Generation queue: a running generation's lease, extended by a heartbeat every quarter of it; a dead
+# worker's expires, and the beat sweep (every 10 s) gives the generation back: a crash costs at most ~20 s.
+GENERATION_LEASE_SECONDS = env.float("GENERATION_LEASE_SECONDS", default=10.0)
 
 # A model missing from the price table (Model prices in the admin) is counted at this price, not at $0,
 # so that budgets and caps still work; the console warns about it. USD per million tokens.
