@@ -17,8 +17,9 @@ from config import backups
 from config.backups import backups_list, backups_prune
 from config.tasks import backup_scheduled
 from knowledge.models import Chunk, Source
-from knowledge.pipeline import crawl_job_create, crawl_job_run
+from knowledge.pipeline import crawl_job_run
 from knowledge.search import bm25_stats_cache_clear, knowledge_search
+from knowledge.services import crawl_job_create
 from knowledge.vector_store import collection_drop, collection_exists, collection_name
 from leads.models import Lead
 from matching.models import Profile
