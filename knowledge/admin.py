@@ -30,7 +30,7 @@ class SourceAdmin(ProjectScopedAdmin):
 
 @admin.register(CrawlJob)
 class CrawlJobAdmin(ReadOnlyAdminMixin, ProjectScopedAdmin):
-    list_display = ["pk", "project", "status", "phase", "progress", "chunks_uploaded", "created_at", "finished_at"]
+    list_display = ["__str__", "project", "status", "phase", "progress", "chunks_uploaded", "created_at", "finished_at"]
     list_filter = ["project", "status"]
     readonly_fields = ["project", "status", "phase", "progress", "chunks_uploaded", "recrawl", "semantic_chunking",
                        "error", "created_at", "started_at", "heartbeat_at", "finished_at"]  # fmt: skip
