@@ -15,11 +15,14 @@ from tenants.selectors import projects_for_user
 
 @admin.register(Generation)
 class GenerationAdmin(ReadOnlyAdminMixin, ProjectScopedAdmin):
-    list_display = ["__str__", "project", "kind", "status", "scheduled_for", "finished_at", "attempts", "tokens_in",
-                    "tokens_out", "cost_usd"]  # fmt: skip
+    list_display = ["__str__", "project", "status", "scheduled_for", "finished_at", "attempts", "tokens", "cost_usd"]
     list_filter = ["project", "kind", "status"]
     date_hierarchy = "scheduled_for"
     change_list_template = "admin/bots/generation/change_list.html"
+
+    @admin.display(description="tokens in · out")
+    def tokens(self, generation: Generation) -> str:
+        return f"{generation.tokens_in} · {generation.tokens_out}"
 
     def get_urls(self) -> list[URLPattern]:
         spend = self.admin_site.admin_view(self.spend_view)
@@ -35,10 +38,14 @@ class GenerationAdmin(ReadOnlyAdminMixin, ProjectScopedAdmin):
 
 @admin.register(LLMCall)
 class LLMCallAdmin(ReadOnlyAdminMixin, ProjectScopedAdmin):
-    list_display = ["created_at", "project", "purpose", "model", "method", "status", "attempt", "tokens_in",
-                    "tokens_cached", "tokens_out", "latency_ms", "cost_usd"]  # fmt: skip
+    list_display = ["created_at", "project", "purpose", "model", "status", "attempt", "tokens", "latency_ms",
+                    "cost_usd"]  # fmt: skip
     list_filter = ["project", "purpose", "status", "provider"]
     date_hierarchy = "created_at"
+
+    @admin.display(description="tokens in · cached · out")
+    def tokens(self, call: LLMCall) -> str:
+        return f"{call.tokens_in} · {call.tokens_cached} · {call.tokens_out}"
 
 
 @admin.register(ModelPrice)

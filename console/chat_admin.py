@@ -67,7 +67,7 @@ class ChatAdmin(ProjectScopedAdmin):
     def messages_count(self, chat: Chat) -> int:
         return chat.messages_total
 
-    @admin.display(description="Without the model's answer", ordering="not_answered")
+    @admin.display(description="Not answered", ordering="not_answered")
     def unanswered_turns(self, chat: Chat) -> str:
         """Turns that failed, were paused or got the safe reply: marked here so that a glance tells."""
         if not chat.not_answered:

@@ -87,7 +87,7 @@ class PageReportInline(admin.TabularInline):
 
 @admin.register(CrawlJob)
 class CrawlJobAdmin(ReadOnlyAdminMixin, ProjectScopedAdmin):
-    list_display = ["pk", "project", "status_badge", "phase", "report_summary", "chunks_uploaded", "created_at",
+    list_display = ["__str__", "project", "status_badge", "phase", "report_summary", "chunks_uploaded", "created_at",
                     "finished_at"]  # fmt: skip
     list_filter = ["project", "status", "scheduled"]
     readonly_fields = ["project", "status_badge", "phase", "report_summary", "progress", "error", "duration",

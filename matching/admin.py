@@ -111,8 +111,8 @@ VERDICT_LABELS = [
 
 @admin.register(Match)
 class MatchAdmin(ReadOnlyAdminMixin, ProjectScopedAdmin):
-    list_display = ["pk", "project", "user_a", "user_b", "status", "round", "similarity", "created_at", "decided_at",
-                    "outcome"]  # fmt: skip
+    list_display = ["__str__", "project", "user_a", "user_b", "status", "round", "similarity", "created_at",
+                    "decided_at", "outcome"]  # fmt: skip
     list_filter = ["status", "round", "project"]
     list_select_related = ["project", "user_a__chat", "user_b__chat"]
     search_fields = ["user_a__chat__username", "user_b__chat__username", "reason"]
@@ -179,7 +179,7 @@ class BroadcastDeliveryInline(ScopedInlineMixin, ReadOnlyAdminMixin, TabularInli
 
 @admin.register(Broadcast)
 class BroadcastAdmin(ReadOnlyAdminMixin, ProjectScopedAdmin):
-    list_display = ["pk", "project", "created_at", "created_by", "finished_at", "sent", "failed"]
+    list_display = ["__str__", "project", "created_at", "created_by", "finished_at", "sent", "failed"]
     list_filter = ["project"]
     inlines = [BroadcastDeliveryInline]
 

@@ -50,6 +50,8 @@ def test_dev_runner_serves_admin_and_health_with_all_processes_alive(redis_url, 
         assert get(f"{base}/admin/login/").status_code == 200
 
         wait_until(lambda: b"beat: Starting" in log.read_bytes(), 60, "celery beat", log)
+        # The banner comes once /healthz answers and again when /readyz does, after the process logs.
+        wait_until(lambda: "Switchboard ready" in log.read_text(), 60, "the banner once ready", log)
         output = log.read_text()
         assert "username: admin" in output
         assert f"{base}/admin/" in output

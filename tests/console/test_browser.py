@@ -207,7 +207,13 @@ def test_every_console_page_renders_as_one_product(page, project_a, project_b, f
         screenshot(page, f"page-{name}.png")
     # The 1366 px laptop: nothing of the console pages is cut off sideways.
     page.set_viewport_size({"width": 1366, "height": 900})
-    for name in ("project", "dashboard", "transcript", "chats", "llm-calls", "leads"):
+    for name in ("project", "dashboard", "transcript", "chats", "llm-calls", "generations", "leads", "turn-traces"):
         page.goto(pages[name])
         overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
         assert overflow <= 0, f"{name} is {overflow} px wider than a 1366 px screen"
+        # Nor does a list hide columns in a sideways scroller.
+        hidden = page.evaluate(
+            "Math.max(0, ...[...document.querySelectorAll('#result_list')].map("
+            "t => t.scrollWidth - t.parentElement.clientWidth))"
+        )
+        assert hidden <= 1, f"{name}: {hidden} px of its list are scrolled out of sight at 1366 px"
