@@ -2,9 +2,12 @@ from django.contrib import admin
 from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+from unfold.admin import ModelAdmin
 
 from bots import trace_admin  # noqa: F401  (registers the per-turn trace admin, kept in its own module)
-from bots.models import Generation, LLMCall, ModelPrice
+from bots.models import Generation, LLMCall, ModelPrice, QuarantinedUpdate
 from bots.selectors import spend_by_week
 from tenants.admin_scoping import ProjectScopedAdmin, ReadOnlyAdminMixin
 from tenants.selectors import projects_for_user
@@ -12,7 +15,7 @@ from tenants.selectors import projects_for_user
 
 @admin.register(Generation)
 class GenerationAdmin(ReadOnlyAdminMixin, ProjectScopedAdmin):
-    list_display = ["pk", "project", "kind", "status", "scheduled_for", "finished_at", "attempts", "tokens_in",
+    list_display = ["__str__", "project", "kind", "status", "scheduled_for", "finished_at", "attempts", "tokens_in",
                     "tokens_out", "cost_usd"]  # fmt: skip
     list_filter = ["project", "kind", "status"]
     date_hierarchy = "scheduled_for"
@@ -39,7 +42,7 @@ class LLMCallAdmin(ReadOnlyAdminMixin, ProjectScopedAdmin):
 
 
 @admin.register(ModelPrice)
-class ModelPriceAdmin(admin.ModelAdmin):
+class ModelPriceAdmin(ModelAdmin):
     list_display = ["model", "input_per_million", "cached_input_per_million", "output_per_million", "updated_at"]
     search_fields = ["model"]
 
@@ -47,3 +50,32 @@ class ModelPriceAdmin(admin.ModelAdmin):
         return request.user.is_superuser  # prices are platform-wide, not a tenant's
 
     has_add_permission = has_delete_permission = has_change_permission
+
+
+@admin.register(QuarantinedUpdate)
+class QuarantinedUpdateAdmin(ReadOnlyAdminMixin, ProjectScopedAdmin):
+    """Webhook bodies the code could not store: answered 200 (so Telegram stopped retrying), kept here raw."""
+
+    BODY_SHOWN = 20_000  # characters; the whole body stays in the database
+
+    list_display = ["last_received_at", "project", "update_id", "deliveries", "short_error"]
+    list_filter = ["project"]
+    search_fields = ["update_id", "error"]
+    date_hierarchy = "last_received_at"
+    fields = ["project", "update_id", "deliveries", "first_received_at", "last_received_at", "error", "raw_body",
+              "body_sha256"]  # fmt: skip
+    readonly_fields = fields
+
+    @admin.display(description="error")
+    def short_error(self, update: QuarantinedUpdate) -> str:
+        return update.error[:120]
+
+    @admin.display(description="body as received")
+    def raw_body(self, update: QuarantinedUpdate) -> SafeString:
+        body = bytes(update.body)
+        text = body.decode("utf-8", errors="backslashreplace")
+        more = f"\n… {len(text) - self.BODY_SHOWN} more characters" if len(text) > self.BODY_SHOWN else ""
+        return format_html(
+            '<pre style="white-space: pre-wrap; max-height: 40em; overflow: auto">{}{}</pre><p>{} bytes</p>',
+            text[: self.BODY_SHOWN], more, len(body),
+        )  # fmt: skip

@@ -34,6 +34,20 @@ class TranscriptItem:
         return {Turn.Trigger.OPERATOR: "operator", Turn.Trigger.SYSTEM: "system"}.get(self.turn.trigger, "bot")
 
     @property
+    def problem(self) -> str:
+        """ "failed", "fallback" or "paused" for a bot turn whose user did not get the model's own answer."""
+        turn = self.turn
+        if turn is None or turn.trigger not in (Turn.Trigger.USER, Turn.Trigger.TIMER):
+            return "failed" if turn is not None and turn.status == Turn.Status.FAILED else ""
+        if turn.outcome == Turn.Outcome.LLM_FAILED or turn.status == Turn.Status.FAILED:
+            return "failed"
+        if turn.outcome == Turn.Outcome.PAUSED:
+            return "paused"
+        if turn.outcome in (Turn.Outcome.FALLBACK, Turn.Outcome.SAFE_REPLY):
+            return "fallback"
+        return ""
+
+    @property
     def waiting(self) -> bool:
         return self.message is not None and self.message.turn_id is None and self.message.needs_reply
 
@@ -70,7 +84,7 @@ def _tool_steps(blocks: list[dict[str, Any]]) -> list[ToolStep]:
 
 def chat_transcript(*, chat: Chat, limit: int = 300) -> Transcript:
     """The latest `limit` messages and turns of the chat, oldest first."""
-    turns = list(chat.turns.order_by("-created_at", "-pk")[:limit])
+    turns = list(chat.turns.select_related("trace").order_by("-created_at", "-pk")[:limit])
     messages = list(chat.messages.order_by("-created_at", "-pk")[:limit])
     items = [TranscriptItem(at=turn.created_at, turn=turn, tools=_tool_steps(turn.blocks)) for turn in turns]
     items += [TranscriptItem(at=message.created_at, message=message) for message in messages]

@@ -32,7 +32,7 @@ from bots.telegram_outbox import (
 from bots.text_split import split_message
 from bots.texts import LLM_UNAVAILABLE, TEMPORARILY_UNAVAILABLE, in_language
 from bots.toolsets import ToolContext, Toolset
-from bots.turn_traces import turn_trace_record
+from bots.turn_traces import agent_outcome, turn_trace_record, turn_trace_record_unanswered
 from core import metrics
 from core.log_context import log_context_bind
 
@@ -43,6 +43,7 @@ HISTORY_TURNS = 40
 DELIVERY_GIVE_UP_AFTER = timedelta(hours=1)
 REPLAYED_STATUSES = (Turn.Status.SENT, Turn.Status.SILENT, Turn.Status.SEND_UNKNOWN)
 OPEN_STATUSES = (Turn.Status.COMPOSING, Turn.Status.REPLY_READY, Turn.Status.SENDING)
+CAP_REACHED = "weekly cap reached"
 
 
 class TurnFailed(RuntimeError):
@@ -140,17 +141,18 @@ class _Composing:
     thread: list[LLMMessage]
 
 
-def _compose_begin(turn: Turn) -> _Composing | None:
+def _compose_begin(turn: Turn, purpose: str) -> _Composing | None:
     """Database part before the model: the cap, a reply without the model, the thread (None: reply stored)."""
     chat, project = turn.chat, turn.project
     if project_over_weekly_cap(project=project):
         reply = project.unavailable_reply.strip() or in_language(project, TEMPORARILY_UNAVAILABLE)
-        _store_reply(turn, reply=reply, error="weekly cap reached")
+        _store_reply(turn, reply=reply, error=CAP_REACHED, outcome=Turn.Outcome.PAUSED)
+        turn_trace_record_unanswered(turn=turn, purpose=purpose, error=CAP_REACHED)
         return None
     context = ToolContext(project=project, chat=chat, turn=turn)
     toolset = toolset_for(project)
     if (canned := toolset.reply_without_model(context)) is not None:
-        _store_reply(turn, reply=canned)
+        _store_reply(turn, reply=canned, outcome=Turn.Outcome.CANNED)
         return None
     thread = [*chat_thread(chat=chat, exclude_turn=turn), LLMMessage.user_text(turn.user_text)]
     return _Composing(context=context, toolset=toolset, thread=thread)
@@ -163,7 +165,7 @@ def _compose_end(turn: Turn, composing: _Composing, result: AgentResult, purpose
     error = "; ".join(f"tool failed: {failure}" for failure in result.tool_failures)
     _store_reply(
         turn, reply=reply, blocks=messages_to_json(result.exchange), model=result.model, cost=result.cost_usd,
-        markup=markup, error=error,
+        markup=markup, error=error, outcome=agent_outcome(result=result, project=turn.project),
     )  # fmt: skip
     turn_trace_record(turn=turn, result=result, purpose=purpose)
 
@@ -174,7 +176,7 @@ async def turn_compose_async(*, turn: Turn, generation_id: int | None, purpose: 
     Returns False when no LLM backend answered (the stored reply is then an apology).
     """
     chat, project = turn.chat, turn.project
-    composing = await in_db(_compose_begin, turn)
+    composing = await in_db(_compose_begin, turn, purpose)
     if composing is None:
         return True
     try:
@@ -189,15 +191,21 @@ async def turn_compose_async(*, turn: Turn, generation_id: int | None, purpose: 
             )
     except AllBackendsFailed as exc:
         logger.error("no LLM backend answered", extra=_log_extra(chat, turn_id=turn.pk))
-        await in_db(_store_reply, turn, reply=in_language(project, LLM_UNAVAILABLE), error=str(exc))
+        await in_db(_store_failed, turn, reply=in_language(project, LLM_UNAVAILABLE), error=str(exc), purpose=purpose)
         return False
     await in_db(_compose_end, turn, composing, result, purpose)
     return True
 
 
-def _store_reply(turn: Turn, *, reply: str, error: str = "", **fields: Any) -> None:
-    turn.reply, turn.error, turn.status = reply, error[:2000], Turn.Status.REPLY_READY
-    update = {"reply": reply, "error": turn.error, "status": turn.status}
+def _store_failed(turn: Turn, *, reply: str, error: str, purpose: str) -> None:
+    """No model answered: the apology is stored as a failed turn, with a trace of the attempts."""
+    _store_reply(turn, reply=reply, error=error, outcome=Turn.Outcome.LLM_FAILED)
+    turn_trace_record_unanswered(turn=turn, purpose=purpose, error=error)
+
+
+def _store_reply(turn: Turn, *, reply: str, outcome: str, error: str = "", **fields: Any) -> None:
+    turn.reply, turn.error, turn.status, turn.outcome = reply, error[:2000], Turn.Status.REPLY_READY, outcome
+    update = {"reply": reply, "error": turn.error, "status": turn.status, "outcome": outcome}
     if "blocks" in fields:
         update["blocks"] = turn.blocks = fields["blocks"]
     if "model" in fields:

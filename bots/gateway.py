@@ -6,6 +6,7 @@ relies on is checked here too. Anything unreadable becomes `MalformedUpdate`, wh
 with 400 without storing anything.
 """
 
+import math
 import re
 from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
@@ -18,6 +19,8 @@ T = TypeVar("T")
 
 # Ids are stored in PostgreSQL bigint columns and the raw update in jsonb, which refuses NUL characters.
 INT64 = (-(2**63), 2**63 - 1)
+# Real updates nest a few levels (a reply inside a message inside the update); a bomb nests thousands.
+MAX_DEPTH = 32
 HANDLED_KINDS = ("message", "callback_query")
 FILE_KINDS = ("photo", "video", "document", "voice", "video_note", "audio", "animation", "sticker")
 # A leading bot command as Telegram recognises one: `/name` or `/name@botname`, then a space or the end.
@@ -136,15 +139,20 @@ def normalize_update(payload: object) -> IncomingUpdate:
 
 
 def _check_storable(payload: dict[str, Any], update_id: int) -> None:
-    """Refuse what the database cannot store: NUL characters, lone surrogates, integers beyond 64 bits."""
-    pending: list[object] = [payload]
+    """Refuse what the database cannot store: NUL characters, lone surrogates, integers beyond 64 bits,
+    floats that are not finite, nesting deeper than any real update (storing it would recurse in json.dumps)."""
+    pending: list[tuple[object, int]] = [(payload, 1)]
     while pending:  # iterative: a deeply nested payload must not exhaust the stack
-        value = pending.pop()
+        value, depth = pending.pop()
+        if isinstance(value, dict | list) and depth > MAX_DEPTH:
+            raise MalformedUpdate(f"update {update_id} is nested deeper than {MAX_DEPTH} levels")
         if isinstance(value, dict):
-            pending.extend(value.keys())
-            pending.extend(value.values())
+            pending.extend((key, depth) for key in value)
+            pending.extend((item, depth + 1) for item in value.values())
         elif isinstance(value, list):
-            pending.extend(value)
+            pending.extend((item, depth + 1) for item in value)
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise MalformedUpdate(f"update {update_id} contains {value} (JSON has no NaN or Infinity)")
         elif isinstance(value, str):
             if "\x00" in value:
                 raise MalformedUpdate(f"update {update_id} contains a NUL character")

@@ -1,5 +1,6 @@
 """What the webhook (and getUpdates polling) does with an update: validate, store, enqueue. No network."""
 
+import hashlib
 import logging
 from dataclasses import dataclass
 
@@ -10,14 +11,16 @@ from kombu.exceptions import OperationalError as BrokerUnavailable
 from psycopg.types.json import Jsonb
 
 from bots.gateway import IncomingUpdate, normalize_update
-from bots.models import Chat, Message, TelegramUpdate
+from bots.models import Chat, Message, QuarantinedUpdate, TelegramUpdate
 from core import metrics
 from core.log_context import log_context
+from core.log_redaction import redact
 from tenants.models import Project
 
 logger = logging.getLogger(__name__)
 
 ENGINE_COMMANDS = ("/start", "/debug")
+QUARANTINE_ERROR_LIMIT = 4000
 
 
 @dataclass(frozen=True)
@@ -36,11 +39,12 @@ def _chat_upsert(project: Project, incoming: IncomingUpdate) -> Chat:
     profile = {}
     if sender is not None and incoming.chat_type == "private":
         profile = {
-            "user_id": sender.user_id, "username": sender.username, "first_name": sender.first_name,
-            "last_name": sender.last_name, "language_code": sender.language_code,
+            "user_id": sender.user_id, "username": _fit("username", sender.username),
+            "first_name": _fit("first_name", sender.first_name), "last_name": _fit("last_name", sender.last_name),
+            "language_code": _fit("language_code", sender.language_code),
         }  # fmt: skip
     chat = Chat(
-        project=project, telegram_chat_id=incoming.chat_id, chat_type=incoming.chat_type,
+        project=project, telegram_chat_id=incoming.chat_id, chat_type=_fit("chat_type", incoming.chat_type),
         last_user_message_at=timezone.now(), **profile,
     )  # fmt: skip
     Chat.objects.bulk_create(
@@ -50,6 +54,12 @@ def _chat_upsert(project: Project, incoming: IncomingUpdate) -> Chat:
         update_fields=["last_user_message_at", *profile],
     )
     return chat
+
+
+def _fit(field: str, value: str) -> str:
+    """Cut a sender or chat field to its column. Telegram's own values always fit (usernames have at most 32
+    characters, language codes are IETF tags); a longer one is junk that must not cost the user their message."""
+    return value[: Chat._meta.get_field(field).max_length]
 
 
 def _update_store(project: Project, incoming: IncomingUpdate, payload: object) -> int | None:
@@ -101,7 +111,7 @@ def update_receive(*, project: Project, payload: object) -> IntakeResult:
             telegram_message_id=incoming.message_id,
             text=incoming.text,
             command=command,
-            command_args=incoming.command_args[:256] if command else "",
+            command_args=incoming.command_args[: Message._meta.get_field("command_args").max_length] if command else "",
             files=files,
             contact=incoming.contact.to_json() if incoming.contact else None,
             # A file without text is acknowledged without the model; commands are answered by the engine.
@@ -130,3 +140,25 @@ def _enqueue(task: Task, *args: object, extra: dict[str, object], **kwargs: obje
         task.delay(*args, **kwargs)
     except BrokerUnavailable as exc:
         logger.warning("broker unavailable, %s left to the sweep: %s", task.name, exc, extra=extra)
+
+
+def update_quarantine(*, project: Project, body: bytes, update_id: int | None, error: BaseException) -> int:
+    """Keep a body the code could not store, byte for byte, for operators; returns how often it came.
+
+    The webhook's last guard: the update is answered 200 so that Telegram stops retrying what would fail
+    again, and nothing sent is lost. One row per distinct body: a redelivery only counts up.
+    """
+    table = QuarantinedUpdate._meta.db_table
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (project_id, update_id, body_sha256, body, error, deliveries,"
+            " first_received_at, last_received_at) VALUES (%s, %s, %s, %s, %s, 1, %s, %s)"
+            f" ON CONFLICT (project_id, body_sha256) DO UPDATE SET deliveries = {table}.deliveries + 1,"
+            " last_received_at = EXCLUDED.last_received_at RETURNING deliveries",
+            [project.pk, update_id, hashlib.sha256(body).hexdigest(), body,
+             redact(f"{type(error).__name__}: {error}")[:QUARANTINE_ERROR_LIMIT], now, now],
+        )  # fmt: skip
+        [deliveries] = cursor.fetchone()
+    metrics.messages.labels(project=project.slug, stage="quarantined").inc()
+    return deliveries

@@ -4,6 +4,7 @@ from decimal import Decimal
 
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from tenants.models import Project
 
@@ -65,6 +66,29 @@ class TelegramUpdate(models.Model):
         ]
 
 
+class QuarantinedUpdate(models.Model):
+    """A webhook body that passed the secret check but that the code could not store: kept byte for byte for
+    operators, answered 200 so that Telegram stops redelivering it; a redelivery only counts up."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="quarantined_updates")
+    update_id = models.BigIntegerField(null=True, blank=True, help_text="When the body had a readable one.")
+    body_sha256 = models.CharField(max_length=64)
+    # bytea: holds what jsonb and text refuse (NUL characters, invalid UTF-8), so nothing sent is lost.
+    body = models.BinaryField()
+    error = models.TextField(help_text="What failed, secrets redacted.")
+    deliveries = models.PositiveIntegerField(default=1)
+    first_received_at = models.DateTimeField(default=timezone.now)
+    last_received_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "body_sha256"], name="quarantined_update_unique_body"),
+        ]
+
+    def __str__(self) -> str:
+        return f"quarantined update {self.update_id or '?'} ({self.project_id})"
+
+
 class Turn(models.Model):
     """One exchange: the user's combined message(s) or a synthetic trigger, and the bot's reply.
 
@@ -87,6 +111,19 @@ class Turn(models.Model):
         SEND_UNKNOWN = "send_unknown", "Send outcome unknown"
         FAILED = "failed", "Failed"
 
+    class Outcome(models.TextChoices):
+        """How the reply was made: what the transcript marks and the dashboard counts."""
+
+        ANSWERED = "answered", "Answered by the model"
+        FALLBACK = "fallback", "Answered by a fallback model"
+        SAFE_REPLY = "safe_reply", "Safe reply: the tool loop ran out of round-trips"
+        CANNED = "canned", "Answered without the model"
+        LLM_FAILED = "llm_failed", "Failed: no model answered (the user got an apology)"
+        PAUSED = "paused", "Paused: weekly cap reached (the user got the unavailable text)"
+
+    # Outcomes where the user got something other than the model's own answer.
+    NOT_ANSWERED = (Outcome.SAFE_REPLY, Outcome.LLM_FAILED, Outcome.PAUSED)
+
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="turns")
     chat = models.ForeignKey(Chat, on_delete=models.CASCADE, related_name="turns")
     generation = models.ForeignKey("Generation", null=True, blank=True, on_delete=models.SET_NULL)
@@ -100,11 +137,16 @@ class Turn(models.Model):
     model = models.CharField(max_length=200, blank=True)
     cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal(0))
     error = models.TextField(blank=True)
+    # Empty for operator and platform turns, and while composing.
+    outcome = models.CharField(max_length=16, choices=Outcome.choices, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["chat", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"Turn #{self.pk} ({self.get_trigger_display().lower()}, {self.get_status_display().lower()})"
 
 
 class Message(models.Model):
@@ -182,6 +224,9 @@ class Generation(models.Model):
             models.Index(fields=["project", "finished_at"]),
         ]
 
+    def __str__(self) -> str:
+        return f"Generation #{self.pk} ({self.get_kind_display().lower()}, {self.get_status_display().lower()})"
+
 
 class ModelPrice(models.Model):
     """USD per million tokens for one `provider/model`; operators edit these in the admin."""
@@ -194,6 +239,7 @@ class ModelPrice(models.Model):
 
     class Meta:
         ordering = ["model"]
+        verbose_name = "model price"
 
     def __str__(self) -> str:
         return self.model
@@ -224,6 +270,10 @@ class LLMCall(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["project", "created_at"])]
+        verbose_name = "LLM call"
+
+    def __str__(self) -> str:
+        return f"LLM call #{self.pk} ({self.model}, {self.get_status_display()})"
 
 
 class TurnTrace(models.Model):
@@ -246,3 +296,7 @@ class TurnTrace(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["project", "-created_at"])]
+        verbose_name = "turn trace"
+
+    def __str__(self) -> str:
+        return f"Trace of turn #{self.turn_id}"

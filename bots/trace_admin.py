@@ -45,6 +45,14 @@ class TurnTraceAdmin(ReadOnlyAdminMixin, ProjectScopedAdmin):
 
     @staticmethod
     def _step_row(step: dict) -> tuple[str, int, str]:
+        if step.get("kind") == "outcome":
+            return f"outcome: {step.get('outcome') or '-'}", 0, step.get("error", "")
+        if step.get("error"):  # a failed attempt of a turn no model answered
+            return (
+                f"model {step.get('model')} (attempt {step.get('attempt')}, failed)",
+                step.get("ms", 0),
+                step["error"],
+            )
         if step.get("kind") == "tool":
             title = f"tool {step.get('name')}" + (" (error)" if step.get("is_error") else "")
             detail = f"arguments: {json.dumps(step.get('input'), ensure_ascii=False)}\nresult: {step.get('result')}"

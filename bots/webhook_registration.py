@@ -32,6 +32,26 @@ class WebhookRegistrationError(RuntimeError):
     """Telegram refused the token or the webhook; the message never contains the token."""
 
 
+class TokenRejected(WebhookRegistrationError):
+    """Telegram answered that the token is not a bot's (getMe refused): bad input, nothing to save."""
+
+
+def bot_token_check(*, token: str) -> str | None:
+    """Ask Telegram (getMe) whose token this is: the bot's username, or None when Telegram cannot be reached.
+
+    The token's format is checked before (tenants.project_settings); this is the check only Telegram can do.
+    """
+    bot = bot_for_token(token)
+    try:
+        me = run_sync(bot.get_me(), timeout=settings.TELEGRAM_REQUEST_TIMEOUT_SECONDS)
+    except InvalidToken:
+        raise TokenRejected("Telegram rejected the bot token (getMe): copy it again from @BotFather") from None
+    except (NetworkError, TelegramError, TimeoutError) as exc:
+        logger.warning("could not verify a bot token with getMe: %s", redact(str(exc)))
+        return None
+    return me.username or ""
+
+
 def project_register_webhook(*, project: Project) -> WebhookRegistration:
     """Verify the token with getMe, then register the webhook with the project's secret."""
     if not project.bot_token:

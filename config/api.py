@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from bots.api import router as telegram_router
 from config.health import readiness
 from core.metrics import metrics_exposition
+from knowledge.api import router as knowledge_router
 
 api = NinjaAPI(
     title="Switchboard",
@@ -68,3 +69,4 @@ def metrics(request: HttpRequest) -> HttpResponse:
 
 
 api.add_router("", telegram_router)
+api.add_router("", knowledge_router)

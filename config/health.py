@@ -1,6 +1,5 @@
 """Readiness checks of the platform's dependencies: database, Redis and Qdrant."""
 
-import redis
 from django.conf import settings
 from django.db import connection
 
@@ -16,6 +15,9 @@ def check_database() -> None:
 
 
 def check_redis() -> None:
+    # redis-py takes ~0.5 s to import; the URLconf (and so every command's system checks) loads this module.
+    import redis
+
     client = redis.Redis.from_url(
         settings.REDIS_URL, socket_connect_timeout=CHECK_TIMEOUT_SECONDS, socket_timeout=CHECK_TIMEOUT_SECONDS
     )

@@ -10,16 +10,25 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from unfold.admin import ModelAdmin, TabularInline
 
 from bots.generations import project_over_weekly_cap, project_spend_usd
 from bots.selectors import generation_queue_now
 from bots.webhook_registration import WebhookRegistrationError, project_register_webhook
-from console import chat_admin  # noqa: F401  (registers the conversations admin)
+from console import chat_admin, platform_admin  # noqa: F401  (register the conversations and accounts admins)
 from console.charts import bar_list, column_chart, meter
 from console.dashboard import PERIOD_DAYS, PeriodInvalid, dashboard_period, project_dashboard
 from console.forms import MembershipForm, ProjectCrawlForm, ProjectForm
-from console.project_console import crawl_progress, project_system_prompt
-from knowledge.services import crawl_project, crawl_start
+from console.project_console import (
+    crawl_progress,
+    knowledge_sources_summary,
+    project_console_links,
+    project_model_label,
+    project_system_prompt,
+)
+from console.project_health import project_blockers
+from console.project_history import ProjectHistoryAdmin
+from knowledge.services import CrawlInputError, crawl_request
 from leads.lead_group import connect_link
 from matching.funnel import matching_funnel
 from tenants.models import Membership, Project
@@ -32,7 +41,7 @@ admin.site.site_title = "Switchboard console"
 admin.site.index_title = "Operator console"
 
 
-class MembershipInline(admin.TabularInline):
+class MembershipInline(TabularInline):
     """The project's members: owners add, re-role and remove them by username; members see who else is in."""
 
     model = Membership
@@ -53,9 +62,15 @@ class MembershipInline(admin.TabularInline):
         return membership.user.get_username()
 
 
+def usd_label(value: float) -> str:
+    """Cents, or a tenth of a cent for small amounts (a chart of $0.001 days should not read $0.00)."""
+    return f"${value:.2f}" if value >= 0.1 or not value else f"${value:.3f}"
+
+
 @admin.register(Project)
-class ProjectAdmin(admin.ModelAdmin):
+class ProjectAdmin(ProjectHistoryAdmin, ModelAdmin):
     form = ProjectForm
+    list_fullwidth = True
     change_form_template = "admin/tenants/project/change_form.html"
     list_display = ["slug", "name", "kind", "language", "bot_display", "spend_7d", "weekly_budget_usd", "status",
                     "console_links"]  # fmt: skip
@@ -78,6 +93,17 @@ class ProjectAdmin(admin.ModelAdmin):
         ("Record", {"fields": ["created_at", "updated_at", "deleted_at"], "classes": ["collapse"]}),
     ]  # fmt: skip
     inlines = [MembershipInline]
+    # The project console above the settings form, one template per section, in this order. Other areas add
+    # theirs here (a crawl report, golden questions): each gets the `console` context and stays self-contained.
+    console_sections = [
+        "admin/tenants/project/console/banners.html",
+        "admin/tenants/project/console/status.html",
+        "admin/tenants/project/console/prompt.html",
+        "admin/tenants/project/console/knowledge.html",
+        "admin/tenants/project/console/lifecycle.html",
+    ]
+    # Extra cards on the dashboard (a matching funnel, ...): templates that get `project`, `board` and `period`.
+    dashboard_sections: list[str] = []
     actions = ["register_webhook", "crawl_knowledge", "recrawl_knowledge", "soft_delete", "restore"]
     owner_actions = ("soft_delete", "restore")
 
@@ -187,10 +213,11 @@ class ProjectAdmin(admin.ModelAdmin):
 
     def _crawl(self, request: HttpRequest, queryset: QuerySet[Project], *, recrawl: bool) -> None:
         for project in queryset.filter(kind=Project.Kind.SALES):
-            if not project.knowledge_sources.exists():
-                self.message_user(request, f"{project.slug}: no sources yet; add some with New crawl", messages.WARNING)
+            try:
+                job = crawl_request(project=project, all_sources=True, recrawl=recrawl)
+            except CrawlInputError as exc:
+                self.message_user(request, f"Nothing crawled: {exc}", messages.WARNING)
                 continue
-            job = crawl_project(project=project, recrawl=recrawl)
             self.message_user(request, f"{project.slug}: crawl job #{job.pk} started")
 
     @admin.action(description="Delete (soft; can be restored)")
@@ -239,19 +266,21 @@ class ProjectAdmin(admin.ModelAdmin):
         if project is not None:
             spend = project_spend_usd(project=project, since=timezone.now() - timedelta(days=7))
             budget = project.weekly_budget_usd
+            label = f"${spend:.2f} of the ${budget} weekly budget" if budget else f"${spend:.2f}; no weekly budget set"
             extra_context = {
                 **(extra_context or {}),
                 "console": {
                     "project": project,
+                    "sections": self.console_sections,
+                    "links": project_console_links(project=project),
+                    "blockers": project_blockers(project=project),
+                    "model": project_model_label(project=project),
                     "prompt": project_system_prompt(project=project),
                     "connect_link": connect_link(project) if project.kind == Project.Kind.SALES else None,
                     "spend_meter": meter(
-                        float(spend),
-                        float(budget) if budget else None,
-                        title="LLM spend, 7 days",
-                        label=f"${spend:.2f} of " + (f"${budget} weekly budget" if budget else "no weekly budget"),
+                        float(spend), float(budget) if budget else None, title="LLM spend, 7 days", label=label
                     ),
-                    "sources": project.knowledge_sources.all()[:20],
+                    "sources": knowledge_sources_summary(project=project),
                     "crawls": crawl_progress(project=project),
                     "crawl_form": ProjectCrawlForm(),
                     "can_operate": self._role(request, Membership.Role.OPERATOR, project),
@@ -279,12 +308,11 @@ class ProjectAdmin(admin.ModelAdmin):
             self.message_user(request, f"Nothing crawled: {errors}", messages.ERROR)
             return self._back(project)
         urls, sitemap, recrawl = form.cleaned_data["urls"], form.cleaned_data["sitemap"], form.cleaned_data["recrawl"]
-        if urls or sitemap:
-            job = crawl_start(project=project, urls=urls, sitemap=sitemap or None, recrawl=recrawl)
-        elif project.knowledge_sources.exists():
-            job = crawl_project(project=project, recrawl=recrawl)
-        else:
-            self.message_user(request, "Give at least one URL or a sitemap.", messages.ERROR)
+        try:
+            job = crawl_request(project=project, urls=urls, sitemap=sitemap, all_sources=not (urls or sitemap),
+                                recrawl=recrawl)  # fmt: skip
+        except CrawlInputError as exc:
+            self.message_user(request, f"Nothing crawled: {exc}", messages.ERROR)
             return self._back(project)
         self.message_user(request, f"Crawl job #{job.pk} started; its progress updates on this page.")
         return HttpResponseRedirect(reverse("admin:tenants_project_change", args=[project.pk]) + "#knowledge")
@@ -325,16 +353,16 @@ class ProjectAdmin(admin.ModelAdmin):
             ),
             "spend": column_chart(
                 [(day.strftime("%d %b"), float(spend)) for day, spend in board.spend_per_day],
-                title="LLM spend per day (USD)", value_label=lambda v: f"${v:.2f}",
+                title="LLM spend per day (USD)", value_label=usd_label,
                 reference=(f"daily budget ${daily_budget:.2f}", daily_budget) if daily_budget else None,
             ),
             "budget": meter(float(board.spend_usd), float(budget) if budget else None, title="Spend against budget",
-                            label=f"${board.spend_usd:.2f} of " + (f"${budget} (weekly budget over this period)"
-                                                                   if budget else "no budget set")),
+                            label=f"${board.spend_usd:.2f} of ${budget} (the weekly budget over this period)"
+                            if budget else f"${board.spend_usd:.2f}; no weekly budget set"),
             "leads": bar_list(sorted(board.leads_by_client_status.items()), title="Leads by client status"),
             "matches": bar_list(sorted(board.matches_by_status.items()), title="Matches by status"),
             "latency": bar_list(
-                [("p50", board.latency_p50_s or 0), ("p95", board.latency_p95_s or 0)],
+                [("p50", board.latency_p50_s or 0), ("p95", board.latency_p95_s or 0)] if board.latency_samples else [],
                 title="Reply latency (seconds)", value_label=lambda v: f"{v:.1f} s",
             ),
         }  # fmt: skip
@@ -343,6 +371,10 @@ class ProjectAdmin(admin.ModelAdmin):
             "title": f"{project} · dashboard",
             "project": project,
             "opts": self.model._meta,
+            "original": project,  # the breadcrumbs: Tenants › Projects › this project
+            "links": project_console_links(project=project),
+            "banner_context": {"blockers": project_blockers(project=project)},
+            "dashboard_sections": self.dashboard_sections,
             "board": board,
             "queue": generation_queue_now(project=project),
             "charts": charts,
@@ -356,7 +388,7 @@ class ProjectAdmin(admin.ModelAdmin):
 
 
 @admin.register(Membership)
-class MembershipAdmin(admin.ModelAdmin):
+class MembershipAdmin(ModelAdmin):
     list_display = ["user", "project", "role", "created_at"]
     list_filter = ["role"]
     autocomplete_fields = ["user", "project"]

@@ -5,9 +5,9 @@ from collections.abc import Callable, Sequence
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
-ACCENT = "#417690"  # the admin's own blue
-ACCENT_SOFT = "#79aec8"
-WARN = "#ba2121"
+ACCENT = "#2563eb"  # the console theme's primary blue (config/settings/console.py)
+ACCENT_SOFT = "#93c5fd"
+WARN = "#dc2626"
 GRID = "#e5e7eb"
 TEXT = "#4b5563"
 

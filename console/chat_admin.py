@@ -3,11 +3,12 @@
 import json
 
 from django.contrib import admin, messages
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
+from unfold.admin import TabularInline
 
 from bots.chat_transcript import chat_transcript
 from bots.models import Chat, Turn
@@ -18,8 +19,11 @@ from tenants.admin_scoping import ProjectScopedAdmin, ReadOnlyAdminMixin, Scoped
 from tenants.models import Membership
 from tenants.roles import user_has_role
 
+# Changelists do not load the console's stylesheet: the red pill is drawn inline.
+PILL_BAD = "background:#fee2e2;color:#991b1b;padding:2px 8px;border-radius:999px;font-size:11px;font-weight:600"
 
-class TurnInline(ScopedInlineMixin, ReadOnlyAdminMixin, admin.TabularInline):
+
+class TurnInline(ScopedInlineMixin, ReadOnlyAdminMixin, TabularInline):
     model = Turn
     fields = ["created_at", "trigger", "status", "user_text", "reply", "model", "cost_usd"]
     readonly_fields = fields
@@ -33,7 +37,7 @@ class ChatAdmin(ProjectScopedAdmin):
     """Conversations: the list with search, the transcript, human takeover and the user's data duties."""
 
     list_display = ["__str__", "project", "conversation_state", "telegram_chat_id", "channel", "messages_count",
-                    "last_user_message_at"]  # fmt: skip
+                    "unanswered_turns", "last_user_message_at"]  # fmt: skip
     list_filter = ["project", "channel", ("paused_at", admin.EmptyFieldListFilter)]
     search_fields = ["username", "first_name", "last_name", "=telegram_chat_id", "messages__text"]
     list_select_related = ["project"]
@@ -46,7 +50,15 @@ class ChatAdmin(ProjectScopedAdmin):
     actions = ["take_over", "hand_back", "export_json"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Chat]:
-        return super().get_queryset(request).annotate(messages_total=Count("messages", distinct=True))
+        failed = Q(turns__outcome__in=Turn.NOT_ANSWERED) | Q(turns__status=Turn.Status.FAILED)
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                messages_total=Count("messages", distinct=True),
+                not_answered=Count("turns", filter=failed, distinct=True),
+            )
+        )
 
     def has_add_permission(self, request: HttpRequest, *args: object) -> bool:
         return False  # chats come from Telegram
@@ -55,10 +67,19 @@ class ChatAdmin(ProjectScopedAdmin):
     def messages_count(self, chat: Chat) -> int:
         return chat.messages_total
 
+    @admin.display(description="Without the model's answer", ordering="not_answered")
+    def unanswered_turns(self, chat: Chat) -> str:
+        """Turns that failed, were paused or got the safe reply: marked here so that a glance tells."""
+        if not chat.not_answered:
+            return "–"
+        return format_html(
+            '<span style="{}">{} turn{}</span>', PILL_BAD, chat.not_answered, "" if chat.not_answered == 1 else "s"
+        )
+
     @admin.display(description="State")
     def conversation_state(self, chat: Chat) -> str:
         if chat.blocked_at:
-            return format_html('<span class="console-pill bad" style="color:#991b1b">{}</span>', "blocked the bot")
+            return format_html('<span style="{}">{}</span>', PILL_BAD, "blocked the bot")
         if chat.paused_at:
             return format_html('<span style="color:#92400e;font-weight:600">{}</span>', "operator has it")
         return "bot answers"
@@ -90,12 +111,15 @@ class ChatAdmin(ProjectScopedAdmin):
         if chat is None or request.method != "GET" or request.GET.get("form"):
             return super().change_view(request, object_id, form_url, extra_context)
 
+        transcript = chat_transcript(chat=chat)
         context = {
             **self.admin_site.each_context(request),
             "title": f"Conversation with {chat}",
             "opts": self.model._meta,
+            "original": chat,  # the breadcrumbs: Bots and conversations › Chats › this chat
             "chat": chat,
-            "transcript": chat_transcript(chat=chat),
+            "transcript": transcript,
+            "problems": sum(1 for item in transcript.items if item.problem),
             "leads": Lead.objects.filter(project=chat.project, chat=chat),
             "can_operate": user_has_role(user=request.user, role=Membership.Role.OPERATOR, project_id=chat.project_id),
             "can_own": user_has_role(user=request.user, role=Membership.Role.OWNER, project_id=chat.project_id),

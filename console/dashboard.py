@@ -1,4 +1,10 @@
-"""Reads for the project dashboard: a period's conversations, messages, leads, matches, spend, latency."""
+"""Reads for the project dashboard: a period's conversations, messages, leads, matches, spend, latency.
+
+The bot's turns are counted by what really happened: replies (the model answered, or the platform without
+it), fallbacks (a backup model, or the safe reply after a runaway tool loop), failures (no model answered,
+or Telegram refused the reply) and paused turns (weekly cap). Commands are not messages, and latency is
+measured over the model's real replies only.
+"""
 
 import statistics
 from dataclasses import dataclass, field
@@ -6,7 +12,7 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from django.db.models import Count, Min, Sum
+from django.db.models import Count, Min, Q, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
@@ -67,6 +73,9 @@ class Dashboard:
     conversations: int
     messages: int
     replies: int
+    failures: int
+    fallbacks: int
+    paused: int
     leads_by_client_status: dict[str, int]
     matches_by_status: dict[str, int]
     spend_usd: Decimal
@@ -112,12 +121,31 @@ def _percentile(values: list[float], share: float) -> float | None:
     return statistics.quantiles(values, n=100, method="inclusive")[round(share * 100) - 1]
 
 
+BOT_TRIGGERS = (Turn.Trigger.USER, Turn.Trigger.TIMER)
+SENT = Q(status=Turn.Status.SENT)
+TURN_COUNTS = {
+    "failures": Q(outcome=Turn.Outcome.LLM_FAILED) | Q(status=Turn.Status.FAILED),
+    "paused": Q(outcome=Turn.Outcome.PAUSED) & ~Q(status=Turn.Status.FAILED),
+    "fallbacks": Q(outcome__in=[Turn.Outcome.FALLBACK, Turn.Outcome.SAFE_REPLY]) & SENT,
+    "replies": Q(outcome__in=[Turn.Outcome.ANSWERED, Turn.Outcome.CANNED]) & SENT,
+}
+REAL_REPLY = Q(outcome__in=[Turn.Outcome.ANSWERED, Turn.Outcome.FALLBACK]) & SENT
+
+
+def turn_counts(*, project: Project, period: Period) -> dict[str, int]:
+    """The bot's turns of the period (user messages and follow-ups) by what happened to them."""
+    turns = Turn.objects.filter(
+        project=project, trigger__in=BOT_TRIGGERS, created_at__gte=period.start, created_at__lt=period.end
+    )
+    return turns.aggregate(**{name: Count("pk", filter=condition) for name, condition in TURN_COUNTS.items()})
+
+
 def reply_latencies(*, project: Project, period: Period) -> list[float]:
-    """Seconds from the first message of each answered user turn to its reply reaching Telegram."""
+    """Seconds from the first message of each user turn the model answered to its reply reaching Telegram."""
 
     turns = (
         Turn.objects.filter(
-            project=project, trigger=Turn.Trigger.USER, status=Turn.Status.SENT,
+            REAL_REPLY, project=project, trigger=Turn.Trigger.USER,
             finished_at__gte=period.start, finished_at__lt=period.end,
         )
         .annotate(first_message_at=Min("messages__created_at"))
@@ -130,7 +158,7 @@ def reply_latencies(*, project: Project, period: Period) -> list[float]:
 def project_dashboard(*, project: Project, period: Period) -> Dashboard:
     window = {"project": project, "created_at__gte": period.start, "created_at__lt": period.end}
     zone = ZoneInfo(project.timezone)
-    messages = Message.objects.filter(**window)
+    messages = Message.objects.filter(**window, command="")
     per_day_messages = list(
         messages.annotate(day=TruncDate("created_at", tzinfo=zone)).values("day").annotate(count=Count("pk"))
     )
@@ -147,15 +175,19 @@ def project_dashboard(*, project: Project, period: Period) -> Dashboard:
     )
     status_labels = dict(Match.Status.choices)
     latencies = reply_latencies(project=project, period=period)
+    counts = turn_counts(project=project, period=period)
     return Dashboard(
         period=period,
         conversations=Chat.objects.filter(
-            project=project, messages__created_at__gte=period.start, messages__created_at__lt=period.end
+            project=project,
+            messages__created_at__gte=period.start,
+            messages__created_at__lt=period.end,
+            messages__command="",
         )
         .distinct()
         .count(),
         messages=messages.count(),
-        replies=Turn.objects.filter(**window, status=Turn.Status.SENT).count(),
+        **counts,
         leads_by_client_status={row["client_status"] or "unknown": row["count"] for row in leads},
         matches_by_status={status_labels.get(row["status"], row["status"]): row["count"] for row in matches},
         spend_usd=calls.aggregate(total=Sum("cost_usd"))["total"] or Decimal(0),

@@ -4,9 +4,11 @@ from typing import Any
 
 from django import forms
 from django.contrib.auth import get_user_model
-from django.core.validators import URLValidator
 
+from bots.webhook_registration import TokenRejected, bot_token_check
+from knowledge.forms import crawl_urls_field_clean
 from tenants.models import Membership, Project, generate_webhook_secret
+from tenants.project_settings import PROJECT_SETTINGS, SettingInvalid
 
 
 class ProjectForm(forms.ModelForm):
@@ -28,7 +30,7 @@ class ProjectForm(forms.ModelForm):
     )
     followup_steps = forms.CharField(
         required=False,
-        help_text="Seconds of silence before each follow-up, comma-separated (default 300, 900, 2400, 86400). "
+        help_text="Silence before each follow-up, comma-separated: s, m, h or d (default 5m, 15m, 40m, 24h). "
         "Empty: no follow-ups.",
     )
 
@@ -52,7 +54,14 @@ class ProjectForm(forms.ModelForm):
         self.initial["webhook_secret"] = ""
         steps = self.initial.get("followup_steps")
         if isinstance(steps, list):
-            self.initial["followup_steps"] = ", ".join(str(step) for step in steps)
+            self.initial["followup_steps"] = PROJECT_SETTINGS["followup_steps"].format(steps)
+
+    def _parsed(self, key: str, text: str) -> Any:
+        """The setting's one parser (shared with `project set`); its message becomes the field's error."""
+        try:
+            return PROJECT_SETTINGS[key].parse(text)
+        except SettingInvalid as exc:
+            raise forms.ValidationError(str(exc)) from None
 
     def clean_bot_token(self) -> str:
         token = self.cleaned_data["bot_token"].strip()
@@ -60,6 +69,11 @@ class ProjectForm(forms.ModelForm):
             return Project.objects.get(pk=self.instance.pk).bot_token
         if not token:
             raise forms.ValidationError("A new project needs its bot token.")
+        token = self._parsed("bot_token", token)
+        try:
+            bot_token_check(token=token)  # None (Telegram unreachable) keeps the well-formed token
+        except TokenRejected as exc:
+            raise forms.ValidationError(str(exc)) from None
         return token
 
     def clean_webhook_secret(self) -> str:
@@ -69,14 +83,7 @@ class ProjectForm(forms.ModelForm):
         return secret or generate_webhook_secret()
 
     def clean_followup_steps(self) -> list[int]:
-        raw = self.cleaned_data["followup_steps"].replace(" ", "")
-        try:
-            steps = [int(part) for part in raw.split(",") if part]
-        except ValueError:
-            raise forms.ValidationError("Write whole seconds separated by commas, e.g. 300, 900, 2400.") from None
-        if any(step <= 0 for step in steps):
-            raise forms.ValidationError("Each step is a positive number of seconds.")
-        return steps
+        return self._parsed("followup_steps", self.cleaned_data["followup_steps"])
 
 
 class ProjectCrawlForm(forms.Form):
@@ -85,18 +92,12 @@ class ProjectCrawlForm(forms.Form):
         required=False,
         help_text="Pages to add, one URL per line.",
     )
-    sitemap = forms.URLField(required=False, assume_scheme="https", help_text="Or a sitemap to read the URLs from.")
+    # Checked by crawl_request, with the same rules as every other crawl entry point.
+    sitemap = forms.CharField(max_length=2000, required=False, help_text="Or a sitemap to read the URLs from.")
     recrawl = forms.BooleanField(required=False, help_text="Fetch again what was fetched before.")
 
     def clean_urls(self) -> list[str]:
-        urls = [line.strip() for line in self.cleaned_data["urls"].splitlines() if line.strip()]
-        validate = URLValidator(schemes=["http", "https"])
-        for url in urls:
-            try:
-                validate(url)
-            except forms.ValidationError:
-                raise forms.ValidationError(f"Not a web address: {url}") from None
-        return urls
+        return crawl_urls_field_clean(self.cleaned_data["urls"])  # the one crawl input validation
 
 
 class MembershipForm(forms.ModelForm):

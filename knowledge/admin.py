@@ -1,41 +1,115 @@
+from typing import Any
+
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.db import transaction
+from django.db.models import Case, QuerySet, When
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html
 
 from knowledge.forms import CrawlForm, SearchForm
-from knowledge.models import Chunk, CrawlJob, Page, Source
-from knowledge.services import crawl_start, knowledge_urls_delete_anywhere
+from knowledge.models import Chunk, CrawlJob, Page, PageReport, Source
+from knowledge.selectors import crawl_job_summary, source_warning
+from knowledge.services import CrawlInputError, crawl_request, knowledge_urls_delete_anywhere
 from tenants.admin_scoping import ProjectScopedAdmin, ReadOnlyAdminMixin
 from tenants.models import Membership
 from tenants.roles import projects_with_role
 
 SEARCH_TIMEOUT_SECONDS = 20
+REPORT_ORDER = ["failed", "removed", "changed", "added", "unchanged"]
 
 
 @admin.register(Source)
 class SourceAdmin(ProjectScopedAdmin):
-    list_display = ["__str__", "project", "kind", "created_at"]
-    list_filter = ["project", "kind"]
+    list_display = ["__str__", "project", "kind", "schedule", "last_refreshed_at", "failed_runs", "warning"]
+    list_filter = ["project", "kind", "schedule"]
+    list_editable = ["schedule"]
+    readonly_fields = ["project", "kind", "url", "file", "title", "last_refreshed_at", "last_queued_at", "failed_runs",
+                       "last_error", "warning", "created_at"]  # fmt: skip
+    fields = ["schedule", *readonly_fields]
     actions = ["crawl_selected"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # sources come from a crawl (New crawl, the project console, `manage.py crawl`)
+
+    @admin.display(description="Warning")
+    def warning(self, source: Source) -> str:
+        return source_warning(source=source) or "-"
 
     @admin.action(description="Crawl the selected sources now")
     def crawl_selected(self, request: HttpRequest, queryset: QuerySet[Source]) -> None:
         for project_id in queryset.values_list("project", flat=True).distinct():
             sources = list(queryset.filter(project_id=project_id))
-            job = crawl_start(project=sources[0].project, sources=sources)
+            try:
+                job = crawl_request(project=sources[0].project, sources=sources)
+            except CrawlInputError as exc:
+                self.message_user(request, f"{sources[0].project}: nothing crawled: {exc}", messages.ERROR)
+                continue
             self.message_user(request, f"{sources[0].project}: crawl job #{job.pk} started")
+
+
+class PageReportInline(admin.TabularInline):
+    """Every page the job touched, with what happened to it and why (the crawl report)."""
+
+    model = PageReport
+    fields = ["page_link", "outcome", "reason", "http_status", "chunks"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    classes = ["crawl-report"]
+    verbose_name = "page"
+    verbose_name_plural = "Pages of this crawl"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[PageReport]:
+        # Failed pages first: they are what an operator has to act on.
+        rank = Case(
+            *(When(outcome=outcome, then=i) for i, outcome in enumerate(REPORT_ORDER)), default=len(REPORT_ORDER)
+        )
+        return super().get_queryset(request).select_related("page").annotate(rank=rank).order_by("rank", "url")
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return True  # whoever may see the job (scoped by its admin) sees its report
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="Page")
+    def page_link(self, report: PageReport) -> str:
+        if report.page_id is None:
+            return report.url
+        return format_html('<a href="{}">{}</a>', reverse("admin:knowledge_page_change", args=[report.page_id]),
+                           report.url)  # fmt: skip
 
 
 @admin.register(CrawlJob)
 class CrawlJobAdmin(ReadOnlyAdminMixin, ProjectScopedAdmin):
-    list_display = ["pk", "project", "status", "phase", "progress", "chunks_uploaded", "created_at", "finished_at"]
-    list_filter = ["project", "status"]
-    readonly_fields = ["project", "status", "phase", "progress", "chunks_uploaded", "recrawl", "semantic_chunking",
-                       "error", "created_at", "started_at", "heartbeat_at", "finished_at"]  # fmt: skip
+    list_display = ["pk", "project", "status_badge", "phase", "report_summary", "chunks_uploaded", "created_at",
+                    "finished_at"]  # fmt: skip
+    list_filter = ["project", "status", "scheduled"]
+    readonly_fields = ["project", "status_badge", "phase", "report_summary", "progress", "error", "duration",
+                       "embedding_summary", "chunks_uploaded", "recrawl", "scheduled", "semantic_chunking",
+                       "created_at", "started_at", "heartbeat_at", "finished_at"]  # fmt: skip
     fields = readonly_fields
+    inlines = [PageReportInline]
     change_list_template = "admin/knowledge/crawljob/change_list.html"
+    change_form_template = "admin/knowledge/crawljob/change_form.html"
+
+    @admin.display(description="Status", ordering="status")
+    def status_badge(self, job: CrawlJob) -> str:
+        return format_html('<span class="crawl-status crawl-status-{}">{}</span>', job.status, job.get_status_display())
+
+    @admin.display(description="Pages")
+    def report_summary(self, job: CrawlJob) -> str:
+        return crawl_job_summary(job)
+
+    @admin.display(description="Embedding")
+    def embedding_summary(self, job: CrawlJob) -> str:
+        return (f"{job.embedding_calls} call(s), {job.chunks_embedded} chunk(s), {job.embedding_tokens} token(s), "
+                f"${job.embedding_cost_usd:.4f}")  # fmt: skip
 
     def get_urls(self) -> list[URLPattern]:
         return [
@@ -51,13 +125,18 @@ class CrawlJobAdmin(ReadOnlyAdminMixin, ProjectScopedAdmin):
         form.fields["project"].queryset = form.fields["project"].queryset.filter(pk__in=operated)
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
-            job = crawl_start(
-                project=data["project"], urls=data["urls"], sitemap=data["sitemap"] or None,
-                files=[(upload.name, upload.read()) for upload in data["files"]], recrawl=data["recrawl"],
-                semantic_chunking=data["semantic_chunking"],
-            )  # fmt: skip
-            self.message_user(request, f"Crawl job #{job.pk} started; its progress updates on this page.")
-            return HttpResponseRedirect(reverse("admin:knowledge_crawljob_change", args=[job.pk]))
+            try:
+                with transaction.atomic():
+                    job = crawl_request(
+                        project=data["project"], urls=data["urls"], sitemap=data["sitemap"] or None,
+                        files=[(upload.name, upload.read()) for upload in data["files"]], recrawl=data["recrawl"],
+                        semantic_chunking=data["semantic_chunking"], schedule=data["schedule"],
+                    )  # fmt: skip
+            except CrawlInputError as exc:
+                form.add_error(None, exc.problems)
+            else:
+                self.message_user(request, f"Crawl job #{job.pk} started; its report fills in on this page.")
+                return HttpResponseRedirect(reverse("admin:knowledge_crawljob_change", args=[job.pk]))
         context = {**self.admin_site.each_context(request), "title": "Crawl pages and documents", "form": form}
         return TemplateResponse(request, "admin/knowledge/form_page.html", context)
 
@@ -86,7 +165,8 @@ class PageAdmin(ProjectScopedAdmin):
     list_filter = ["project", "status"]
     search_fields = ["url", "title"]
     readonly_fields = ["project", "source", "job", "url", "status", "content_type", "http_status", "title", "text",
-                       "error", "fetched_at", "extracted_at", "chunked_at", "embedded_at", "uploaded_at"]  # fmt: skip
+                       "error", "version", "etag", "last_modified", "sitemap_lastmod", "content_hash", "gone_count",
+                       "fetched_at", "extracted_at", "chunked_at", "embedded_at", "uploaded_at"]  # fmt: skip
     fields = readonly_fields
     actions = ["delete_urls"]
 

@@ -28,14 +28,14 @@ from docx.table import Table, _Cell
 from docx.text.paragraph import Paragraph
 from openpyxl.worksheet._read_only import ReadOnlyWorksheet
 
+from knowledge.formats import Kind, charset_of, detect_kind, media_type
+
 MB = 1024 * 1024
 MAX_UNPACKED_BYTES = 100 * MB
 MAX_COMPRESSION_RATIO = 100  # real DOCX/XLSX XML packs 5-30x; bombs pack hundreds or thousands of times
 RATIO_CHECK_FLOOR_BYTES = 1 * MB  # tiny archives may compress well without being dangerous
 MAX_ZIP_MEMBERS = 10_000
 MAX_TITLE_CHARS = 300
-
-Kind = str  # "html" | "pdf" | "docx" | "xlsx" | "txt"
 
 
 class ExtractionError(ValueError):
@@ -49,83 +49,6 @@ class ExtractedDocument:
     kind: Kind
 
 
-# --- detection -------------------------------------------------------------------------------------------
-
-_CONTENT_TYPES: dict[str, Kind] = {
-    "text/html": "html",
-    "application/xhtml+xml": "html",
-    "application/pdf": "pdf",
-    "application/x-pdf": "pdf",
-    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": "docx",
-    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": "xlsx",
-    "text/plain": "txt",
-    "text/markdown": "txt",
-    "text/csv": "txt",
-}
-_EXTENSIONS: dict[str, Kind] = {
-    ".html": "html",
-    ".htm": "html",
-    ".xhtml": "html",
-    ".pdf": "pdf",
-    ".docx": "docx",
-    ".xlsx": "xlsx",
-    ".txt": "txt",
-    ".md": "txt",
-    ".csv": "txt",
-}
-_ZIP_MAGIC = b"PK\x03\x04"
-
-
-def detect_kind(*, content_type: str, url: str, head: bytes) -> Kind | None:
-    """The document kind by content type, then URL extension, then magic bytes; None when unsupported.
-
-    Generic types (application/octet-stream, empty) decide nothing, so the extension and the bytes do.
-    """
-    return _kind_by_content_type(content_type) or _kind_by_extension(url) or _kind_by_magic(head)
-
-
-def _media_type(content_type: str) -> str:
-    return content_type.split(";", 1)[0].strip().lower()
-
-
-def _charset(content_type: str) -> str | None:
-    match = re.search(r"charset\s*=\s*[\"']?([\w.:-]+)", content_type, re.IGNORECASE)
-    return match.group(1) if match else None
-
-
-def _kind_by_content_type(content_type: str) -> Kind | None:
-    return _CONTENT_TYPES.get(_media_type(content_type))
-
-
-def _kind_by_extension(url: str) -> Kind | None:
-    _, extension = posixpath.splitext(urlsplit(url).path.lower())
-    return _EXTENSIONS.get(extension)
-
-
-def _kind_by_magic(head: bytes) -> Kind | None:
-    if b"%PDF-" in head[:1024]:  # readers accept junk before the header within the first kilobyte
-        return "pdf"
-    if head.startswith(_ZIP_MAGIC):
-        return _office_kind(head)
-    start = head[:1024].lstrip(codecs.BOM_UTF8 + b" \t\r\n").lower()
-    if start.startswith((b"<!doctype html", b"<html")):
-        return "html"
-    return None
-
-
-def _office_kind(head: bytes) -> Kind | None:
-    try:
-        names = zipfile.ZipFile(io.BytesIO(head)).namelist()
-    except zipfile.BadZipFile:
-        # Only the beginning of the file: the local headers still carry the member names.
-        return "docx" if b"word/" in head else "xlsx" if b"xl/" in head else None
-    if any(name.startswith("word/") for name in names):
-        return "docx"
-    if any(name.startswith("xl/") for name in names):
-        return "xlsx"
-    return None
-
-
 # --- entry point -----------------------------------------------------------------------------------------
 
 
@@ -135,8 +58,8 @@ def extract_document(*, data: bytes, content_type: str, url: str) -> ExtractedDo
         raise ExtractionError("empty document")
     kind = detect_kind(content_type=content_type, url=url, head=data)
     if kind is None:
-        raise ExtractionError(f"unsupported content type {_media_type(content_type) or 'unknown'}")
-    title, text = _EXTRACTORS[kind](data, charset=_charset(content_type), url=url)
+        raise ExtractionError(f"unsupported content type {media_type(content_type) or 'unknown'}")
+    title, text = _EXTRACTORS[kind](data, charset=charset_of(content_type), url=url)
     text = normalize_whitespace(text)
     if not text:
         raise ExtractionError("empty document")

@@ -1,10 +1,26 @@
 from django import forms
 from django.contrib.auth.models import AbstractBaseUser
 
+from knowledge.formats import SUPPORTED_SUFFIXES
+from knowledge.models import Source
+from knowledge.services import CrawlInputError, crawl_file_check, crawl_url_clean
 from tenants.selectors import projects_for_user
 
-MAX_UPLOAD_BYTES = 20 * 1024 * 1024
-ALLOWED_SUFFIXES = (".pdf", ".docx", ".xlsx", ".txt", ".html", ".htm")
+SUPPORTED_TYPES = ", ".join(suffix.lstrip(".").upper() for suffix in SUPPORTED_SUFFIXES)
+
+
+def crawl_urls_field_clean(value: str) -> list[str]:
+    """One URL per line, each through the crawl input validation shared with the command and the console."""
+    urls, problems = [], []
+    for line in value.splitlines():
+        if line.strip():
+            try:
+                urls.append(crawl_url_clean(line))
+            except CrawlInputError as exc:
+                problems += exc.problems
+    if problems:
+        raise forms.ValidationError(problems)
+    return urls
 
 
 class MultipleFileInput(forms.ClearableFileInput):
@@ -27,23 +43,34 @@ class ProjectChoiceForm(forms.Form):
 
 class CrawlForm(ProjectChoiceForm):
     urls = forms.CharField(widget=forms.Textarea(attrs={"rows": 5}), required=False, help_text="One URL per line.")
-    sitemap = forms.URLField(required=False, assume_scheme="https")
-    files = MultipleFileField(widget=MultipleFileInput(), required=False, help_text="PDF, DOCX, XLSX, TXT or HTML.")
-    recrawl = forms.BooleanField(required=False, help_text="Fetch again pages crawled before.")
+    sitemap = forms.CharField(max_length=2000, required=False, help_text="A sitemap.xml URL.")
+    files = MultipleFileField(widget=MultipleFileInput(), required=False, help_text=f"{SUPPORTED_TYPES}.")
+    schedule = forms.ChoiceField(
+        choices=Source.Schedule.choices, initial=Source.Schedule.OFF, help_text="Re-crawl these sources on their own."
+    )
+    recrawl = forms.BooleanField(required=False, help_text="Re-embed every page, even unchanged ones.")
     semantic_chunking = forms.BooleanField(required=False, help_text="LLM topic boundaries (costs LLM calls).")
 
     def clean_urls(self) -> list[str]:
-        urls = [line.strip() for line in self.cleaned_data["urls"].splitlines() if line.strip()]
-        validator = forms.URLField(assume_scheme="https")
-        return [validator.clean(url) for url in urls]
+        return crawl_urls_field_clean(self.cleaned_data["urls"])
+
+    def clean_sitemap(self) -> str:
+        sitemap = self.cleaned_data["sitemap"].strip()
+        try:
+            return crawl_url_clean(sitemap) if sitemap else ""
+        except CrawlInputError as exc:
+            raise forms.ValidationError(exc.problems) from None
 
     def clean_files(self) -> list[object]:
         files = self.cleaned_data["files"]
+        problems = []
         for upload in files:
-            if not upload.name.lower().endswith(ALLOWED_SUFFIXES):
-                raise forms.ValidationError(f"{upload.name}: unsupported file type")
-            if upload.size > MAX_UPLOAD_BYTES:
-                raise forms.ValidationError(f"{upload.name}: larger than {MAX_UPLOAD_BYTES // 1024 // 1024} MB")
+            try:
+                crawl_file_check(name=upload.name, size=upload.size)
+            except CrawlInputError as exc:
+                problems += exc.problems
+        if problems:
+            raise forms.ValidationError(problems)
         return files
 
     def clean(self) -> dict[str, object]:

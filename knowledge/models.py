@@ -1,11 +1,15 @@
 """The knowledge base of a sales project: sources, crawl jobs, pages and chunks, and BM25 statistics.
 
 Each crawl phase persists its output on the page (raw bytes, text) or its chunks (topic, text,
-embedding, upload time), so a re-run does only what is missing.
+embedding, upload time), so a re-run does only what is missing. A page keeps what its last fetch
+answered (ETag, Last-Modified, content hashes) so that a re-crawl fetches conditionally and re-embeds
+only what changed; its chunks carry the page version they belong to, so a changed page's new chunks
+replace the old ones in one swap.
 """
 
 import hashlib
 import uuid
+from datetime import timedelta
 
 from django.db import models
 from django.db.models import Q
@@ -20,25 +24,49 @@ def url_hash(url: str) -> str:
 
 
 class Source(models.Model):
-    """What staff asked to crawl: a page URL, a sitemap, or an uploaded document."""
+    """What staff asked to crawl: a page URL, a sitemap, or an uploaded document, and how often to refresh it."""
 
     class Kind(models.TextChoices):
         URL = "url", "Page URL"
         SITEMAP = "sitemap", "Sitemap"
         FILE = "file", "Uploaded file"
 
+    class Schedule(models.TextChoices):
+        OFF = "off", "Off"
+        HOURLY = "hourly", "Hourly"
+        DAILY = "daily", "Daily"
+        WEEKLY = "weekly", "Weekly"
+
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="knowledge_sources")
     kind = models.CharField(max_length=16, choices=Kind.choices)
     url = models.URLField(max_length=2000, blank=True)
     file = models.FileField(upload_to="knowledge/%Y/%m/", blank=True)
     title = models.CharField(max_length=300, blank=True)
+    schedule = models.CharField(
+        max_length=8, choices=Schedule.choices, default=Schedule.OFF, help_text="Re-crawl this source on its own."
+    )
+    last_refreshed_at = models.DateTimeField(null=True, blank=True, help_text="End of the last crawl that reached it.")
+    last_queued_at = models.DateTimeField(null=True, blank=True, help_text="When a crawl of it was last started.")
+    failed_runs = models.PositiveIntegerField(default=0, help_text="Crawls in a row in which it failed.")
+    last_error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
-        return self.url or (self.file.name if self.file else f"source {self.pk}")
+        return self.url or self.title or (self.file.name if self.file else f"source {self.pk}")
+
+    @property
+    def interval(self) -> timedelta | None:
+        return SCHEDULE_INTERVALS.get(self.schedule)
+
+
+SCHEDULE_INTERVALS = {
+    Source.Schedule.HOURLY: timedelta(hours=1),
+    Source.Schedule.DAILY: timedelta(days=1),
+    Source.Schedule.WEEKLY: timedelta(weeks=1),
+}
 
 
 class CrawlJob(models.Model):
@@ -46,6 +74,7 @@ class CrawlJob(models.Model):
         QUEUED = "queued", "Queued"
         RUNNING = "running", "Running"
         DONE = "done", "Done"
+        PARTIAL = "partial", "Partly failed"
         FAILED = "failed", "Failed"
 
     class Phase(models.TextChoices):
@@ -55,18 +84,30 @@ class CrawlJob(models.Model):
         CHUNK = "chunk", "Chunking"
         EMBED = "embed", "Embedding"
         UPLOAD = "upload", "Uploading"
-        DONE = "done", "Done"
+        DONE = "done", "Finished"
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="crawl_jobs")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     phase = models.CharField(max_length=16, choices=Phase.choices, default=Phase.DISCOVER)
     sources = models.ManyToManyField(Source, blank=True, related_name="jobs")
-    recrawl = models.BooleanField(default=False, help_text="Fetch again even what was fetched before.")
+    recrawl = models.BooleanField(
+        default=False, help_text="Fetch and re-embed every page, ignoring what is known to be unchanged."
+    )
+    scheduled = models.BooleanField(default=False, help_text="Started by a source's schedule.")
     semantic_chunking = models.BooleanField(default=False, help_text="LLM topic boundaries instead of paragraphs.")
     total_pages = models.PositiveIntegerField(default=0)
     pages_done = models.PositiveIntegerField(default=0)
     pages_failed = models.PositiveIntegerField(default=0)
     chunks_uploaded = models.PositiveIntegerField(default=0)
+    pages_added = models.PositiveIntegerField(default=0)
+    pages_changed = models.PositiveIntegerField(default=0)
+    pages_unchanged = models.PositiveIntegerField(default=0)
+    pages_removed = models.PositiveIntegerField(default=0)
+    not_modified = models.PositiveIntegerField(default=0, help_text="Pages the server answered 304 Not Modified.")
+    embedding_calls = models.PositiveIntegerField(default=0)
+    chunks_embedded = models.PositiveIntegerField(default=0)
+    embedding_tokens = models.PositiveIntegerField(default=0)
+    embedding_cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=0)
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -77,11 +118,23 @@ class CrawlJob(models.Model):
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
-        return f"crawl #{self.pk} ({self.status}, {self.phase})"
+        return f"crawl #{self.pk} ({self.get_status_display().lower()})"
+
+    FINISHED = (Status.DONE, Status.PARTIAL, Status.FAILED)
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in self.FINISHED
 
     @property
     def progress(self) -> str:
         return f"{self.pages_done + self.pages_failed}/{self.total_pages} pages, {self.pages_failed} failed"
+
+    @property
+    def duration(self) -> timedelta | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return self.finished_at - self.started_at
 
 
 class Page(models.Model):
@@ -108,6 +161,13 @@ class Page(models.Model):
     title = models.CharField(max_length=500, blank=True)
     text = models.TextField(blank=True)
     error = models.TextField(blank=True)
+    etag = models.CharField(max_length=500, blank=True, help_text="The ETag of the last full answer.")
+    last_modified = models.CharField(max_length=100, blank=True, help_text="Its Last-Modified header.")
+    sitemap_lastmod = models.CharField(max_length=100, blank=True, help_text="The sitemap's lastmod when fetched.")
+    raw_hash = models.CharField(max_length=64, blank=True)
+    content_hash = models.CharField(max_length=64, blank=True, help_text="Hash of the extracted title and text.")
+    version = models.PositiveIntegerField(default=0, help_text="Increases each time the page's text changes.")
+    gone_count = models.PositiveSmallIntegerField(default=0, help_text="Crawls in a row that answered 404/410.")
     fetched_at = models.DateTimeField(null=True, blank=True)
     extracted_at = models.DateTimeField(null=True, blank=True)
     chunked_at = models.DateTimeField(null=True, blank=True)
@@ -126,6 +186,7 @@ class Chunk(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="knowledge_chunks")
     page = models.ForeignKey(Page, on_delete=models.CASCADE, related_name="chunks")
     index = models.PositiveIntegerField()
+    version = models.PositiveIntegerField(default=0, help_text="The page version this chunk was cut from.")
     topic = models.CharField(max_length=300, blank=True)
     text = models.TextField()
     point_id = models.UUIDField(default=uuid.uuid4, unique=True)
@@ -135,8 +196,39 @@ class Chunk(models.Model):
 
     class Meta:
         ordering = ["page", "index"]
-        constraints = [models.UniqueConstraint(fields=["page", "index"], name="chunk_unique_index_per_page")]
+        constraints = [
+            models.UniqueConstraint(fields=["page", "version", "index"], name="chunk_unique_index_per_page_version")
+        ]
         indexes = [models.Index(fields=["project"], condition=Q(uploaded_at__isnull=True), name="chunk_not_uploaded")]
+
+
+class PageReport(models.Model):
+    """What one crawl did with one page: the lines of the crawl report."""
+
+    class Outcome(models.TextChoices):
+        ADDED = "added", "Added"
+        CHANGED = "changed", "Changed"
+        UNCHANGED = "unchanged", "Unchanged"
+        REMOVED = "removed", "Removed"
+        FAILED = "failed", "Failed"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="knowledge_page_reports")
+    job = models.ForeignKey(CrawlJob, on_delete=models.CASCADE, related_name="reports")
+    page = models.ForeignKey(Page, null=True, blank=True, on_delete=models.SET_NULL, related_name="reports")
+    source = models.ForeignKey(Source, null=True, blank=True, on_delete=models.SET_NULL, related_name="reports")
+    url = models.CharField(max_length=2000)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    reason = models.TextField(blank=True)
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    chunks = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["job", "outcome", "url"]
+        constraints = [models.UniqueConstraint(fields=["job", "url"], name="page_report_unique_url_per_job")]
+
+    def __str__(self) -> str:
+        return f"{self.url}: {self.outcome}"
 
 
 class BM25Index(models.Model):

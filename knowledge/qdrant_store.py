@@ -5,13 +5,17 @@ threads, so the client is created lazily per process (never at import time) and 
 through a lock. In local mode only the Celery worker of the knowledge queue opens the store.
 """
 
+from __future__ import annotations
+
 import atexit
 import os
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from qdrant_client import QdrantClient
+
+if TYPE_CHECKING:
+    from qdrant_client import QdrantClient
 
 _lock = threading.RLock()
 _client: QdrantClient | None = None
@@ -23,6 +27,9 @@ def is_local_mode() -> bool:
 
 
 def _build_client() -> QdrantClient:
+    # qdrant_client takes 1-2 s to import; only a process that opens the store pays for it.
+    from qdrant_client import QdrantClient
+
     if settings.QDRANT_URL:
         return QdrantClient(url=settings.QDRANT_URL, api_key=settings.QDRANT_API_KEY or None, timeout=10)
     if settings.QDRANT_PATH == ":memory:":

@@ -10,6 +10,7 @@ from django.utils import timezone
 from knowledge.models import CrawlJob
 from knowledge.pipeline import crawl_job_run, knowledge_delete_urls
 from knowledge.search import knowledge_search
+from knowledge.services import crawl_schedules_run
 from tenants.models import Project
 
 STALE_CRAWL = timedelta(minutes=3)
@@ -29,6 +30,12 @@ def crawl_jobs_resume_stale() -> None:
     for job_id in stale.values_list("pk", flat=True):
         CrawlJob.objects.filter(pk=job_id).update(heartbeat_at=timezone.now())
         crawl_job_run_task.delay(job_id)
+
+
+@shared_task(time_limit=60, soft_time_limit=50)
+def crawl_schedules_sweep() -> None:
+    """Beat: start the incremental re-crawls whose schedule is due (never a second one for busy sources)."""
+    crawl_schedules_run()
 
 
 @shared_task(ignore_result=False, time_limit=30, soft_time_limit=25)

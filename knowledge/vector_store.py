@@ -16,17 +16,31 @@ distribution (mean ± 3 sigma) and summed, so a fused score says how much a chun
 candidates of this query in both rankings (up to about 2), not an absolute similarity.
 """
 
+from __future__ import annotations
+
 import hashlib
 import logging
 import re
 from dataclasses import dataclass
-from typing import Any
-
-from qdrant_client import models
-from qdrant_client.http.exceptions import UnexpectedResponse
+from typing import TYPE_CHECKING, Any
 
 from knowledge.bm25 import SparseVector
 from knowledge.qdrant_store import is_local_mode, qdrant
+
+if TYPE_CHECKING:
+    from qdrant_client import models
+else:
+
+    class _LazyModels:
+        """`qdrant_client.models` on first use: the package takes 1-2 s to import (its gRPC and async
+        clients), which every process start-up (web, commands) would pay for without a store call."""
+
+        def __getattr__(self, name: str) -> Any:
+            from qdrant_client import models
+
+            return getattr(models, name)
+
+    models = _LazyModels()
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +57,7 @@ class ChunkPoint:
     point_id: str
     dense: list[float]
     sparse: SparseVector
-    payload: dict[str, Any]  # project_id, chunk_id, page_id, url, topic, text
+    payload: dict[str, Any]  # project_id, chunk_id, page_id, page_version, url, topic, text
 
 
 @dataclass(frozen=True)
@@ -71,6 +85,8 @@ def collection_name(*, project_id: int, model_id: str, dim: int) -> str:
 
 def collection_ensure(*, project_id: int, model_id: str, dim: int) -> str:
     """Create the collection if missing (idempotent, safe when two workers race) and return its name."""
+    from qdrant_client.http.exceptions import UnexpectedResponse  # imported with the client (see _LazyModels)
+
     name = collection_name(project_id=project_id, model_id=model_id, dim=dim)
     client = qdrant()
     if not client.collection_exists(name):
@@ -149,6 +165,27 @@ def points_delete_by_urls(*, collection: str, urls: list[str]) -> None:
         return
     selector = models.FilterSelector(filter=_filter(urls=urls))
     qdrant().delete(collection_name=collection, points_selector=selector, wait=True)
+
+
+def points_replace(*, collection: str, points: list[ChunkPoint], delete_ids: list[str]) -> None:
+    """A changed page's swap: its new points and the removal of its old ones in one store request.
+
+    Upsert comes first, so a search never finds the page missing; the embedded store applies the request
+    under its lock (a search sees both operations or neither), and a search that still meets both versions
+    on a server keeps only the newest version of each page (`_hits`).
+    """
+    operations: list[Any] = []
+    if points:
+        operations.append(models.UpsertOperation(upsert=models.PointsList(points=[_point_struct(p) for p in points])))
+    if delete_ids:
+        operations.append(models.DeleteOperation(delete=models.PointIdsList(points=list(delete_ids))))
+    if operations:
+        qdrant().batch_update_points(collection_name=collection, update_operations=operations, wait=True)
+
+
+def points_delete_by_ids(*, collection: str, point_ids: list[str]) -> None:
+    if point_ids:
+        qdrant().delete(collection_name=collection, points_selector=models.PointIdsList(points=point_ids), wait=True)
 
 
 def points_count(*, collection: str) -> int:
@@ -248,7 +285,21 @@ def _filter(*, url: str | None = None, urls: list[str] | None = None) -> models.
 
 
 def _hits(points: list[models.ScoredPoint], *, project_id: int | None) -> list[SearchHit]:
+    points = _newest_page_versions(points)
     return [_hit(point) for point in points if project_id is None or _belongs_to(point, project_id)]
+
+
+def _newest_page_versions(points: list[models.ScoredPoint]) -> list[models.ScoredPoint]:
+    """While a changed page swaps its chunks, only its newest version among the hits is kept."""
+
+    def page_and_version(point: models.ScoredPoint) -> tuple[Any, int]:
+        payload = point.payload or {}
+        return payload.get("page_id"), int(payload.get("page_version") or 0)
+
+    newest: dict[Any, int] = {}
+    for page, version in map(page_and_version, points):
+        newest[page] = max(newest.get(page, 0), version)
+    return [point for point in points if page_and_version(point)[1] == newest[page_and_version(point)[0]]]
 
 
 def _belongs_to(point: models.ScoredPoint, project_id: int) -> bool:

@@ -3,6 +3,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.utils.html import format_html, format_html_join
+from unfold.admin import TabularInline
 
 from leads.export import leads_write_csv
 from leads.models import CrmWebhook, FollowUp, Lead, LeadDispatch
@@ -11,7 +12,7 @@ from leads.transcript import lead_transcript
 from tenants.admin_scoping import ProjectScopedAdmin, ReadOnlyAdminMixin, ScopedInlineMixin
 
 
-class LeadDispatchInline(ScopedInlineMixin, ReadOnlyAdminMixin, admin.TabularInline):
+class LeadDispatchInline(ScopedInlineMixin, ReadOnlyAdminMixin, TabularInline):
     model = LeadDispatch
     fields = ["backend", "status", "attempts", "error", "sent_at"]
     readonly_fields = fields

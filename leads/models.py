@@ -61,6 +61,11 @@ class LeadDispatch(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["lead", "backend"], name="dispatch_unique_lead_backend")]
+        verbose_name = "lead dispatch"
+        verbose_name_plural = "lead dispatches"
+
+    def __str__(self) -> str:
+        return f"Lead #{self.lead_id} → {self.backend}"
 
 
 class CrmWebhook(models.Model):
@@ -71,6 +76,9 @@ class CrmWebhook(models.Model):
     secret = EncryptedTextField(help_text="Signs the body: X-Switchboard-Signature: sha256=<hex>.")
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "CRM webhook"
 
     def __str__(self) -> str:
         return self.url
@@ -88,3 +96,7 @@ class FollowUp(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["fire_at"], condition=models.Q(fire_at__isnull=False), name="followup_due")]
+        verbose_name = "follow-up timer"
+
+    def __str__(self) -> str:
+        return f"Follow-up of chat #{self.chat_id} (step {self.step + 1})"

@@ -4,6 +4,7 @@ from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils.html import format_html, format_html_join
+from unfold.admin import TabularInline
 
 from matching.broadcasts import broadcast_create
 from matching.forms import BroadcastForm
@@ -15,7 +16,7 @@ from tenants.admin_scoping import ProjectScopedAdmin, ReadOnlyAdminMixin, Scoped
 from tenants.models import Project
 
 
-class CvDocumentInline(ScopedInlineMixin, ReadOnlyAdminMixin, admin.TabularInline):
+class CvDocumentInline(ScopedInlineMixin, ReadOnlyAdminMixin, TabularInline):
     model = CvDocument
     fields = ["file", "file_name", "mime_type", "size", "created_at"]
     readonly_fields = fields
@@ -23,7 +24,7 @@ class CvDocumentInline(ScopedInlineMixin, ReadOnlyAdminMixin, admin.TabularInlin
     can_delete = False
 
 
-class OutcomeGivenInline(ScopedInlineMixin, ReadOnlyAdminMixin, admin.TabularInline):
+class OutcomeGivenInline(ScopedInlineMixin, ReadOnlyAdminMixin, TabularInline):
     model = MatchOutcome
     fk_name = "profile"
     verbose_name_plural = "outcomes this user reported"
@@ -89,7 +90,7 @@ class ProfileAdmin(ProjectScopedAdmin):
         return TemplateResponse(request, "admin/matching/profile/broadcast.html", context)
 
 
-class MatchOutcomeInline(ScopedInlineMixin, ReadOnlyAdminMixin, admin.TabularInline):
+class MatchOutcomeInline(ScopedInlineMixin, ReadOnlyAdminMixin, TabularInline):
     model = MatchOutcome
     fields = ["profile", "ask_at", "asked_at", "talked", "worked_out", "reason", "answered_at"]
     readonly_fields = fields
@@ -168,7 +169,7 @@ class MatchingStateAdmin(ReadOnlyAdminMixin, ProjectScopedAdmin):
         self.message_user(request, f"{queryset.count()} matching loop(s) woken.")
 
 
-class BroadcastDeliveryInline(ScopedInlineMixin, ReadOnlyAdminMixin, admin.TabularInline):
+class BroadcastDeliveryInline(ScopedInlineMixin, ReadOnlyAdminMixin, TabularInline):
     model = BroadcastDelivery
     fields = ["chat", "status", "error", "sent_at"]
     readonly_fields = fields

@@ -9,11 +9,11 @@ like missing objects do.
 from collections.abc import Callable
 from typing import Any
 
-from django.contrib import admin
 from django.contrib.admin import RelatedOnlyFieldListFilter
 from django.db.models import ForeignKey, ManyToManyField, Model, QuerySet
 from django.forms import ModelChoiceField, ModelMultipleChoiceField
 from django.http import HttpRequest, HttpResponseBase
+from unfold.admin import ModelAdmin
 
 from tenants.models import Membership, Project
 from tenants.roles import projects_with_role, user_has_role, user_is_member
@@ -39,10 +39,11 @@ def scope_to_projects(model: type[Model], projects: QuerySet[Project]) -> QueryS
     return None
 
 
-class ProjectScopedAdmin(admin.ModelAdmin):
+class ProjectScopedAdmin(ModelAdmin):
     """Filters every changelist, change view, action, export, filter and choice by the model's project."""
 
     project_path = "project"
+    list_fullwidth = True  # wide tables use the whole screen instead of scrolling inside a narrow column
     # Actions a viewer may run too (they only read); every other action needs the operator role.
     read_only_actions: tuple[str, ...] = ()
 

@@ -4,8 +4,19 @@ from decimal import Decimal
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from simple_history.models import HistoricalRecords
 
 from tenants.encryption import EncryptedTextField
+from tenants.project_settings import (
+    MAX_MATCHING_INTERVAL_MINUTES,
+    MAX_OPEN_INTRODUCTIONS,
+    MAX_OUTCOME_DELAY_HOURS,
+    validate_bot_token,
+    validate_followup_steps,
+    validate_model_chain,
+    validate_similarity_threshold,
+    validate_timezone,
+)
 
 DEFAULT_FOLLOWUP_STEPS = [300, 900, 2400, 86400]  # seconds: 5 min, 15 min, 40 min, 24 h
 
@@ -40,25 +51,48 @@ class Project(models.Model):
     kind = models.CharField(max_length=16, choices=Kind.choices)
     language = models.CharField(max_length=2, choices=Language.choices, default=Language.EN)
 
-    bot_token = EncryptedTextField(blank=True, help_text="Write-only; never shown back.")
+    bot_token = EncryptedTextField(
+        blank=True, validators=[validate_bot_token], help_text="Write-only; never shown back."
+    )
     webhook_secret = models.CharField(max_length=256, default=generate_webhook_secret)
     bot_username = models.CharField(max_length=64, blank=True)
     bot_id = models.BigIntegerField(null=True, blank=True)
     webhook_registered_at = models.DateTimeField(null=True, blank=True)
 
-    lead_group_id = models.BigIntegerField(null=True, blank=True, help_text="Telegram chat id of the lead group.")
+    lead_group_id = models.BigIntegerField(
+        "lead group chat id", null=True, blank=True, help_text="Telegram chat id of the lead group."
+    )
     prompt = models.TextField(blank=True, help_text="The project's own instructions to the model.")
     start_reply = models.TextField(blank=True, help_text="Greeting sent on /start.")
     unavailable_reply = models.TextField(
         blank=True, help_text="Sent while LLM work is paused (weekly cap reached). Empty: the default text."
     )
-    price_url = models.URLField(blank=True, help_text="Page with prices, hinted to the sales agent.")
+    price_url = models.URLField("price page URL", blank=True, help_text="Page with prices, hinted to the sales agent.")
 
-    model_toolcaller = models.CharField(max_length=200, blank=True, help_text="provider/model; empty: default.")
-    model_extract = models.CharField(max_length=200, blank=True, help_text="provider/model; empty: default.")
-    model_summary = models.CharField(max_length=200, blank=True, help_text="provider/model; empty: default.")
+    model_toolcaller = models.CharField(
+        "tool-calling model",
+        max_length=200,
+        blank=True,
+        validators=[validate_model_chain],
+        help_text="provider/model; empty: default.",
+    )
+    model_extract = models.CharField(
+        "extraction model",
+        max_length=200,
+        blank=True,
+        validators=[validate_model_chain],
+        help_text="provider/model; empty: default.",
+    )
+    model_summary = models.CharField(
+        "summary model",
+        max_length=200,
+        blank=True,
+        validators=[validate_model_chain],
+        help_text="provider/model; empty: default.",
+    )
 
     weekly_budget_usd = models.DecimalField(
+        "weekly budget (USD)",
         max_digits=10,
         decimal_places=2,
         null=True,
@@ -67,6 +101,7 @@ class Project(models.Model):
         help_text="Spreads LLM work over the week; empty: no spacing.",
     )
     weekly_cap_usd = models.DecimalField(
+        "weekly cap (USD)",
         max_digits=10,
         decimal_places=2,
         null=True,
@@ -75,32 +110,41 @@ class Project(models.Model):
         help_text="Hard cap on spend over the last 7 days; empty: none.",
     )
 
-    followup_steps = models.JSONField(default=default_followup_steps, help_text="Follow-up delays in seconds.")
+    followup_steps = models.JSONField(
+        "follow-up steps",
+        default=default_followup_steps,
+        blank=True,
+        validators=[validate_followup_steps],
+        help_text="Follow-up delays in seconds (typed as 5m, 15m, 40m, 24h).",
+    )
     quiet_hours_start = models.TimeField(null=True, blank=True, default="22:00")
     quiet_hours_end = models.TimeField(null=True, blank=True, default="08:00")
-    timezone = models.CharField(max_length=64, default="UTC")
+    timezone = models.CharField("time zone", max_length=64, default="UTC", validators=[validate_timezone])
     similarity_threshold = models.FloatField(
-        null=True, blank=True, help_text="Matching: minimum cosine similarity; empty: per embedding model default."
+        null=True,
+        blank=True,
+        validators=[validate_similarity_threshold],
+        help_text="Matching: minimum cosine similarity; empty: per embedding model default.",
     )
     similarity_threshold_seeker = models.FloatField(
-        null=True, blank=True, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        null=True, blank=True, validators=[validate_similarity_threshold],
         help_text="Matching: threshold when looking for a seeker's counterparts; empty: similarity_threshold.",
     )  # fmt: skip
     similarity_threshold_provider = models.FloatField(
-        null=True, blank=True, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        null=True, blank=True, validators=[validate_similarity_threshold],
         help_text="Matching: threshold when looking for a provider's counterparts; empty: similarity_threshold.",
     )  # fmt: skip
     matching_max_open_introductions = models.PositiveSmallIntegerField(
-        default=5, validators=[MinValueValidator(1), MaxValueValidator(100)],
+        default=5, validators=[MinValueValidator(1), MaxValueValidator(MAX_OPEN_INTRODUCTIONS)],
         help_text="Matching: open introductions a user may have at once; a user at the limit is skipped.",
     )  # fmt: skip
     matching_interval_minutes = models.PositiveIntegerField(
-        default=30, validators=[MinValueValidator(1), MaxValueValidator(7 * 24 * 60)],
+        default=30, validators=[MinValueValidator(1), MaxValueValidator(MAX_MATCHING_INTERVAL_MINUTES)],
         help_text="Matching: how long the loop waits when a round found nobody new (or nobody is active).",
     )  # fmt: skip
     matching_paused = models.BooleanField(default=False, help_text="Matching: no new candidates while set.")
     matching_outcome_delay_hours = models.PositiveIntegerField(
-        default=72, validators=[MaxValueValidator(24 * 90)],
+        default=72, validators=[MaxValueValidator(MAX_OUTCOME_DELAY_HOURS)],
         help_text="Matching: hours after a connection until both are asked whether it worked out.",
     )  # fmt: skip
 
@@ -109,6 +153,8 @@ class Project(models.Model):
     deleted_at = models.DateTimeField(null=True, blank=True)
 
     objects = ProjectQuerySet.as_manager()
+    # Every saved change of a setting or prompt, with who made it; the secrets are never copied into it.
+    history = HistoricalRecords(excluded_fields=["bot_token", "webhook_secret", "updated_at"])
 
     class Meta:
         ordering = ["slug"]

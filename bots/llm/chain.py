@@ -24,7 +24,6 @@ from decimal import Decimal
 from typing import Generic, TypeVar
 
 from bots.event_loop import in_db, pause, run_sync
-from bots.llm import anthropic_backend, openai_backend
 from bots.llm.errors import Failure, UnparseableOutput, classify_failure, spent_usage
 from bots.llm.pricing import call_cost_usd
 from bots.llm.recording import Method, llm_call_record
@@ -177,10 +176,13 @@ def _elapsed_ms(started: float) -> int:
 
 
 ToolBackend = Callable[..., Awaitable[ToolCallResponse]]
-TOOL_BACKENDS: dict[Protocol, ToolBackend] = {
-    "openai": openai_backend.call_tools_async,
-    "anthropic": anthropic_backend.call_tools_async,
-}
+
+
+def tool_backend(protocol: Protocol) -> ToolBackend:
+    # The backends import the openai / anthropic SDKs (seconds); loaded on the first call, not at start-up.
+    from bots.llm import anthropic_backend, openai_backend
+
+    return {"openai": openai_backend.call_tools_async, "anthropic": anthropic_backend.call_tools_async}[protocol]
 
 
 async def call_tools_async(
@@ -189,7 +191,7 @@ async def call_tools_async(
     """One model round-trip with tools, over the chain with retries and fallbacks; raises AllBackendsFailed."""
 
     async def attempt(ref: ModelRef) -> AttemptResult[ToolCallResponse]:
-        response = await TOOL_BACKENDS[ref.protocol](ref=ref, request=request)
+        response = await tool_backend(ref.protocol)(ref=ref, request=request)
         return AttemptResult(value=response, usage=response.usage)
 
     outcome = await run_chain_async(chain=chain, context=context, method="tools", attempt=attempt)

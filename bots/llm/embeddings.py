@@ -21,7 +21,6 @@ from django.conf import settings
 from bots.llm.chain import AttemptResult, run_chain
 from bots.llm.errors import MalformedResponse
 from bots.llm.keys import next_api_key
-from bots.llm.openai_backend import openai_client
 from bots.llm.slots import InvalidModelId, ModelRef, parse_model_id
 from bots.llm.types import CallContext, LLMError, Usage
 
@@ -88,6 +87,9 @@ def _endpoint_embed(texts: list[str], *, context: CallContext) -> EmbeddingResul
 
 
 def _embed_batch(*, ref: ModelRef, batch: list[str], dim: int) -> AttemptResult[list[list[float]]]:
+    # The openai SDK takes seconds to import; loaded on the first endpoint call, not at start-up.
+    from bots.llm.openai_backend import openai_client
+
     client = openai_client(api_key=next_api_key(protocol="openai"))
     response: Any = client.embeddings.create(model=ref.model, input=batch, dimensions=dim, encoding_format="float")
     data = getattr(response, "data", None)

@@ -12,9 +12,6 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-import anthropic
-import openai
-
 from bots.llm.types import LLMError, Usage
 from core.log_redaction import redact
 
@@ -51,6 +48,10 @@ def spent_usage(exc: BaseException) -> Usage:
 
 
 def classify_failure(exc: BaseException) -> Failure:
+    # The SDKs take seconds to import; loaded here (an LLM call already did) rather than at every start-up.
+    import anthropic
+    import openai
+
     if isinstance(exc, openai.APIStatusError | anthropic.APIStatusError):
         status = exc.status_code
         transient = status in TRANSIENT_STATUSES or status >= 500

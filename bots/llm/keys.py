@@ -9,6 +9,7 @@ from collections import defaultdict
 
 from django.conf import settings
 
+from bots.llm.local_server import PLACEHOLDER_KEY, local_server_in_use
 from bots.llm.slots import Protocol
 from bots.llm.types import LLMError
 
@@ -32,6 +33,8 @@ def pool_keys(*, protocol: Protocol) -> list[str]:
 def next_api_key(*, protocol: Protocol) -> str:
     setting = POOL_SETTINGS[protocol]
     keys = pool_keys(protocol=protocol)
+    if not keys and protocol == "openai" and local_server_in_use():
+        return PLACEHOLDER_KEY  # Ollama, llama.cpp and vLLM take no key; the client insists on one
     if not keys:
         raise MissingApiKeys(f"{setting} is empty: set it to a comma-separated list of API keys")
     with _lock:

@@ -18,6 +18,7 @@ from openai.types.chat import ChatCompletion
 
 from bots.llm.errors import MalformedResponse
 from bots.llm.keys import next_api_key
+from bots.llm.local_server import openai_base_url
 from bots.llm.slots import ModelRef
 from bots.llm.tool_arguments import parse_tool_arguments
 from bots.llm.types import (
@@ -34,7 +35,7 @@ from bots.llm.types import (
 
 
 def openai_client(*, api_key: str) -> openai.OpenAI:
-    return _client(settings.OPENAI_BASE_URL, api_key, float(settings.LLM_REQUEST_TIMEOUT_SECONDS))
+    return _client(openai_base_url(), api_key, float(settings.LLM_REQUEST_TIMEOUT_SECONDS))
 
 
 @lru_cache(maxsize=64)

@@ -1,9 +1,18 @@
-"""Cost of one LLM call in USD, from the operator-editable `ModelPrice` table (USD per million tokens)."""
+"""Cost of one LLM call in USD, from the operator-editable `ModelPrice` table (USD per million tokens).
+
+A model without a row (exact `provider/model`, or a `provider/*` row for the whole provider) is counted
+at the fallback price (LLM_FALLBACK_PRICE_*_PER_MILLION), never at $0: budgets and caps keep working,
+and the console warns that the model has no price of its own.
+"""
 
 import logging
 import threading
+from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
+from django.conf import settings
+
+from bots.llm.price_table import PRICE_TABLE
 from bots.llm.types import Usage
 from bots.models import ModelPrice
 
@@ -16,18 +25,49 @@ _warned_lock = threading.Lock()
 _warned_models: set[str] = set()
 
 
+@dataclass(frozen=True)
+class Price:
+    input_per_million: Decimal
+    cached_input_per_million: Decimal
+    output_per_million: Decimal
+    row: str  # the ModelPrice row that priced it, or "" for the fallback price
+
+
+def fallback_price() -> Price:
+    return Price(
+        input_per_million=Decimal(str(settings.LLM_FALLBACK_PRICE_INPUT_PER_MILLION)),
+        cached_input_per_million=Decimal(str(settings.LLM_FALLBACK_PRICE_INPUT_PER_MILLION)),
+        output_per_million=Decimal(str(settings.LLM_FALLBACK_PRICE_OUTPUT_PER_MILLION)),
+        row="",
+    )
+
+
+def model_price(*, model: str) -> Price:
+    """The price of `provider/model`: its own row, else its provider's `provider/*` row, else the fallback."""
+    provider = model.partition("/")[0]
+    rows = {row.model: row for row in ModelPrice.objects.filter(model__in=[model, f"{provider}/*"])}
+    row = rows.get(model) or rows.get(f"{provider}/*")
+    if row is None:
+        return fallback_price()
+    return Price(row.input_per_million, row.cached_input_per_million, row.output_per_million, row=row.model)
+
+
+def unpriced_models(*, models: list[str]) -> list[str]:
+    """The models among `models` that only the fallback price covers (for the console's warning)."""
+    return [model for model in dict.fromkeys(models) if not model_price(model=model).row]
+
+
 def call_cost_usd(*, model: str, usage: Usage) -> Decimal:
     """(input - cached) * input + cached * cached_input + output * output, per million tokens.
 
-    `model` is the full `provider/model` id. An unpriced model costs 0 and is logged once per process,
-    so that a missing price row is visible without flooding the log.
+    `model` is the full `provider/model` id. An unpriced model is counted at the fallback price and
+    logged once per process.
     """
     if not (usage.input_tokens or usage.output_tokens):
         return Decimal(0)
-    price = ModelPrice.objects.filter(model=model).first()
-    if price is None:
-        _warn_unpriced(model)
-        return Decimal(0)
+    price = model_price(model=model)
+    if not price.row:
+        _warn_unpriced(model, price)
     cached = min(usage.cached_tokens, usage.input_tokens)
     cost = (
         (usage.input_tokens - cached) * price.input_per_million
@@ -37,9 +77,28 @@ def call_cost_usd(*, model: str, usage: Usage) -> Decimal:
     return cost.quantize(MICRO_DOLLAR, rounding=ROUND_HALF_UP)
 
 
-def _warn_unpriced(model: str) -> None:
+def model_prices_ensure() -> int:
+    """Add the maintained table's rows that are missing; edited rows stay as the operator left them."""
+    existing = set(ModelPrice.objects.values_list("model", flat=True))
+    missing = [
+        ModelPrice(model=model, input_per_million=Decimal(inp), cached_input_per_million=Decimal(cached),
+                   output_per_million=Decimal(out))
+        for model, inp, cached, out in PRICE_TABLE
+        if model not in existing
+    ]  # fmt: skip
+    ModelPrice.objects.bulk_create(missing, ignore_conflicts=True)
+    return len(missing)
+
+
+def _warn_unpriced(model: str, price: Price) -> None:
     with _warned_lock:
         if model in _warned_models:
             return
         _warned_models.add(model)
-    logger.warning("No ModelPrice for %s: its calls are recorded at $0 until an operator adds a price", model)
+    logger.warning(
+        "No ModelPrice for %s: its calls are counted at the fallback price ($%s in / $%s out per million tokens) "
+        "until an operator adds one",
+        model,
+        price.input_per_million,
+        price.output_per_million,
+    )

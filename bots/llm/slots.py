@@ -12,6 +12,7 @@ from typing import Literal
 
 from django.conf import settings
 
+from bots.llm.local_server import detected_default_model
 from bots.llm.types import LLMError
 from tenants.models import Project
 
@@ -69,4 +70,6 @@ def resolve_chain(*, project: Project | None, slot: Slot) -> list[ModelRef]:
     override = getattr(project, f"model_{slot}", "") if project is not None else ""
     if override and override.strip():
         return parse_chain(override)
+    if (local := detected_default_model()) is not None:
+        return parse_chain(local)
     return parse_chain(getattr(settings, SLOT_SETTINGS[slot]))

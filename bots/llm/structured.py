@@ -13,18 +13,18 @@ usage of every completion of the attempt (those that failed validation were bill
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-import instructor
-from instructor.core import IncompleteOutputException, InstructorError
 from pydantic import BaseModel
 
-from bots.llm import anthropic_backend, openai_backend
 from bots.llm.chain import AttemptResult, run_chain
 from bots.llm.errors import MalformedResponse, UnparseableOutput
 from bots.llm.keys import next_api_key
 from bots.llm.slots import ModelRef
 from bots.llm.types import CallContext, LLMError, Usage
+
+if TYPE_CHECKING:
+    from instructor.core import InstructorError
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -51,6 +51,12 @@ def structured_output(
     temperature: float = 0.1,
 ) -> StructuredResult[T]:
     """Raises UnparseableOutput when no backend produced valid output, AllBackendsFailed when none answered."""
+
+    # instructor and the SDK backends take seconds to import; loaded on the first call, not at start-up.
+    import instructor
+    from instructor.core import InstructorError
+
+    from bots.llm import anthropic_backend, openai_backend  # (the SDKs, see above)
 
     def attempt(ref: ModelRef) -> AttemptResult[T]:
         if ref.protocol == "anthropic":
@@ -128,8 +134,10 @@ class _Watch:
                 return self._usage(response)
         return Usage()
 
-    def explain(self, exc: InstructorError) -> Exception:
+    def explain(self, exc: "InstructorError") -> Exception:
         """Turn instructor's wrapper into the error our chain classifies."""
+        from instructor.core import IncompleteOutputException  # loaded by structured_output already
+
         if self.events and self.events[-1][0] == "error":
             return self.events[-1][1]  # the API call itself failed: 429, 5xx, timeout, bad JSON body...
         if self.events:

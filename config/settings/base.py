@@ -1,6 +1,7 @@
 from config.env import BASE_DIR, env
 
 INSTALLED_APPS = [
+    "unfold",  # the admin theme: before django.contrib.admin, whose templates it overrides
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -9,6 +10,11 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django_celery_beat",
+    "ninja",  # serves the API docs' scripts from our static files (the CSP allows no CDN)
+    "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "simple_history",
     "config.apps.PlatformConfig",
     "tenants",
     "bots",
@@ -27,8 +33,21 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+    "simple_history.middleware.HistoryRequestMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # After the messages: it signs out a session that lacks a required second factor, and says why.
+    "console.second_factor.SecondFactorRequiredMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # Last, as django-axes asks: it turns a lockout flagged during authentication into the lockout page.
+    "axes.middleware.AxesMiddleware",
+]
+
+AUTHENTICATION_BACKENDS = [
+    # First: counts failed sign-ins and refuses a locked-out one before the password is even checked.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -56,6 +75,7 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 LANGUAGE_CODE = "en"
+FORMAT_MODULE_PATH = ["config.formats"]
 LANGUAGES = [("en", "English"), ("ru", "Русский")]
 LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = "UTC"

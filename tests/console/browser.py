@@ -61,7 +61,7 @@ def log_in(page: object, username: str) -> None:
     page.goto("/admin/login/?next=/admin/")
     page.fill("#id_username", username)
     page.fill("#id_password", PASSWORD)
-    page.click("input[type=submit]")
+    page.click("[type=submit]")
     page.wait_for_url("**/admin/")
 
 

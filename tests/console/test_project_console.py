@@ -52,12 +52,12 @@ def test_the_console_previews_the_assembled_system_prompt(client, operator, proj
 def test_an_operator_edits_prompt_and_follow_up_steps_and_bad_input_changes_nothing(client, operator, project_a):
     url = reverse("admin:tenants_project_change", args=[project_a.pk])
     data = change_form_data(client.get(url))
-    assert data["followup_steps"] == "300, 900, 2400, 86400"
+    assert data["followup_steps"] == "5m, 15m, 40m, 24h"
     assert data["bot_token"] == ""  # write-only: never rendered
     assert data["webhook_secret"] == ""  # write-only too: it lets anyone post updates as Telegram
     secret = project_a.webhook_secret
 
-    saved = client.post(url, data | {"prompt": "Sell windows.", "followup_steps": "60, 600"})
+    saved = client.post(url, data | {"prompt": "Sell windows.", "followup_steps": "1m, 10m"})
     assert saved.status_code == 302, saved.context["adminform"].form.errors if saved.context else saved
     project_a.refresh_from_db()
     assert (project_a.prompt, project_a.followup_steps) == ("Sell windows.", [60, 600])
@@ -66,9 +66,16 @@ def test_an_operator_edits_prompt_and_follow_up_steps_and_bad_input_changes_noth
 
     refused = client.post(url, data | {"prompt": "Changed?", "followup_steps": "60, soon"})
     assert refused.status_code == 200
-    assert "Write whole seconds separated by commas" in refused.content.decode()
+    assert "&#x27;soon&#x27; is not a duration; write e.g. 5m, 40m, 24h or 2d" in refused.content.decode()
+    negative = client.post(url, data | {"prompt": "Changed?", "followup_steps": "0,-5"})  # the rule `project set` has
+    assert "Each follow-up waits at least 1m" in negative.content.decode()
+    bad_token = client.post(url, data | {"prompt": "Changed?", "bot_token": "badtoken"})
+    assert "This is not a Telegram bot token" in bad_token.content.decode()
+    unknown_token = "5550002222:AAE-unknown-to-telegram-xyz-0123"
+    unknown = client.post(url, data | {"prompt": "Changed?", "bot_token": unknown_token})
+    assert "Telegram rejected the bot token (getMe)" in unknown.content.decode()  # asked at once, not at webhook time
     project_a.refresh_from_db()
-    assert project_a.prompt == "Sell windows."
+    assert (project_a.prompt, project_a.followup_steps) == ("Sell windows.", [60, 600])
 
     assert client.post(url, data | {"webhook_secret": "rotated_secret-2"}).status_code == 302
     project_a.refresh_from_db()
@@ -99,7 +106,7 @@ def test_a_crawl_started_from_the_console_is_listed_with_its_progress(
 ):
     url = reverse("admin:tenants_project_crawl", args=[project_a.pk])
     refused = client.post(url, {"urls": "not a url"}, follow=True).content.decode()
-    assert "Nothing crawled: Not a web address: not a url" in refused
+    assert "Nothing crawled: not a url: not a web address" in refused  # the shared crawl input validation
     assert not CrawlJob.objects.exists()
 
     with django_capture_on_commit_callbacks(execute=False) as queued:

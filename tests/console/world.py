@@ -79,7 +79,7 @@ def tenant_world(project: Project, marker: str, *, chat_id: int) -> World:
 def exchange(project, chat_id: int, *, asked: datetime, answered_after: float, cost: str, status: str = "") -> None:
     """One customer message answered by the bot `answered_after` seconds later, at a cost."""
     chat, _ = Chat.objects.get_or_create(project=project, telegram_chat_id=chat_id)
-    turn = Turn.objects.create(project=project, chat=chat, status=Turn.Status.SENT, reply="ok",
+    turn = Turn.objects.create(project=project, chat=chat, status=Turn.Status.SENT, outcome="answered", reply="ok",
                                finished_at=asked + timedelta(seconds=answered_after))  # fmt: skip
     message = Message.objects.create(project=project, chat=chat, turn=turn, text="question")
     Message.objects.filter(pk=message.pk).update(created_at=asked)

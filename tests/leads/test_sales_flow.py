@@ -13,7 +13,7 @@ from django.utils import timezone
 from bots.models import Chat, Generation, Turn
 from bots.tasks import generations_process_due_task
 from knowledge.models import CrawlJob
-from knowledge.services import crawl_start
+from knowledge.services import crawl_request
 from leads.followups import followups_fire_due
 from leads.models import FollowUp, Lead
 from leads.services import leads_retry_unsent
@@ -44,7 +44,7 @@ def shop(project_a, project_b, fake_telegram, local_site, celery_worker):
         project.quiet_hours_start = project.quiet_hours_end = None
         project.save()
         fake_telegram.register_bot(project.bot_token, f"{project.slug}_bot")
-    job = crawl_start(project=project_a, urls=[local_site.url("en/prices.html"), local_site.url("en/hours.html")])
+    job = crawl_request(project=project_a, urls=[local_site.url("en/prices.html"), local_site.url("en/hours.html")])
     wait_until(lambda: CrawlJob.objects.get(pk=job.pk).status == "done", 60, "crawl", celery_worker)
     return project_a
 

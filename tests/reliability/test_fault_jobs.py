@@ -17,7 +17,7 @@ from bots.generations import generations_recover_expired_leases
 from bots.models import Chat, Generation, Message
 from bots.tasks import generations_process_due_task
 from knowledge.models import Chunk, CrawlJob, Page
-from knowledge.services import crawl_start
+from knowledge.services import crawl_request
 from knowledge.tasks import crawl_jobs_resume_stale
 from leads.models import Lead, LeadDispatch
 from leads.services import lead_finish
@@ -151,7 +151,7 @@ def test_worker_killed_mid_crawl_resumes_without_refetching_or_duplicating(bots,
     alpha, _ = bots
     worker = worker_factory()
     paths = ["/window-cleaning", "/carpet-cleaning", "/opening-hours", "/slow-office-cleaning"]
-    job = crawl_start(project=alpha, urls=[slow_site.base + path for path in paths])
+    job = crawl_request(project=alpha, urls=[slow_site.base + path for path in paths])
     wait_until(lambda: Page.objects.filter(job=job, fetched_at__isnull=False).count() == 3 and slow_site.hits[paths[3]],
                what="the quick pages fetched", worker=worker)  # fmt: skip
     worker.kill()

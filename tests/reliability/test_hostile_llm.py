@@ -13,8 +13,9 @@ from bots.generations import generations_process_due
 from bots.intake import update_receive
 from bots.llm import chain
 from bots.models import Chat, Generation, Turn
-from knowledge.pipeline import crawl_job_create, crawl_job_run
+from knowledge.pipeline import crawl_job_run
 from knowledge.qdrant_store import qdrant_close
+from knowledge.services import crawl_job_create
 from leads.models import Lead
 from tests.fakes import llm_api
 from tests.telegram_updates import text_update

@@ -8,13 +8,14 @@ import time
 
 import pytest
 from django.contrib.auth.models import Permission
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.test import Client
 from django.urls import reverse
 
 from bots import api as webhook_api
-from bots.models import Chat, Generation, LLMCall, Message, Turn
+from bots.models import Chat, Generation, LLMCall, Message, QuarantinedUpdate, Turn
 from leads.models import Lead, LeadDispatch
+from tenants.models import Project
 from tests.conftest import TEST_ANTHROPIC_KEYS, TEST_OPENAI_KEYS
 from tests.factories import MembershipFactory
 from tests.fakes import llm_api
@@ -91,8 +92,10 @@ def test_no_token_in_admin_pages(admin_client, project_a, project_b):
 
 
 @pytest.mark.django_db
-def test_no_token_in_command_output(project_a, project_b, capsys):
+def test_no_token_in_command_output(project_a, project_b, capsys, fake_telegram):
     new_token = "123456789:AAH-new-token-for-the-command-test-xyz"
+    for token in (new_token, new_token.replace("new", "set")):  # `project` asks Telegram (getMe) about tokens
+        fake_telegram.register_bot(token, "gamma_bot")
     call_command("project", "create", "--slug", "gamma", "--kind", "sales", "--token", new_token)
     call_command("project", "list")
     call_command("project", "show", "alpha")
@@ -104,7 +107,7 @@ def test_no_token_in_command_output(project_a, project_b, capsys):
 
 
 @pytest.mark.django_db
-def test_server_error_page_does_not_echo_the_exception(project_a, monkeypatch, settings):
+def test_an_unexpected_failure_echoes_nothing_and_quarantines_without_the_token(project_a, monkeypatch, settings):
     settings.DEBUG = False
 
     def explode(**kwargs: object) -> None:
@@ -116,9 +119,12 @@ def test_server_error_page_does_not_echo_the_exception(project_a, monkeypatch, s
         f"/telegram/webhook/{project_a.slug}/", data="{}", content_type="application/json",
         HTTP_X_TELEGRAM_BOT_API_SECRET_TOKEN=project_a.webhook_secret,
     )  # fmt: skip
-    assert response.status_code == 500
-    assert_no_secret(response.content.decode(errors="replace"), [project_a.bot_token], "the 500 page")
+    assert response.json() == {"ok": True, "description": "quarantined"}
+    assert_no_secret(response.content.decode(errors="replace"), [project_a.bot_token], "the answer")
     assert "database said no" not in response.content.decode(errors="replace")
+    [quarantined] = QuarantinedUpdate.objects.all()
+    assert "database said no" in quarantined.error
+    assert_no_secret(quarantined.error, [project_a.bot_token, project_a.bot_token.split(":")[1]], "quarantine")
 
 
 @pytest.mark.django_db
@@ -196,3 +202,66 @@ def test_api_docs_and_schema_are_staff_only(client, admin_client):
     client.force_login(operator)
     assert client.get("/api/openapi.json").status_code == 302
     assert admin_client.get("/api/openapi.json").json()["info"]["title"] == "Switchboard"
+
+
+WEBHOOK_SECRET = "whsec-given-on-the-command-line-0123456789"
+NEW_WEBHOOK_SECRET = "whsec-changed-later-by-project-set-9876543210"
+COMMAND_TOKEN = "5550002222:AAE-command-output-token-for-tests-xyz"
+
+
+@pytest.mark.django_db
+def test_no_token_or_webhook_secret_on_any_project_command_path(project_a, project_b, fake_telegram, caplog, capsys):
+    """Every `manage.py project` path, successes and errors alike, in two tenants: no secret is ever printed."""
+    caplog.set_level(logging.DEBUG)
+    fake_telegram.register_bot(COMMAND_TOKEN, "gamma_bot")
+    out = io.StringIO()
+
+    def run(*args: str) -> None:
+        try:
+            call_command("project", *args, stdout=out, stderr=out)
+        except CommandError as error:  # what the operator sees on the terminal for a refused command
+            out.write(f"CommandError: {error}\n")
+
+    run("create", "--slug", "gamma", "--kind", "sales", "--token", COMMAND_TOKEN, "--webhook-secret", WEBHOOK_SECRET)
+    run("create", "--slug", "gamma", "--kind", "sales", "--token", COMMAND_TOKEN, "--webhook-secret", WEBHOOK_SECRET)
+    run("set", "gamma", "webhook_secret", NEW_WEBHOOK_SECRET)
+    run("set", "gamma", "webhook_secret", NEW_WEBHOOK_SECRET + "x" * 300)  # too long: refused
+    run("set", "gamma", "bot_token", COMMAND_TOKEN)
+    run("set", "alpha", "webhook_secret", NEW_WEBHOOK_SECRET + "-alpha")
+    run("set", "no-such-project", "webhook_secret", WEBHOOK_SECRET)
+    run("show", "gamma")
+    run("show", "alpha")
+    run("list", "--all")
+    run("webhook", "gamma")
+    fake_telegram.fail_next("setWebhook", status=400, description=f"Bad Request: secret {NEW_WEBHOOK_SECRET} refused")
+    run("webhook", "gamma")
+    run("webhook", "beta")  # an unregistered token: getMe refuses it
+
+    project_a.refresh_from_db()
+    assert project_a.webhook_secret == NEW_WEBHOOK_SECRET + "-alpha"
+    gamma = Project.objects.get(slug="gamma")
+    assert gamma.webhook_secret == NEW_WEBHOOK_SECRET
+    assert fake_telegram.calls_to("setWebhook", token=COMMAND_TOKEN)[0].params["secret_token"] == NEW_WEBHOOK_SECRET
+    printed = out.getvalue()
+    assert "gamma: webhook_secret = (hidden)" in printed
+    assert "webhook_secret         set" in printed
+    assert "at most 256 characters" in printed  # the refusal says why, without the value
+    assert "refused" in printed
+    captured = capsys.readouterr()
+    everything = printed + captured.out + captured.err + caplog.text
+    secrets = [WEBHOOK_SECRET, NEW_WEBHOOK_SECRET, COMMAND_TOKEN, COMMAND_TOKEN.split(":")[1],
+               *secrets_of(project_a, project_b)]  # fmt: skip
+    assert_no_secret(everything, secrets, "`manage.py project` output and logs")
+
+
+@pytest.mark.django_db
+def test_webhook_secrets_and_configured_keys_are_redacted_from_log_lines(project_a, project_b, settings):
+    from core.log_redaction import RedactingJsonFormatter
+
+    project = Project.objects.get(pk=project_b.pk)  # loaded: its secrets are now known to the redaction
+    formatter = RedactingJsonFormatter("%(message)s")
+    for secret in (project.webhook_secret, project_a.webhook_secret, settings.SECRET_KEY, TEST_OPENAI_KEYS[0]):
+        record = logging.LogRecord("x", logging.ERROR, __file__, 1, "setWebhook failed with %s", (secret,), None)
+        line = formatter.format(record)
+        assert secret not in line
+        assert "[redacted]" in line

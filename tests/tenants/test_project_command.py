@@ -11,6 +11,13 @@ from tenants.models import Project
 pytestmark = pytest.mark.django_db
 
 TOKEN = "5550001111:AAE-secret-bot-token-for-tests-only-xyz"
+UNKNOWN_TOKEN = "5550002222:AAE-a-token-telegram-does-not-know-xyz"
+
+
+@pytest.fixture(autouse=True)
+def known_token(fake_telegram):
+    """`project create` and `set bot_token` ask Telegram (getMe) whose token it is."""
+    fake_telegram.register_bot(TOKEN, "shop_helper_bot")
 
 
 def run(*args: str) -> str:
@@ -43,14 +50,22 @@ def test_create_then_webhook_registers_with_the_secret_and_never_shows_the_token
     assert TOKEN.split(":")[1] not in everything
 
 
-def test_webhook_with_a_rejected_token_fails_clearly_without_leaking_it(fake_telegram, caplog):
-    run("create", "--slug", "shop", "--kind", "sales", "--token", TOKEN)
-    with pytest.raises(CommandError) as error:
-        run("webhook", "shop")
+def test_a_token_telegram_rejects_is_refused_at_once_and_never_leaked(fake_telegram, caplog, project_a):
+    with pytest.raises(CommandError, match="Telegram rejected the bot token") as refused:
+        run("create", "--slug", "shop", "--kind", "sales", "--token", UNKNOWN_TOKEN)
+    assert not Project.objects.filter(slug="shop").exists()
+    with pytest.raises(CommandError, match="Telegram rejected the bot token"):
+        run("set", "alpha", "bot_token", UNKNOWN_TOKEN)
+    project_a.refresh_from_db()
+    assert project_a.bot_token != UNKNOWN_TOKEN
+
+    with pytest.raises(CommandError) as error:  # a token revoked after it was set: the webhook says so
+        run("webhook", "alpha")
     assert "rejected the bot token" in str(error.value)
-    assert TOKEN not in str(error.value) + caplog.text
+    assert UNKNOWN_TOKEN not in str(refused.value) + str(error.value) + caplog.text
+    assert project_a.bot_token not in str(error.value) + caplog.text
     assert not fake_telegram.calls_to("setWebhook")
-    assert Project.objects.get(slug="shop").webhook_registered_at is None
+    assert Project.objects.get(slug="alpha").webhook_registered_at is None
 
 
 def test_webhook_when_telegram_refuses_reports_the_reason(fake_telegram):
@@ -82,8 +97,10 @@ def test_bad_input_is_a_clear_error_and_changes_nothing(project_a):
         run("create", "--slug", "alpha", "--kind", "sales", "--token", TOKEN)
     with pytest.raises(CommandError, match="no project with slug nope"):
         run("set", "nope", "name", "x")
-    with pytest.raises(CommandError, match="not a valid int"):
+    with pytest.raises(CommandError, match="'twelve' is not a whole number"):
         run("set", "alpha", "lead_group_id", "twelve")
+    with pytest.raises(CommandError, match="not a Telegram bot token"):
+        run("create", "--slug", "badtoken", "--kind", "sales", "--token", "badtoken")
     with pytest.raises(CommandError, match="cannot read the prompt file"):
         run("create", "--slug", "new", "--kind", "sales", "--token", TOKEN, "--prompt-file", "/nonexistent")
     assert list(Project.objects.values_list("slug", flat=True)) == ["alpha"]
@@ -106,3 +123,19 @@ def test_list_shows_projects_and_hides_deleted_ones_unless_asked(project_a, proj
     assert "alpha" in run("list")
     assert "beta" not in run("list")
     assert "deleted" in run("list", "--all")
+
+
+def test_follow_up_steps_are_typed_and_shown_as_durations(project_a, project_b):
+    output = run("set", "alpha", "followup_steps", "5m, 15m, 40m, 24h")
+    assert "followup_steps = 5m, 15m, 40m, 24h" in output
+    project_a.refresh_from_db()
+    assert project_a.followup_steps == [300, 900, 2400, 86400]
+    assert "followup_steps         5m, 15m, 40m, 24h" in run("show", "alpha")
+
+    for bad, reason in (("0,-5", "at least 1m"), ("5 minutes", "not a duration"), ("45d", "at most 30d")):
+        with pytest.raises(CommandError, match=reason):
+            run("set", "alpha", "followup_steps", bad)
+    project_a.refresh_from_db()
+    project_b.refresh_from_db()
+    assert project_a.followup_steps == [300, 900, 2400, 86400]
+    assert project_b.followup_steps == [300, 900, 2400, 86400]  # the other tenant never changed

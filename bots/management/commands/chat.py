@@ -10,6 +10,8 @@ from bots.chat_processing import chat_process, terminal_session_hooks
 from bots.conversation import unanswered_messages
 from bots.generations import generations_process_due
 from bots.intake import update_receive
+from bots.llm.local_server import openai_base_url
+from bots.llm.readiness import llm_readiness
 from bots.models import Chat, Generation, Turn
 from tenants.selectors import ProjectNotFound, project_get_by_slug
 
@@ -47,6 +49,13 @@ class Command(BaseCommand):
         if chat.channel != Chat.Channel.TERMINAL:
             raise CommandError(f"chat id {options['chat_id']} is a Telegram chat of {project.slug}; pick another")
         seen = chat.turns.order_by("-pk").values_list("pk", flat=True).first() or 0
+        readiness = llm_readiness(project=project)
+        if not readiness.ready:  # say it before the first apology, not after
+            self.stdout.write(self.style.WARNING(f"{readiness.problem}\nFix: {readiness.fix}\n"))
+        else:
+            self.stdout.write(f"Model: {', '.join(ref.id for ref in readiness.chain)} at {openai_base_url()}"
+                              if any(ref.protocol == "openai" for ref in readiness.chain)
+                              else f"Model: {', '.join(ref.id for ref in readiness.chain)}")  # fmt: skip
         for hook in terminal_session_hooks:  # e.g. the knowledge store's owner, when no worker runs
             if note := hook():
                 self.stdout.write(f"({note})")

@@ -5,12 +5,20 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from bots.webhook_registration import WebhookRegistrationError, project_register_webhook, project_webhook_url
+from bots.webhook_registration import (
+    WebhookRegistrationError,
+    bot_token_check,
+    project_register_webhook,
+    project_webhook_url,
+)
+from knowledge.services import CrawlInputError, source_schedule_set
 from tenants.models import Project
+from tenants.project_settings import SettingInvalid
 from tenants.selectors import ProjectNotFound, project_get_by_slug, project_list
 from tenants.services import SETTABLE_FIELDS, ProjectConfigError, project_create, project_set
 
-# What `show` prints; the token is only ever reported as set or not.
+CRAWL_SCHEDULE = "crawl_schedule"  # off, hourly, daily or weekly for every knowledge source of the project
+# What `show` prints; the token and the webhook secret are only ever reported as set or not.
 SHOWN_FIELDS = [
     "slug", "name", "kind", "language", "bot_username", "bot_id", "lead_group_id", "start_reply",
     "price_url", "model_toolcaller", "model_extract", "model_summary", "weekly_budget_usd", "weekly_cap_usd",
@@ -36,10 +44,11 @@ class Command(BaseCommand):
         create.add_argument("--start-reply", default="", help="The greeting sent on /start.")
         create.add_argument("--webhook-secret", default=None)
 
-        setter = commands.add_parser("set", help=f"Set one setting: {', '.join(sorted(SETTABLE_FIELDS))}.")
+        keys = sorted([*SETTABLE_FIELDS, CRAWL_SCHEDULE])
+        setter = commands.add_parser("set", help=f"Set one setting: {', '.join(keys)}.")
         setter.add_argument("slug")
-        setter.add_argument("key", choices=sorted(SETTABLE_FIELDS), metavar="KEY")
-        setter.add_argument("value")
+        setter.add_argument("key", choices=keys, metavar="KEY")
+        setter.add_argument("value", help="e.g. followup_steps '5m, 15m, 40m, 24h'; an empty string clears")
 
         commands.add_parser("list", help="List projects.").add_argument(
             "--all", action="store_true", help="Include deleted projects."
@@ -52,7 +61,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             getattr(self, f"handle_{options['action']}")(options)
-        except (ProjectConfigError, WebhookRegistrationError) as exc:
+        except (ProjectConfigError, WebhookRegistrationError, CrawlInputError) as exc:
             raise CommandError(str(exc)) from None
         except ProjectNotFound as exc:
             raise CommandError(f"no project with slug {exc}") from None
@@ -64,10 +73,15 @@ class Command(BaseCommand):
                 prompt = options["prompt_file"].read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as exc:
                 raise CommandError(f"cannot read the prompt file: {exc}") from None
+        try:  # the format first (no network for a typo), then Telegram itself when it can be reached
+            token = SETTABLE_FIELDS["bot_token"].parse(options["token"])
+        except SettingInvalid as exc:
+            raise CommandError(f"bot_token: {exc}") from None
+        bot_username = bot_token_check(token=token)
         project = project_create(
             slug=options["slug"],
             kind=options["kind"],
-            token=options["token"],
+            token=token,
             language=options["language"],
             name=options["name"],
             lead_group_id=options["lead_group"],
@@ -76,13 +90,27 @@ class Command(BaseCommand):
             webhook_secret=options["webhook_secret"],
         )
         self.stdout.write(self.style.SUCCESS(f"created project {project.slug} ({project.kind}, {project.language})"))
+        if bot_username is None:
+            self.stdout.write("Telegram could not be reached: the token's format is right; `project webhook` checks it")
+        else:
+            self.stdout.write(f"token verified with Telegram: @{bot_username}")
         self.stdout.write(f"webhook url: {project_webhook_url(project=project)}")
         self.stdout.write(f"register it with: python manage.py project webhook {project.slug}")
 
     def handle_set(self, options: dict[str, Any]) -> None:
         project = project_get_by_slug(slug=options["slug"])
+        if options["key"] == CRAWL_SCHEDULE:  # the schedule lives on the project's knowledge sources
+            count = source_schedule_set(project=project, schedule=options["value"])
+            self.stdout.write(self.style.SUCCESS(f"{project.slug}: {count} source(s) re-crawled {options['value']}"))
+            return
+        if options["key"] == "bot_token":  # a well-formed token Telegram refuses is bad input too
+            try:
+                bot_token_check(token=SETTABLE_FIELDS["bot_token"].parse(options["value"]))
+            except SettingInvalid as exc:
+                raise CommandError(f"bot_token: {exc}") from None
         project_set(project=project, key=options["key"], value=options["value"])
-        shown = "(hidden)" if options["key"] == "bot_token" else repr(getattr(project, options["key"]))
+        setting = SETTABLE_FIELDS[options["key"]]  # secrets are never printed, not even right after they were set
+        shown = "(hidden)" if setting.secret else setting.format(getattr(project, options["key"]))
         self.stdout.write(self.style.SUCCESS(f"{project.slug}: {options['key']} = {shown}"))
 
     def handle_list(self, options: dict[str, Any]) -> None:
@@ -99,8 +127,11 @@ class Command(BaseCommand):
     def handle_show(self, options: dict[str, Any]) -> None:
         project = project_get_by_slug(slug=options["slug"], include_deleted=True)
         for field in SHOWN_FIELDS:
-            self.stdout.write(f"{field:22} {getattr(project, field)}")
+            value = getattr(project, field)
+            shown = SETTABLE_FIELDS[field].format(value) if field in SETTABLE_FIELDS else value
+            self.stdout.write(f"{field:22} {shown}")
         self.stdout.write(f"{'bot_token':22} {'set' if project.has_token else 'not set'}")
+        self.stdout.write(f"{'webhook_secret':22} {'set' if project.webhook_secret else 'not set'}")
         self.stdout.write(f"{'webhook_url':22} {project_webhook_url(project=project)}")
         self.stdout.write(f"{'prompt':22} {len(project.prompt)} characters")
 

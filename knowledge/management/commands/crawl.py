@@ -1,4 +1,8 @@
-"""`manage.py crawl S --urls U1,U2 | --sitemap URL | --files PATH...`: crawl on the worker and follow it."""
+"""`manage.py crawl S --urls U1,U2 | --sitemap URL | --files PATH... | --all`: crawl on the worker and follow it.
+
+Exit codes: 0 done, 1 bad input (nothing started), 3 partial (some pages failed), 4 failed (no page
+succeeded, or the job itself failed), 5 still running when --timeout ran out (the job goes on).
+"""
 
 import time
 from pathlib import Path
@@ -6,24 +10,35 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from knowledge.models import CrawlJob
-from knowledge.services import crawl_start
+from knowledge.models import CrawlJob, PageReport, Source
+from knowledge.selectors import crawl_job_summary
+from knowledge.services import CrawlInputError, crawl_paths_read, crawl_request
 from tenants.selectors import ProjectNotFound, project_get_by_slug
+
+EXIT_PARTIAL = 3
+EXIT_FAILED = 4
+EXIT_TIMEOUT = 5
 
 
 class Command(BaseCommand):
     help = (
-        "Start a crawl job on the worker (the same pipeline as the admin action), print its progress and exit "
-        "when it ends (non-zero if it failed). Ctrl-C stops following and leaves the job running."
+        "Start a crawl job on the worker (the same pipeline as the admin action), print its progress and report, "
+        "and exit when it ends. Exit codes: 0 done, 1 bad input, 3 partial (some pages failed), 4 failed, "
+        "5 still running after --timeout. Ctrl-C stops following and leaves the job running."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("slug")
         sources = parser.add_argument_group("what to crawl (at least one)")
-        sources.add_argument("--urls", default="", help="Comma-separated page URLs.")
+        sources.add_argument("--urls", default="", help="Comma-separated page URLs (http or https).")
         sources.add_argument("--sitemap", default=None, help="A sitemap.xml URL.")
         sources.add_argument("--files", nargs="+", type=Path, default=[], help="Local PDF/DOCX/XLSX/TXT/HTML files.")
-        parser.add_argument("--recrawl", action="store_true", help="Fetch again pages crawled before.")
+        sources.add_argument("--all", action="store_true", help="Every source of the project again.")
+        parser.add_argument(
+            "--schedule", choices=Source.Schedule.values, default=None,
+            help="Re-crawl these sources on this schedule from now on (off, hourly, daily, weekly).",
+        )  # fmt: skip
+        parser.add_argument("--recrawl", action="store_true", help="Re-embed every page, even unchanged ones.")
         parser.add_argument("--semantic", action="store_true", help="LLM topic boundaries instead of paragraphs.")
         parser.add_argument("--no-follow", action="store_true", help="Start the job and exit.")
         parser.add_argument("--timeout", type=float, default=3600.0, help="Stop following after this many seconds.")
@@ -34,18 +49,16 @@ class Command(BaseCommand):
         except ProjectNotFound:
             raise CommandError(f"no project with slug {options['slug']}") from None
         urls = [url.strip() for url in options["urls"].split(",") if url.strip()]
-        if not (urls or options["sitemap"] or options["files"]):
-            raise CommandError("nothing to crawl: give --urls, --sitemap or --files")
-        files = []
-        for path in options["files"]:
-            try:
-                files.append((path.name, path.read_bytes()))
-            except OSError as exc:
-                raise CommandError(f"cannot read {path}: {exc.strerror}") from None
-        job = crawl_start(
-            project=project, urls=urls, sitemap=options["sitemap"], files=files, recrawl=options["recrawl"],
-            semantic_chunking=options["semantic"],
-        )  # fmt: skip
+        if not (urls or options["sitemap"] or options["files"] or options["all"]):
+            raise CommandError("nothing to crawl: give --urls, --sitemap, --files or --all")
+        try:
+            files = crawl_paths_read(options["files"])
+            job = crawl_request(
+                project=project, urls=urls, sitemap=options["sitemap"], files=files, all_sources=options["all"],
+                recrawl=options["recrawl"], semantic_chunking=options["semantic"], schedule=options["schedule"],
+            )  # fmt: skip
+        except CrawlInputError as exc:
+            raise CommandError("\n".join(exc.problems)) from None
         self.stdout.write(f"crawl job #{job.pk} started for {project.slug}")
         if options["no_follow"]:
             return
@@ -62,13 +75,33 @@ class Command(BaseCommand):
             if line != last:
                 self.stdout.write(line)
                 last = line
-            if job.status in (CrawlJob.Status.DONE, CrawlJob.Status.FAILED):
+            if job.is_finished:
                 break
             time.sleep(0.5)
         else:
-            raise CommandError(f"job #{job.pk} still running after {timeout:.0f} s (it goes on)")
-        for page in job.pages.filter(status="failed"):
-            self.stdout.write(f"  failed: {page.url}: {page.error}")
+            raise CommandError(
+                f"job #{job.pk} still running after {timeout:.0f} s (it goes on)", returncode=EXIT_TIMEOUT
+            )
+        self._report(job)
+
+    def _report(self, job: CrawlJob) -> None:
+        self.stdout.write(f"pages: {crawl_job_summary(job)}")
+        self.stdout.write(
+            f"embedding: {job.embedding_calls} call(s), {job.chunks_embedded} chunk(s), ${job.embedding_cost_usd:.4f}; "
+            f"{job.not_modified} page(s) answered 304 Not Modified; took {job.duration}"
+        )
+        for report in job.reports.filter(outcome=PageReport.Outcome.REMOVED):
+            self.stdout.write(f"  removed: {report.url}: {report.reason}")
+        for report in job.reports.filter(outcome=PageReport.Outcome.FAILED):
+            self.stdout.write(f"  failed: {report.url}: {report.reason}")
         if job.status == CrawlJob.Status.FAILED:
-            raise CommandError(f"crawl job #{job.pk} failed: {job.error}")
+            raise CommandError(
+                f"crawl job #{job.pk} failed: {job.error or 'no page succeeded'}", returncode=EXIT_FAILED
+            )
+        if job.status == CrawlJob.Status.PARTIAL:
+            raise CommandError(
+                f"crawl job #{job.pk} partly failed: {job.pages_failed} page(s) failed"
+                + (f"; {job.error}" if job.error else ""),
+                returncode=EXIT_PARTIAL,
+            )
         self.stdout.write(self.style.SUCCESS(f"crawl job #{job.pk} done"))

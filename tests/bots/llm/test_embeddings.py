@@ -45,7 +45,9 @@ def endpoint(settings):
 
 def test_endpoint_embeddings_ask_for_matryoshka_dimensions_in_batches(fake_llm, endpoint, project_a, monkeypatch):
     monkeypatch.setattr(embeddings, "BATCH_SIZE", 2)
-    ModelPrice.objects.create(model="openai/text-embedding-3-small", input_per_million=1_000, output_per_million=0)
+    ModelPrice.objects.update_or_create(
+        model="openai/text-embedding-3-small", defaults={"input_per_million": 1_000, "output_per_million": 0}
+    )
     context = CallContext(purpose="crawl_embed", project_id=project_a.pk)
 
     result = embed_texts(["alpha", "beta", "gamma"], context=context)

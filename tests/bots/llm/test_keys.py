@@ -1,14 +1,20 @@
 """API key pools rotate round-robin; an empty pool is a clear permanent error."""
 
+import json
 import threading
 
 import pytest
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Response
 
+from bots.llm import local_server
 from bots.llm.chain import call_tools
 from bots.llm.keys import MissingApiKeys, next_api_key
-from bots.llm.slots import parse_chain
+from bots.llm.readiness import llm_readiness
+from bots.llm.slots import parse_chain, resolve_chain
 from bots.llm.types import AllBackendsFailed, LLMMessage, ToolCallRequest
 from bots.models import LLMCall
+from tests.fakes.llm_api import text
 
 pytestmark = pytest.mark.django_db
 
@@ -66,6 +72,39 @@ def test_empty_pool_names_the_env_var_and_the_chain_moves_on(fake_llm, settings,
 
 def test_empty_pools_everywhere_fail_clearly(settings, context_a):
     settings.OPENAI_API_KEYS = []
+    settings.OPENAI_BASE_URL = "https://api.openai.com/v1"  # a remote provider: a key is a must
 
     with pytest.raises(AllBackendsFailed, match="OPENAI_API_KEYS is empty"):
         call_tools(request=REQUEST, chain=parse_chain("openai/gpt-test"), context=context_a)
+
+
+def test_a_local_openai_compatible_server_needs_no_key(settings, fake_llm, context_a):
+    settings.OPENAI_API_KEYS = []  # OPENAI_BASE_URL is the fake on 127.0.0.1, like Ollama, llama.cpp or vLLM
+    fake_llm.openai.push(text("hi from the local model"))
+
+    response = call_tools(request=REQUEST, chain=parse_chain("ollama/llama3.2"), context=context_a)
+
+    assert response.text == "hi from the local model"
+    [request] = fake_llm.requests_to("openai")
+    assert request.body["model"] == "llama3.2"
+
+
+def test_a_local_ollama_is_found_by_itself_when_nothing_is_configured(settings, monkeypatch, project_a):
+    """A real HTTP server answering Ollama's OpenAI-compatible model list, on a free port."""
+    models = Response(json.dumps({"object": "list", "data": [{"id": "llama3.2"}, {"id": "qwen2.5"}]}),
+                      content_type="application/json")  # fmt: skip
+    server = make_server("127.0.0.1", 0, lambda environ, start: models(environ, start), threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setattr(local_server, "_probed", {})
+    settings.OPENAI_API_KEYS = []
+    settings.OPENAI_BASE_URL = settings.OPENAI_DEFAULT_BASE_URL
+    settings.LLM_MODEL_TOOLCALLER = settings.LLM_MODEL_EXTRACT = settings.LLM_MODEL_SUMMARY = "openai/gpt-4.1-mini"
+    settings.OLLAMA_DEFAULT_URL = f"http://127.0.0.1:{server.port}/v1"
+    try:
+        assert local_server.openai_base_url() == settings.OLLAMA_DEFAULT_URL
+        assert [ref.id for ref in resolve_chain(project=project_a, slot="toolcaller")] == ["ollama/llama3.2"]
+        assert llm_readiness(project=project_a).ready
+        settings.OPENAI_API_KEYS = ["sk-real"]  # a key means the operator chose a provider: no detection
+        assert local_server.openai_base_url() == settings.OPENAI_DEFAULT_BASE_URL
+    finally:
+        server.shutdown()

@@ -70,16 +70,28 @@ def test_failed_attempts_cost_nothing_and_the_response_cost_is_the_call(fake_llm
     assert [r.cost_usd for r in LLMCall.objects.order_by("pk")] == [0, EXPECTED]
 
 
-def test_unknown_model_costs_zero_and_warns_once(fake_llm, context_a, caplog, monkeypatch):
+def test_unknown_model_counts_at_the_fallback_price_and_warns_once(fake_llm, context_a, caplog, monkeypatch, settings):
     monkeypatch.setattr(pricing, "_warned_models", set())
     caplog.set_level(logging.WARNING, logger="bots.llm.pricing")
+    settings.LLM_FALLBACK_PRICE_INPUT_PER_MILLION = 3.0
+    settings.LLM_FALLBACK_PRICE_OUTPUT_PER_MILLION = 15.0
 
     for _ in range(2):
+        fake_llm.openai.push(text("hi", prompt_tokens=1000, completion_tokens=100))
         response = call_tools(request=REQUEST, chain=parse_chain("openai/unpriced-model"), context=context_a)
-        assert response.cost_usd == 0
+        assert response.cost_usd == pytest.approx(0.0045)  # 1000 x $3 + 100 x $15 per million: never $0
 
     warnings = [r.getMessage() for r in caplog.records if r.name == "bots.llm.pricing"]
     assert warnings == [
-        "No ModelPrice for openai/unpriced-model: its calls are recorded at $0 until an operator adds a price"
+        "No ModelPrice for openai/unpriced-model: its calls are counted at the fallback price ($3.0 in / $15.0 out "
+        "per million tokens) until an operator adds one"
     ]
-    assert all(row.cost_usd == 0 for row in LLMCall.objects.all())
+    assert all(row.cost_usd == Decimal("0.004500") for row in LLMCall.objects.all())
+
+
+def test_a_provider_row_prices_all_its_models_and_an_exact_row_wins():
+    ModelPrice.objects.update_or_create(model="vllm/*", defaults={"input_per_million": 0, "output_per_million": 0})
+    ModelPrice.objects.create(model="vllm/big", input_per_million=Decimal("1"), output_per_million=Decimal("2"))
+    usage = Usage(input_tokens=1_000_000, output_tokens=1_000_000)
+    assert call_cost_usd(model="vllm/anything", usage=usage) == 0
+    assert call_cost_usd(model="vllm/big", usage=usage) == Decimal("3.000000")
