@@ -16,7 +16,7 @@ from tenants.admin_scoping import ProjectScopedAdmin, ReadOnlyAdminMixin, Scoped
 from tenants.models import Project
 
 
-class CvDocumentInline(ScopedInlineMixin, ReadOnlyAdminMixin, admin.TabularInline):
+class CvDocumentInline(ScopedInlineMixin, ReadOnlyAdminMixin, TabularInline):
     model = CvDocument
     fields = ["file", "file_name", "mime_type", "size", "created_at"]
     readonly_fields = fields
@@ -24,7 +24,7 @@ class CvDocumentInline(ScopedInlineMixin, ReadOnlyAdminMixin, admin.TabularInlin
     can_delete = False
 
 
-class OutcomeGivenInline(ScopedInlineMixin, ReadOnlyAdminMixin, admin.TabularInline):
+class OutcomeGivenInline(ScopedInlineMixin, ReadOnlyAdminMixin, TabularInline):
     model = MatchOutcome
     fk_name = "profile"
     verbose_name_plural = "outcomes this user reported"
@@ -90,7 +90,7 @@ class ProfileAdmin(ProjectScopedAdmin):
         return TemplateResponse(request, "admin/matching/profile/broadcast.html", context)
 
 
-class MatchOutcomeInline(ScopedInlineMixin, ReadOnlyAdminMixin, admin.TabularInline):
+class MatchOutcomeInline(ScopedInlineMixin, ReadOnlyAdminMixin, TabularInline):
     model = MatchOutcome
     fields = ["profile", "ask_at", "asked_at", "talked", "worked_out", "reason", "answered_at"]
     readonly_fields = fields

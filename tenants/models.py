@@ -8,6 +8,9 @@ from simple_history.models import HistoricalRecords
 
 from tenants.encryption import EncryptedTextField
 from tenants.project_settings import (
+    MAX_MATCHING_INTERVAL_MINUTES,
+    MAX_OPEN_INTRODUCTIONS,
+    MAX_OUTCOME_DELAY_HOURS,
     validate_bot_token,
     validate_followup_steps,
     validate_model_chain,
@@ -124,24 +127,24 @@ class Project(models.Model):
         help_text="Matching: minimum cosine similarity; empty: per embedding model default.",
     )
     similarity_threshold_seeker = models.FloatField(
-        null=True, blank=True, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        null=True, blank=True, validators=[validate_similarity_threshold],
         help_text="Matching: threshold when looking for a seeker's counterparts; empty: similarity_threshold.",
     )  # fmt: skip
     similarity_threshold_provider = models.FloatField(
-        null=True, blank=True, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        null=True, blank=True, validators=[validate_similarity_threshold],
         help_text="Matching: threshold when looking for a provider's counterparts; empty: similarity_threshold.",
     )  # fmt: skip
     matching_max_open_introductions = models.PositiveSmallIntegerField(
-        default=5, validators=[MinValueValidator(1), MaxValueValidator(100)],
+        default=5, validators=[MinValueValidator(1), MaxValueValidator(MAX_OPEN_INTRODUCTIONS)],
         help_text="Matching: open introductions a user may have at once; a user at the limit is skipped.",
     )  # fmt: skip
     matching_interval_minutes = models.PositiveIntegerField(
-        default=30, validators=[MinValueValidator(1), MaxValueValidator(7 * 24 * 60)],
+        default=30, validators=[MinValueValidator(1), MaxValueValidator(MAX_MATCHING_INTERVAL_MINUTES)],
         help_text="Matching: how long the loop waits when a round found nobody new (or nobody is active).",
     )  # fmt: skip
     matching_paused = models.BooleanField(default=False, help_text="Matching: no new candidates while set.")
     matching_outcome_delay_hours = models.PositiveIntegerField(
-        default=72, validators=[MaxValueValidator(24 * 90)],
+        default=72, validators=[MaxValueValidator(MAX_OUTCOME_DELAY_HOURS)],
         help_text="Matching: hours after a connection until both are asked whether it worked out.",
     )  # fmt: skip
 

@@ -29,6 +29,9 @@ DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 DURATION_PART_RE = re.compile(r"(\d+)\s*([smhd])")
 MAX_FOLLOWUP_STEPS = 10
 MAX_FOLLOWUP_SECONDS = 30 * 86400
+MAX_OPEN_INTRODUCTIONS = 100
+MAX_MATCHING_INTERVAL_MINUTES = 7 * 24 * 60
+MAX_OUTCOME_DELAY_HOURS = 90 * 24
 
 
 # Validators (model fields and parsers alike) ----------------------------------------------------------
@@ -175,6 +178,33 @@ def _optional_float(text: str) -> float | None:
     return value
 
 
+def _whole_number(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text.strip())
+        except ValueError:
+            raise SettingInvalid(f"{text.strip()!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise SettingInvalid(f"a whole number from {low} to {high}")
+        return value
+
+    return parse
+
+
+_BOOLEANS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
+
+
+def _yes_or_no(text: str) -> bool:
+    try:
+        return _BOOLEANS[text.strip().lower()]
+    except KeyError:
+        raise SettingInvalid(f"{text.strip()!r} is not yes or no (true/false, on/off, 1/0)") from None
+
+
+def _format_yes_or_no(value: bool) -> str:
+    return "yes" if value else "no"
+
+
 def _optional_time(text: str) -> time | None:
     if not text.strip():
         return None
@@ -239,10 +269,17 @@ PROJECT_SETTINGS: dict[str, ProjectSetting] = {
         ProjectSetting("similarity_threshold", _optional_float),
         ProjectSetting("similarity_threshold_seeker", _optional_float),
         ProjectSetting("similarity_threshold_provider", _optional_float),
+<<<<<<< HEAD
         ProjectSetting("matching_max_open_introductions", _count),
         ProjectSetting("matching_interval_minutes", _count),
         ProjectSetting("matching_paused", _boolean, lambda value: "yes" if value else "no"),
         ProjectSetting("matching_outcome_delay_hours", _count),
+=======
+        ProjectSetting("matching_max_open_introductions", _whole_number(1, MAX_OPEN_INTRODUCTIONS)),
+        ProjectSetting("matching_interval_minutes", _whole_number(1, MAX_MATCHING_INTERVAL_MINUTES)),
+        ProjectSetting("matching_paused", _yes_or_no, _format_yes_or_no),
+        ProjectSetting("matching_outcome_delay_hours", _whole_number(0, MAX_OUTCOME_DELAY_HOURS)),
+>>>>>>> matching2
     ]
 }
 

@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
     dependencies = [
         ('bots', '0003_merge_traces_and_update_processed'),
         ('matching', '0001_initial'),
-        ('tenants', '0002_project_matching_settings'),
+        ('tenants', '0004_history_follows_setting_validators'),
     ]
 
     operations = [

@@ -121,11 +121,11 @@ def test_per_role_thresholds(alpha, beta):
 @pytest.mark.parametrize(
     ("key", "value", "error"),
     [
-        ("matching_max_open_introductions", "0", "greater than or equal to 1"),
-        ("matching_max_open_introductions", "many", "not a valid int"),
-        ("matching_paused", "perhaps", "not a valid bool"),
-        ("similarity_threshold_provider", "1.5", "less than or equal to 1"),
-        ("matching_interval_minutes", "0", "greater than or equal to 1"),
+        ("matching_max_open_introductions", "0", "a whole number from 1 to 100"),
+        ("matching_max_open_introductions", "many", "not a whole number"),
+        ("matching_paused", "perhaps", "not yes or no"),
+        ("similarity_threshold_provider", "1.5", "between -1 and 1"),
+        ("matching_interval_minutes", "0", "a whole number from 1 to"),
     ],
 )
 def test_invalid_matching_settings_are_refused_and_change_nothing(alpha, key, value, error):
