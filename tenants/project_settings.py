@@ -138,23 +138,6 @@ def _optional_int(text: str) -> int | None:
         raise SettingInvalid(f"{text.strip()!r} is not a whole number") from None
 
 
-def _count(text: str) -> int:
-    value = _optional_int(text)
-    if value is None or value < 0:
-        raise SettingInvalid("a whole number, 0 or more")
-    return value
-
-
-_BOOLEANS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
-
-
-def _boolean(text: str) -> bool:
-    try:
-        return _BOOLEANS[text.strip().lower()]
-    except KeyError:
-        raise SettingInvalid(f"{text.strip()!r} is not yes or no (true/false, on/off, 1/0)") from None
-
-
 def _optional_decimal(text: str) -> Decimal | None:
     if not text.strip():
         return None
@@ -269,17 +252,10 @@ PROJECT_SETTINGS: dict[str, ProjectSetting] = {
         ProjectSetting("similarity_threshold", _optional_float),
         ProjectSetting("similarity_threshold_seeker", _optional_float),
         ProjectSetting("similarity_threshold_provider", _optional_float),
-<<<<<<< HEAD
-        ProjectSetting("matching_max_open_introductions", _count),
-        ProjectSetting("matching_interval_minutes", _count),
-        ProjectSetting("matching_paused", _boolean, lambda value: "yes" if value else "no"),
-        ProjectSetting("matching_outcome_delay_hours", _count),
-=======
         ProjectSetting("matching_max_open_introductions", _whole_number(1, MAX_OPEN_INTRODUCTIONS)),
         ProjectSetting("matching_interval_minutes", _whole_number(1, MAX_MATCHING_INTERVAL_MINUTES)),
         ProjectSetting("matching_paused", _yes_or_no, _format_yes_or_no),
         ProjectSetting("matching_outcome_delay_hours", _whole_number(0, MAX_OUTCOME_DELAY_HOURS)),
->>>>>>> matching2
     ]
 }
 
