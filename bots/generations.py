@@ -286,6 +286,8 @@ async def generation_run_async(*, generation: Generation) -> None:
     else:
         generation.status = Generation.Status.DONE
     await in_db(_run_record, generation)
+    # One line per generation, carrying the ids the turn bound (project, Telegram chat, generation).
+    logger.info("generation %s finished: %s", generation.kind, generation.status)
 
 
 def generation_run(*, generation: Generation) -> None:

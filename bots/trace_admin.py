@@ -12,8 +12,8 @@ from tenants.admin_scoping import ProjectScopedAdmin, ReadOnlyAdminMixin
 
 @admin.register(TurnTrace)
 class TurnTraceAdmin(ReadOnlyAdminMixin, ProjectScopedAdmin):
-    list_display = ["created_at", "project", "chat", "purpose", "model", "round_trips", "tool_names", "duration_ms",
-                    "tokens_in", "tokens_out", "cost_usd", "overflowed"]  # fmt: skip
+    list_display = ["created_at", "project", "chat", "purpose", "model", "round_trips", "tool_names", "took",
+                    "tokens", "cost_usd", "overflowed"]  # fmt: skip
     list_filter = ["project", "purpose", "overflowed"]
     list_select_related = ["project", "turn__chat", "turn__chat__project"]
     search_fields = ["turn__chat__telegram_chat_id", "turn__chat__username", "model"]
@@ -25,6 +25,14 @@ class TurnTraceAdmin(ReadOnlyAdminMixin, ProjectScopedAdmin):
     @admin.display(description="chat")
     def chat(self, trace: TurnTrace) -> str:
         return str(trace.turn.chat)
+
+    @admin.display(description="time", ordering="duration_ms")
+    def took(self, trace: TurnTrace) -> str:
+        return f"{trace.duration_ms / 1000:.1f} s"
+
+    @admin.display(description="tokens in · out")
+    def tokens(self, trace: TurnTrace) -> str:
+        return f"{trace.tokens_in} · {trace.tokens_out}"
 
     @admin.display(description="tools")
     def tool_names(self, trace: TurnTrace) -> str:

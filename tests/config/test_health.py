@@ -13,13 +13,14 @@ def test_healthz_answers_without_touching_dependencies(client: Client):
     assert response.json() == {"status": "ok"}
 
 
-def test_readyz_reports_each_dependency_and_503_when_one_is_down(client: Client, settings, redis_url):
+def test_readyz_reports_each_dependency_and_503_when_one_is_down(client: Client, settings, redis_url, tmp_path):
     settings.REDIS_URL = redis_url
+    settings.QDRANT_PATH = str(tmp_path / "qdrant")
     response = client.get("/readyz")
     body = response.json()
     assert body["checks"]["database"] == "ok"
     assert body["checks"]["redis"] == "ok"
-    # No worker owns the local Qdrant store in this test, so the platform is not ready.
+    # No worker owns this embedded store, so the platform is not ready.
     assert body["checks"]["qdrant"].startswith("error:")
     assert response.status_code == 503
 

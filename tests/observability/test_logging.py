@@ -75,16 +75,14 @@ def test_worker_log_lines_carry_task_project_chat_and_generation_ids(
     def worker_lines() -> list[dict]:
         return [json.loads(line) for line in celery_worker.log_tail(200_000).splitlines() if line.startswith("{")]
 
-    deadline_lines = []
-    for _ in range(50):  # the "succeeded" line follows the send by a few milliseconds
-        deadline_lines = [
-            line for line in worker_lines()
-            if line.get("task") == "bots.tasks.generations_process_due_task" and "succeeded" in line["message"]
-        ]  # fmt: skip
-        if deadline_lines:
+    finished = []
+    for _ in range(50):  # the turn runner logs the outcome just after the send
+        finished = [line for line in worker_lines() if line["message"].startswith("generation chat_turn finished")]
+        if finished:
             break
         time.sleep(0.1)
-    [done] = deadline_lines
+    [done] = finished
+    assert done["message"] == "generation chat_turn finished: done"
     assert (done["project_id"], done["chat_id"], done["generation_id"]) == (project_a.pk, 77, generation.pk)
     processed = [line for line in worker_lines() if line.get("task") == "bots.tasks.chat_process_task"]
     assert processed
