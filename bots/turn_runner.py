@@ -4,7 +4,8 @@ It lives on the process's event loop (bots/event_loop.py). It claims due generat
 across projects (`generations_claim_fair`), and runs each as an asyncio task: a turn waiting for the model
 or for Telegram costs no thread, its database and tool steps run on the small fair pool of `in_db`.
 At most TURNS_IN_FLIGHT_MAX run at once per process; one heartbeat extends the leases of all of them, so a
-killed process's generations go back to the queue when their leases run out (the beat sweep requeues them).
+killed process's generations go back to the queue when their leases run out (every runner, and the beat
+sweep, requeue expired ones).
 
 Celery stays the dispatcher: a chat task that queued a due turn wakes the runner of its own process
 (`turn_runner_wake`); a runner also looks for due work every TURN_RUNNER_POLL_SECONDS (budget-spaced
@@ -21,7 +22,12 @@ from django.conf import settings
 
 from bots import turn_metrics
 from bots.event_loop import fair_key, in_db, process_loop
-from bots.generations import generation_run_async, generations_claim_fair, generations_extend_leases
+from bots.generations import (
+    generation_run_async,
+    generations_claim_fair,
+    generations_extend_leases,
+    generations_recover_expired_leases,
+)
 from bots.models import Generation
 from core.log_context import log_context_start
 
@@ -89,15 +95,22 @@ class TurnRunner:
             self._wake.set()  # a slot is free, and the follow-up may have queued the chat's next turn
 
     async def _heartbeat(self) -> None:
+        last_recovery = 0.0
         while True:
             await asyncio.sleep(self.lease_seconds / 4)
-            ids = list(self.running)
-            if not ids:
-                continue
-            try:
-                await in_db(generations_extend_leases, ids=ids)
-            except Exception:
-                logger.exception("turn runner: lease heartbeat failed")
+            if ids := list(self.running):
+                try:
+                    await in_db(generations_extend_leases, ids=ids)
+                except Exception:
+                    logger.exception("turn runner: lease heartbeat failed")
+            if time.monotonic() - last_recovery >= self.lease_seconds:
+                # A killed worker's turns come back as soon as their leases run out, not at the next beat.
+                last_recovery = time.monotonic()
+                try:
+                    if await in_db(generations_recover_expired_leases):
+                        self._wake.set()
+                except Exception:
+                    logger.exception("turn runner: recovering expired leases failed")
 
     async def stop(self, *, grace: float) -> None:
         """Stop claiming, let the turns in flight finish for up to `grace` seconds; the rest keep their

@@ -12,22 +12,19 @@ from zoneinfo import ZoneInfo
 from django.db import transaction
 from django.utils import timezone
 
-from bots.conversation import chat_thread, turn_compose, turn_deliver, unanswered_messages
+from bots.conversation import turn_compose, turn_deliver, unanswered_messages
 from bots.generations import generation_schedule
-from bots.llm.chain import call_tools
-from bots.llm.slots import resolve_chain
-from bots.llm.types import CallContext, LLMError, LLMMessage, ToolCallRequest
 from bots.models import Chat, Generation, Message, Turn
 from core import metrics
 from core.log_context import log_context_bind
 from leads.models import FollowUp
 from leads.services import lead_finish
 from leads.state import SalesState
+from leads.summary import TIMER_PING, lead_summary_generate
 from tenants.models import Project
 
 logger = logging.getLogger(__name__)
 
-TIMER_PING = "[TIMER PING]"
 POSTPONE_WHEN_BUSY = timedelta(minutes=1)
 
 
@@ -94,34 +91,6 @@ def followups_fire_due(*, now: datetime | None = None) -> int:
         fired += 1
         metrics.timer_fires.labels(action="scheduled").inc()
     return fired
-
-
-def lead_summary_generate(*, chat: Chat) -> str:
-    """A one-shot summary of the dialog for the manager, when the agent never wrote one."""
-    transcript = "\n".join(
-        f"{'Bot' if message.role == 'assistant' else 'Client'}: {block.text}"
-        for message in chat_thread(chat=chat)
-        for block in message.blocks
-        if getattr(block, "text", "") and not block.text.startswith(TIMER_PING)
-    )
-    notes = SalesState.of(chat).notes
-    request = ToolCallRequest(
-        system_prefix="Summarize this sales dialog for the manager who will call the customer back: 1-2 short "
-        f"paragraphs in the language '{chat.project.language}': what they need, when, where, how to reach them.",
-        system_suffix="",
-        messages=(LLMMessage.user_text(f"Dialog:\n{transcript}\n\nConsultant's notes:\n{notes}"),),
-        max_tokens=400,
-    )
-    try:
-        response = call_tools(
-            request=request, chain=resolve_chain(project=chat.project, slot="summary"),
-            context=CallContext(purpose="lead_summary", project_id=chat.project_id),
-        )  # fmt: skip
-        return response.text or notes
-    except LLMError as exc:
-        logger.error("lead summary failed; the notes stand in", extra={"project_id": chat.project_id,
-                                                                        "chat_id": chat.telegram_chat_id})  # fmt: skip
-        return notes or f"(no summary: the model was unavailable: {exc})"[:500]
 
 
 def timer_turn_handle(generation: Generation) -> None:

@@ -142,3 +142,25 @@ def test_database_connections_come_from_the_pool(settings):
     assert connection.pool is not None
     assert connection.pool.max_size == settings.DB_POOL_MAX_SIZE
     assert settings.DATABASES["default"]["CONN_MAX_AGE"] == 0
+
+
+def test_a_killed_workers_turn_is_taken_back_when_its_lease_runs_out_without_the_beat(
+    client, fake_telegram, fake_llm, project_a, celery_worker
+):
+    """The test worker runs no beat: only the runner's own lease recovery can bring the turn back."""
+    fake_telegram.register_bot(project_a.bot_token, "alpha_bot")
+    answer_everything(fake_llm, delay=60.0)  # the first worker dies while the model thinks
+    send(client, project_a, 300, "are you there?")
+    deadline = time.monotonic() + 30
+    while not Generation.objects.filter(status=Generation.Status.RUNNING).exists():
+        assert time.monotonic() < deadline, celery_worker.log_tail()
+        time.sleep(0.1)
+    celery_worker.kill()
+    answer_everything(fake_llm, delay=0.0)
+    celery_worker.start()
+
+    fake_telegram.wait_for("sendMessage", count=1, timeout=60)
+    [reply] = [c for c in fake_telegram.calls_to("sendMessage") if c.ok]
+    assert (reply.params["chat_id"], reply.params["text"]) == (300, "re: are you there?")
+    [generation] = Generation.objects.all()
+    assert generation.attempts == 2
