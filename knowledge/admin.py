@@ -14,6 +14,7 @@ from knowledge.selectors import crawl_job_summary, source_warning
 from knowledge.services import CrawlInputError, crawl_request, knowledge_urls_delete_anywhere
 from tenants.admin_scoping import ProjectScopedAdmin, ReadOnlyAdminMixin
 from tenants.models import Membership
+from tenants.project_settings import format_duration
 from tenants.roles import projects_with_role
 
 SEARCH_TIMEOUT_SECONDS = 20
@@ -88,9 +89,9 @@ class PageReportInline(admin.TabularInline):
 @admin.register(CrawlJob)
 class CrawlJobAdmin(ReadOnlyAdminMixin, ProjectScopedAdmin):
     list_display = ["__str__", "project", "status_badge", "phase", "report_summary", "chunks_uploaded", "created_at",
-                    "finished_at"]  # fmt: skip
+                    "took"]  # fmt: skip
     list_filter = ["project", "status", "scheduled"]
-    readonly_fields = ["project", "status_badge", "phase", "report_summary", "progress", "error", "duration",
+    readonly_fields = ["project", "status_badge", "phase", "report_summary", "progress", "error", "took",
                        "embedding_summary", "chunks_uploaded", "recrawl", "scheduled", "semantic_chunking",
                        "created_at", "started_at", "heartbeat_at", "finished_at"]  # fmt: skip
     fields = readonly_fields
@@ -105,6 +106,13 @@ class CrawlJobAdmin(ReadOnlyAdminMixin, ProjectScopedAdmin):
     @admin.display(description="Pages")
     def report_summary(self, job: CrawlJob) -> str:
         return crawl_job_summary(job)
+
+    @admin.display(description="Duration", ordering="finished_at")
+    def took(self, job: CrawlJob) -> str:
+        if job.duration is None:
+            return "running" if job.started_at else "-"
+        seconds = job.duration.total_seconds()
+        return f"{seconds:.1f}s" if seconds < 60 else format_duration(round(seconds))
 
     @admin.display(description="Embedding")
     def embedding_summary(self, job: CrawlJob) -> str:

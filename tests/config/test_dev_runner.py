@@ -56,7 +56,7 @@ def test_dev_runner_serves_admin_and_health_with_all_processes_alive(redis_url, 
         assert "username: admin" in output
         assert f"{base}/admin/" in output
         commands = " ".join(" ".join(p.cmdline()) for p in psutil.Process(runner.pid).children(recursive=True))
-        for process in ("gunicorn", "worker -l info -Q default,chat,llm,knowledge -P threads", "celery -A config beat"):
+        for process in ("gunicorn", "celery -A config worker -l info -P threads", "celery -A config beat"):
             assert process in commands, f"{process!r} is not running"
         children = psutil.Process(runner.pid).children(recursive=True)
     finally:

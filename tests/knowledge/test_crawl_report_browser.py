@@ -30,8 +30,8 @@ def test_the_job_page_of_a_failed_crawl_lists_each_page_and_its_reason(page, pro
 
     log_in(page, "olga")
     page.goto(f"/admin/knowledge/crawljob/{job.pk}/change/")
-    assert page.inner_text(".field-status_badge .readonly") == "Failed"
-    assert "0 added, 0 changed, 0 unchanged, 0 removed, 3 failed of 3" in page.inner_text(".field-report_summary")
+    assert page.inner_text(".crawl-status") == "Failed"
+    assert "0 added, 0 changed, 0 unchanged, 0 removed, 3 failed of 3" in page.inner_text("#content")
     rows = page.locator(".crawl-report tbody tr:has(td.field-outcome)")
     report = {row.locator("td.field-page_link").inner_text(): row.locator("td.field-reason").inner_text()
               for row in rows.all()}  # fmt: skip
