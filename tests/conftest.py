@@ -16,6 +16,14 @@ from tests.knowledge.site import local_site
 pytest_plugins = ["tests.fakes.telegram_api", "tests.fakes.llm_api"]
 __all__ = ["local_site"]  # a fixture: the local website crawl tests read
 
+# The test process is more than one worker: the turn runner's pool threads (each keeps its connection),
+# live-server threads and the tests' own threads share its pool, so it gets a larger one than the
+# workers it starts (which keep the shipped default).
+TEST_PROCESS_DB_POOL_MAX_SIZE = 40
+if settings.DATABASES["default"].get("OPTIONS", {}).get("pool"):
+    settings.DB_POOL_MAX_SIZE = TEST_PROCESS_DB_POOL_MAX_SIZE
+    settings.DATABASES["default"]["OPTIONS"]["pool"]["max_size"] = TEST_PROCESS_DB_POOL_MAX_SIZE
+
 TEST_OPENAI_KEYS = ["sk-test-openai-key-one", "sk-test-openai-key-two"]
 TEST_ANTHROPIC_KEYS = ["sk-ant-test-key-one"]
 
