@@ -56,6 +56,16 @@ def on_loop_thread() -> bool:
     return _loop_thread is not None and threading.current_thread() is _loop_thread
 
 
+def _run_job(future: Future[Any], call: Callable[[], Any]) -> None:
+    """Run one submitted call into its future (unless it was cancelled while queued)."""
+    if not future.set_running_or_notify_cancel():
+        return
+    try:
+        future.set_result(call())
+    except BaseException as exc:  # handed to the awaiting coroutine
+        future.set_exception(exc)
+
+
 class FairExecutor(Executor):
     """A bounded thread pool that serves its callers in turn: one queue per key (the project), round-robin.
 
@@ -90,12 +100,7 @@ class FairExecutor(Executor):
                     self._queues.move_to_end(key)  # the next of this key waits for the other keys
                 else:
                     del self._queues[key]
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                future.set_result(call())
-            except BaseException as exc:  # handed to the awaiting coroutine
-                future.set_exception(exc)
+            _run_job(future, call)
 
 
 # Whose work a coroutine's `in_db` step is (the runner sets the project id per generation): fairness key.
@@ -194,12 +199,7 @@ class _CallerThreadExecutor(Executor):
             if job is None:
                 return
             future, call = job
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                future.set_result(call())
-            except BaseException as exc:  # handed to the awaiting coroutine
-                future.set_exception(exc)
+            _run_job(future, call)
 
 
 def run_sync(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
