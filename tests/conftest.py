@@ -90,7 +90,9 @@ def celery_worker(transactional_db, redis_client, redis_url, tmp_path: Path) -> 
     )
     worker = CeleryWorker(env=env, log_path=tmp_path / "worker.log").start()
     yield worker
-    worker.stop()
+    # The test is over and its database is emptied next: no need to wait for a graceful shutdown (the
+    # tests of shutdown itself stop their workers explicitly).
+    worker.kill()
 
 
 @pytest.fixture

@@ -81,7 +81,7 @@ def worker_factory(transactional_db, redis_client, redis_url, tmp_path: Path) ->
 
     yield start
     for worker in started:
-        worker.stop()
+        worker.kill()  # the test is over: no graceful shutdown to wait for
 
 
 @pytest.fixture
