@@ -175,7 +175,9 @@ class Sampler:
 @pytest.fixture
 def platform(redis_client, redis_url, tmp_path: Path, fake_telegram) -> Iterator[Platform]:
     port = free_port()
-    env = worker_environment(redis_url=redis_url, extra={"ALLOWED_HOSTS": "127.0.0.1", "DB_CONN_MAX_AGE": "0"})
+    env = worker_environment(
+        redis_url=redis_url, extra={"ALLOWED_HOSTS": "127.0.0.1", "DB_CONN_MAX_AGE": "0"}, as_deployed=True
+    )
     env.pop("DB_CONN_MAX_AGE")  # as deployed: the pool's defaults
     web_log = (tmp_path / "gunicorn.log").open("wb")
     web = subprocess.Popen(

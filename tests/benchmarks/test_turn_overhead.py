@@ -29,7 +29,9 @@ def production_worker(transactional_db, redis_client, redis_url, tmp_path):
     """The worker as deployed: database connections kept across tasks (DB_CONN_MAX_AGE 60, where the tests'
     worker opens one per task) and INFO logs."""
     extra = {"QDRANT_PATH": str(tmp_path / "qdrant"), "DB_CONN_MAX_AGE": "60", "LOG_LEVEL": "INFO"}
-    worker = CeleryWorker(env=worker_environment(redis_url=redis_url, extra=extra), log_path=tmp_path / "worker.log")
+    worker = CeleryWorker(
+        env=worker_environment(redis_url=redis_url, extra=extra, as_deployed=True), log_path=tmp_path / "worker.log"
+    )
     yield worker.start()
     worker.stop()
 

@@ -130,7 +130,9 @@ def embedded_postgres_cpu_seconds() -> float | None:
 @pytest.fixture
 def web_server(redis_client, redis_url, tmp_path: Path):
     port = free_port()
-    env = worker_environment(redis_url=redis_url, extra={"DB_CONN_MAX_AGE": "60", "ALLOWED_HOSTS": "127.0.0.1"})
+    env = worker_environment(
+        redis_url=redis_url, extra={"DB_CONN_MAX_AGE": "60", "ALLOWED_HOSTS": "127.0.0.1"}, as_deployed=True
+    )
     log = (tmp_path / "gunicorn.log").open("wb")
     process = subprocess.Popen(
         procfile_web_command(port), cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
