@@ -50,7 +50,8 @@ def notes_fields(notes: str) -> dict[str, str]:
 def lead_finish(*, chat: Chat, summary: str, source: str = "agent") -> tuple[Lead, bool]:
     """Phase one: persist the finished lead (once per conversation). Returns (lead, created)."""
     with transaction.atomic():
-        chat = Chat.objects.select_for_update().select_related("project").get(pk=chat.pk)
+        # of=self: a join under FOR UPDATE would lock the project row too, which every turn of the project needs.
+        chat = Chat.objects.select_for_update(of=("self",)).select_related("project").get(pk=chat.pk)
         state = SalesState.of(chat)
         if state.lead_id and (lead := Lead.objects.filter(pk=state.lead_id, chat=chat).first()) is not None:
             return lead, False

@@ -14,6 +14,9 @@ INSTALLED_APPS = [
     "axes",
     "django_otp",
     "django_otp.plugins.otp_totp",
+    # The admin theme's templates for the history pages, before simple_history's own: its Revert button names
+    # the change form (unfold renders the submit row outside the <form>, where a plain submit posts nothing).
+    "unfold.contrib.simple_history",
     "simple_history",
     "config.apps.PlatformConfig",
     "tenants",
