@@ -189,10 +189,13 @@ def _lease_heartbeat(generation: Generation) -> Iterator[None]:
     stop = threading.Event()
 
     def beat() -> None:
-        while not stop.wait(settings.GENERATION_LEASE_SECONDS / 4):
-            Generation.objects.filter(pk=generation.pk, status=Generation.Status.RUNNING).update(
-                lease_expires_at=timezone.now() + _lease()
-            )
+        try:
+            while not stop.wait(settings.GENERATION_LEASE_SECONDS / 4):
+                Generation.objects.filter(pk=generation.pk, status=Generation.Status.RUNNING).update(
+                    lease_expires_at=timezone.now() + _lease()
+                )
+        finally:
+            connection.close()  # this thread's connection goes back to the pool, not away with the thread
 
     thread = threading.Thread(target=beat, name=f"lease-{generation.pk}", daemon=True)
     thread.start()

@@ -156,9 +156,10 @@ async def send_chat_action_async(*, project: Project, chat: Chat, action: str = 
         return
     try:
         bot = bot_for_token(project.bot_token)
-        await asyncio.wait_for(
-            bot.send_chat_action(chat_id=chat.telegram_chat_id, action=action), CHAT_ACTION_TIMEOUT_SECONDS
-        )
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that arrives as
+        # the call completes, and the typing loop would then outlive its turn.
+        async with asyncio.timeout(CHAT_ACTION_TIMEOUT_SECONDS):
+            await bot.send_chat_action(chat_id=chat.telegram_chat_id, action=action)
     except Exception as exc:
         extra = {"project_id": project.pk, "chat_id": chat.telegram_chat_id}
         logger.info("chat action %s failed: %s", action, redact(f"{type(exc).__name__}: {exc}"), extra=extra)
@@ -175,12 +176,14 @@ class TypingIndicator:
         self._project, self._chat, self._interval = project, chat, interval
         self._task: asyncio.Task[None] | None = None
         self._future: concurrent.futures.Future[None] | None = None
+        self._stopped = False  # a cancellation can be lost in a library; the loop also checks this
 
     async def __aenter__(self) -> "TypingIndicator":
         self._task = asyncio.create_task(self._run(), name="switchboard-typing")
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        self._stopped = True
         if self._task is not None:
             self._task.cancel()
 
@@ -190,13 +193,15 @@ class TypingIndicator:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        self._stopped = True
         if self._future is not None:
             self._future.cancel()
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopped:
             await send_chat_action_async(project=self._project, chat=self._chat)
-            await asyncio.sleep(self._interval)
+            if not self._stopped:
+                await asyncio.sleep(self._interval)
 
 
 def call_with_policy(*, project: Project, chat: Chat | None, method_name: str, **kwargs: Any) -> Any:
@@ -247,8 +252,10 @@ async def _call_once(method: Any, kwargs: dict[str, Any]) -> Any:
     # python-telegram-bot enforces the request timeouts; this guard only bounds a hang elsewhere (pool,
     # loop). A file upload gets at least 20 s per phase from python-telegram-bot, hence the floor.
     guard = 4 * max(settings.TELEGRAM_REQUEST_TIMEOUT_SECONDS, 20.0) + 5
-    # wait_for cancels the request on the loop itself, so nothing keeps running after we give up.
-    return await asyncio.wait_for(method(**kwargs), guard)
+    # The timeout cancels the request on the loop itself, so nothing keeps running after we give up (and,
+    # unlike wait_for on Python 3.11, it never swallows a cancellation of the turn).
+    async with asyncio.timeout(guard):
+        return await method(**kwargs)
 
 
 def _refuse_if_blocked(project: Project, chat: Chat) -> None:
