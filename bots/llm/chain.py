@@ -28,7 +28,7 @@ from bots.llm.errors import Failure, UnparseableOutput, classify_failure, spent_
 from bots.llm.pricing import call_cost_usd
 from bots.llm.recording import Method, llm_call_record
 from bots.llm.slots import ModelRef, Protocol
-from bots.llm.types import AllBackendsFailed, CallContext, ToolCallRequest, ToolCallResponse, Usage
+from bots.llm.types import AllBackendsFailed, CallContext, TextListener, ToolCallRequest, ToolCallResponse, Usage
 
 logger = logging.getLogger(__name__)
 
@@ -178,20 +178,28 @@ def _elapsed_ms(started: float) -> int:
 ToolBackend = Callable[..., Awaitable[ToolCallResponse]]
 
 
-def tool_backend(protocol: Protocol) -> ToolBackend:
+def tool_backend(protocol: Protocol, *, streaming: bool = False) -> ToolBackend:
     # The backends import the openai / anthropic SDKs (seconds); loaded on the first call, not at start-up.
     from bots.llm import anthropic_backend, openai_backend
 
-    return {"openai": openai_backend.call_tools_async, "anthropic": anthropic_backend.call_tools_async}[protocol]
+    backend = {"openai": openai_backend, "anthropic": anthropic_backend}[protocol]
+    return backend.stream_tools_async if streaming else backend.call_tools_async
 
 
 async def call_tools_async(
-    *, request: ToolCallRequest, chain: list[ModelRef], context: CallContext
+    *, request: ToolCallRequest, chain: list[ModelRef], context: CallContext, on_text: TextListener | None = None
 ) -> ToolCallResponse:
-    """One model round-trip with tools, over the chain with retries and fallbacks; raises AllBackendsFailed."""
+    """One model round-trip with tools, over the chain with retries and fallbacks; raises AllBackendsFailed.
+
+    With `on_text` the answer is streamed and `on_text` hears its text as it grows (a retry or the next
+    backend starts it again from nothing); the response is the same as without.
+    """
 
     async def attempt(ref: ModelRef) -> AttemptResult[ToolCallResponse]:
-        response = await tool_backend(ref.protocol)(ref=ref, request=request)
+        if on_text is None:
+            response = await tool_backend(ref.protocol)(ref=ref, request=request)
+        else:
+            response = await tool_backend(ref.protocol, streaming=True)(ref=ref, request=request, on_text=on_text)
         return AttemptResult(value=response, usage=response.usage)
 
     outcome = await run_chain_async(chain=chain, context=context, method="tools", attempt=attempt)
