@@ -12,7 +12,8 @@ Streaming: a request with ``"stream": true`` gets Server-Sent Events in the prot
 ``chat.completion.chunk`` ``data:`` lines ending in ``data: [DONE]``, tool calls as ``tool_calls`` deltas, a
 final usage chunk when ``stream_options.include_usage`` is set; Anthropic ``message_start`` ...
 ``message_stop`` events with ``text_delta`` / ``input_json_delta``). The text goes out word by word after
-``first_token_delay`` seconds, then one word every ``token_delay`` seconds (both per reply).
+``first_token_delay`` seconds, then one word every ``token_delay`` seconds (both per reply); the same
+reply asked for without streaming comes whole when its last word would have.
 
 Usage semantics follow OpenAI: ``prompt_tokens`` is the whole prompt, ``cached_tokens`` the part read from the
 cache. For Anthropic that becomes ``input_tokens = prompt_tokens - cached_tokens - cache_creation_tokens``,
@@ -382,6 +383,9 @@ class FakeLLM:
         if body.get("stream") is True:
             events = _anthropic_events(body, reply) if api == "anthropic" else _openai_chunks(body, reply)
             return _sse(events, reply)
+        if reply.first_token_delay or reply.token_delay:  # unstreamed, the answer comes when its last token does
+            pieces = len(_tokens(reply.content)) + len(reply.calls)
+            time.sleep(reply.first_token_delay + reply.token_delay * max(0, pieces - 1))
         return _json(_anthropic_message(body, reply) if api == "anthropic" else _openai_completion(body, reply))
 
     def _embeddings(self, body: dict[str, Any], reply: Reply) -> dict[str, Any]:
