@@ -374,6 +374,9 @@ class FakeLLM:
         if reply.delay:
             time.sleep(reply.delay)
         if reply.raw is not None:
+            if api == "openai" and body.get("stream") is True and reply.status == 200 and _is_completion(reply.raw):
+                # A scripted completion (broken arguments, no choices, ...) reaches a streaming client as chunks.
+                return _sse(_completion_chunks(body, reply.raw), reply)
             raw = reply.raw if isinstance(reply.raw, str) else json.dumps(reply.raw)
             return Response(raw, reply.status, content_type=reply.content_type)
         if reply.status != 200:
@@ -536,6 +539,24 @@ def _openai_chunks(body: dict[str, Any], reply: Reply) -> Iterator[_Event]:
             "prompt_tokens_details": {"cached_tokens": reply.cached_tokens},
         }  # fmt: skip
         yield _Event(base | {"choices": [], "usage": usage})
+    yield _Event("[DONE]")
+
+
+def _is_completion(raw: object) -> bool:
+    return isinstance(raw, dict) and isinstance(raw.get("choices"), list)
+
+
+def _completion_chunks(body: dict[str, Any], raw: dict[str, Any]) -> Iterator[_Event]:
+    """A scripted chat.completion body as the chunks a server would have streamed it in, verbatim values."""
+    base = {k: raw[k] for k in ("id", "created", "model") if k in raw} | {"object": "chat.completion.chunk"}
+    for choice in raw["choices"]:
+        message = choice.get("message") or {}
+        delta = {"role": "assistant", "content": message.get("content")}
+        calls = [dict(call, index=index) for index, call in enumerate(message.get("tool_calls") or ())]
+        yield _Event(base | {"choices": [{"index": 0, "delta": delta | ({"tool_calls": calls} if calls else {})}]})
+        yield _Event(base | {"choices": [{"index": 0, "delta": {}, "finish_reason": choice.get("finish_reason")}]})
+    if (body.get("stream_options") or {}).get("include_usage") and raw.get("usage"):
+        yield _Event(base | {"choices": [], "usage": raw["usage"]})
     yield _Event("[DONE]")
 
 
