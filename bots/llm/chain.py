@@ -177,6 +177,29 @@ def _elapsed_ms(started: float) -> int:
 
 ToolBackend = Callable[..., Awaitable[ToolCallResponse]]
 
+# Models whose server refused a streamed request (an older local server: no `stream_options`, no streamed
+# tool calls); this process asks them for whole answers from then on.
+_unstreamable: set[str] = set()
+STREAM_REFUSED_STATUSES = frozenset({400, 422})
+
+
+async def _streamed_or_whole(ref: ModelRef, request: ToolCallRequest, on_text: TextListener) -> ToolCallResponse:
+    """The streamed answer; when the server refuses to stream (400/422), the same request unstreamed, at once.
+
+    Models whose server answers the unstreamed request are asked unstreamed from then on (in this process).
+    """
+    try:
+        return await tool_backend(ref.protocol, streaming=True)(ref=ref, request=request, on_text=on_text)
+    except Exception as exc:
+        if getattr(exc, "status_code", None) not in STREAM_REFUSED_STATUSES:
+            raise
+        refusal = exc
+    # A request that is bad in itself fails here too, with its own error; only a refusal to stream is remembered.
+    response = await tool_backend(ref.protocol)(ref=ref, request=request)
+    _unstreamable.add(ref.id)
+    logger.warning("LLM %s refused a streamed request (%s); asking for whole answers from now on", ref.id, refusal)
+    return response
+
 
 def tool_backend(protocol: Protocol, *, streaming: bool = False) -> ToolBackend:
     # The backends import the openai / anthropic SDKs (seconds); loaded on the first call, not at start-up.
@@ -196,10 +219,10 @@ async def call_tools_async(
     """
 
     async def attempt(ref: ModelRef) -> AttemptResult[ToolCallResponse]:
-        if on_text is None:
+        if on_text is None or ref.id in _unstreamable:
             response = await tool_backend(ref.protocol)(ref=ref, request=request)
         else:
-            response = await tool_backend(ref.protocol, streaming=True)(ref=ref, request=request, on_text=on_text)
+            response = await _streamed_or_whole(ref, request, on_text)
         return AttemptResult(value=response, usage=response.usage)
 
     outcome = await run_chain_async(chain=chain, context=context, method="tools", attempt=attempt)

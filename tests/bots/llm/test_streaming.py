@@ -6,9 +6,10 @@ import time
 import pytest
 
 from bots.event_loop import run_sync
+from bots.llm import chain as chain_module
 from bots.llm.chain import call_tools, call_tools_async
 from bots.llm.slots import parse_chain
-from bots.llm.types import LLMMessage, TextBlock, ToolCallRequest, ToolSpec, ToolUseBlock, Usage
+from bots.llm.types import AllBackendsFailed, LLMMessage, TextBlock, ToolCallRequest, ToolSpec, ToolUseBlock, Usage
 from bots.models import LLMCall
 from tests.fakes.llm_api import error, malformed, streamed, text, tool_calls
 
@@ -104,3 +105,33 @@ def test_without_a_listener_nothing_streams(fake_llm, context_a):
     response = call_tools(request=REQUEST, chain=parse_chain("openai/gpt-test"), context=context_a)
     assert response.text == "plain"
     assert "stream" not in fake_llm.requests[0].body
+
+
+def test_a_server_that_refuses_to_stream_is_asked_for_whole_answers_from_then_on(fake_llm, context_a):
+    chain_module._unstreamable.discard("openai/gpt-old")
+    fake_llm.openai.push(error(400, message="stream_options is not supported"), text("Whole answer"))
+    heard: list[str] = []
+
+    response = stream(chain="openai/gpt-old", context=context_a, heard=heard)
+    assert response.text == "Whole answer"
+    assert heard == []  # nothing streamed, the answer still came, in the same attempt
+    first, second = fake_llm.requests
+    assert first.body["stream"] is True
+    assert "stream" not in second.body
+    assert [c.status for c in LLMCall.objects.all()] == ["ok"]
+
+    fake_llm.openai.push(text("Again whole"))
+    assert stream(chain="openai/gpt-old", context=context_a, heard=heard).text == "Again whole"
+    assert "stream" not in fake_llm.requests[-1].body
+    chain_module._unstreamable.discard("openai/gpt-old")
+
+
+def test_a_request_bad_in_itself_does_not_switch_streaming_off(fake_llm, context_a):
+    chain_module._unstreamable.discard("openai/gpt-test")
+    fake_llm.openai.push(error(400, message="context too long"), error(400, message="context too long"))
+    with pytest.raises(AllBackendsFailed):
+        stream(chain="openai/gpt-test", context=context_a, heard=[])
+    assert "openai/gpt-test" not in chain_module._unstreamable
+    [call] = LLMCall.objects.all()
+    assert call.status == "error"
+    assert "context too long" in call.error
