@@ -19,6 +19,7 @@ from bots.llm.types import (
     CallContext,
     LLMMessage,
     TextBlock,
+    TextListener,
     ToolCallRequest,
     ToolResultBlock,
     ToolSpec,
@@ -114,9 +115,18 @@ def _run_tools(
 
 
 async def agent_run_async(
-    *, context: ToolContext, toolset: Toolset, thread: list[LLMMessage], generation_id: int | None, purpose: str
+    *,
+    context: ToolContext,
+    toolset: Toolset,
+    thread: list[LLMMessage],
+    generation_id: int | None,
+    purpose: str,
+    on_text: TextListener | None = None,
 ) -> AgentResult:
-    """Run the tool loop for one turn; `thread` ends with this turn's user message."""
+    """Run the tool loop for one turn; `thread` ends with this turn's user message.
+
+    With `on_text`, every round is streamed and `on_text` hears the final answer's text as it is written.
+    """
     project = context.project
     chain, prefix, tools, snapshot = await in_db(_prepare, context, toolset)
     messages = list(thread)
@@ -132,7 +142,7 @@ async def agent_run_async(
             tools=tools,
         )
         started = time.perf_counter()
-        response = await call_tools_async(request=request, chain=chain, context=call_context)
+        response = await call_tools_async(request=request, chain=chain, context=call_context, on_text=on_text)
         result.steps.append({
             "kind": "model", "model": response.model, "ms": _elapsed_ms(started),
             "tokens_in": response.usage.input_tokens, "tokens_out": response.usage.output_tokens,

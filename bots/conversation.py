@@ -21,6 +21,7 @@ from bots.generations import generation_schedule, project_over_weekly_cap
 from bots.kinds import toolset_for
 from bots.llm.types import AllBackendsFailed, LLMMessage, block_from_json, block_to_json
 from bots.models import Chat, Generation, Message, Turn
+from bots.reply_drafts import reply_draft_for
 from bots.telegram_outbox import (
     ChatBlocked,
     PermanentSendError,
@@ -184,13 +185,16 @@ async def turn_compose_async(*, turn: Turn, generation_id: int | None, purpose: 
         return True
     try:
         typing = TypingIndicator(project=project, chat=chat) if chat.channel == Chat.Channel.TELEGRAM else None
-        async with typing or nullcontext():
+        # A private chat sees the answer as it is written; the draft closes before the reply is stored.
+        draft = reply_draft_for(project=project, chat=chat, draft_id=turn.pk)
+        async with typing or nullcontext(), draft or nullcontext():
             result = await agent_run_async(
                 context=composing.context,
                 toolset=composing.toolset,
                 thread=composing.thread,
                 generation_id=generation_id,
                 purpose=purpose,
+                on_text=draft.show if draft is not None else None,
             )
     except AllBackendsFailed as exc:
         logger.error("no LLM backend answered", extra=_log_extra(chat, turn_id=turn.pk))

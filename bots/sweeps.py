@@ -47,6 +47,21 @@ def task_mark_started(*, kind: str, object_id: int) -> None:
         logger.warning("could not clear the queued mark of %s %s", kind, object_id)
 
 
+def press_mark_answered(*, update: TelegramUpdate) -> bool:
+    """Claim the one answerCallbackQuery of a press; False when an earlier attempt of it answered already.
+
+    Keyed by the stored update and its arrival, kept as long as the sweep retries presses. Without Redis the
+    claim is granted: a second answer is refused by Telegram, harmless, while no answer is a stuck button.
+    """
+    key = f"switchboard:answered:press:{update.pk}:{update.received_at.timestamp():.6f}"
+    ttl = int(PRESS_GIVE_UP_AFTER.total_seconds()) + ENQUEUED_MARK_SECONDS
+    try:
+        return bool(_redis(settings.REDIS_URL).set(key, 1, nx=True, ex=ttl))
+    except redis.RedisError:
+        logger.warning("could not mark press %s answered; answering anyway", update.pk)
+        return True
+
+
 def engine_sweep_run(*, stale_after: timedelta) -> dict[str, int]:
     """One sweep; returns how many of each thing it queued (for logs and tests)."""
     from bots.tasks import callback_process_task, chat_process_task, generations_kick_now

@@ -4,6 +4,9 @@ The system prompt is two text blocks: the stable prefix marked `cache_control: e
 preamble + project prompt; the tool schemas, rendered before the system, are inside the same cached
 prefix), then the volatile suffix, uncached. tool_use / tool_result blocks are native.
 
+`stream_tools_async` streams the same request (the SDK's message stream assembles the events) and tells a
+listener the text so far, until a tool_use block starts.
+
 No `temperature`: since API version 2026-10-21 (the default of the 2.x SDK) the Messages API answers
 400 to any sampling parameter (temperature, top_p, top_k) and the SDK no longer accepts them, so
 `ToolCallRequest.temperature` only applies to OpenAI-compatible backends.
@@ -26,6 +29,7 @@ from bots.llm.types import (
     Block,
     LLMMessage,
     TextBlock,
+    TextListener,
     ToolCallRequest,
     ToolCallResponse,
     ToolResultBlock,
@@ -71,6 +75,25 @@ def call_tools(*, ref: ModelRef, request: ToolCallRequest) -> ToolCallResponse:
 async def call_tools_async(*, ref: ModelRef, request: ToolCallRequest) -> ToolCallResponse:
     client = async_anthropic_client(api_key=next_api_key(protocol="anthropic"))
     return _response(ref, await client.messages.create(**_params(ref, request)))
+
+
+async def stream_tools_async(*, ref: ModelRef, request: ToolCallRequest, on_text: TextListener) -> ToolCallResponse:
+    """`call_tools_async`, streamed: `on_text` hears the answer's text as it grows (not a tool round's)."""
+    client = async_anthropic_client(api_key=next_api_key(protocol="anthropic"))
+    calls_tools = False
+    try:
+        async with client.messages.stream(**_params(ref, request)) as stream:
+            async for event in stream:
+                if event.type == "content_block_start" and event.content_block.type == "tool_use":
+                    calls_tools = True
+                elif event.type == "text" and not calls_tools:
+                    on_text(event.snapshot)
+            message = await stream.get_final_message()
+    except httpx.TransportError as exc:  # the connection broke mid-answer: nothing usable, try again
+        raise MalformedResponse(f"the stream broke: {exc!r}") from exc
+    except AssertionError as exc:  # the SDK's accumulator met an event out of order (no message_start)
+        raise MalformedResponse(f"a stream without an answer: {exc}") from exc
+    return _response(ref, message)
 
 
 def _params(ref: ModelRef, request: ToolCallRequest) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from bots.llm.errors import Failure, UnparseableOutput, classify_failure, spent_
 from bots.llm.pricing import call_cost_usd
 from bots.llm.recording import Method, llm_call_record
 from bots.llm.slots import ModelRef, Protocol
-from bots.llm.types import AllBackendsFailed, CallContext, ToolCallRequest, ToolCallResponse, Usage
+from bots.llm.types import AllBackendsFailed, CallContext, TextListener, ToolCallRequest, ToolCallResponse, Usage
 
 logger = logging.getLogger(__name__)
 
@@ -177,21 +177,52 @@ def _elapsed_ms(started: float) -> int:
 
 ToolBackend = Callable[..., Awaitable[ToolCallResponse]]
 
+# Models whose server refused a streamed request (an older local server: no `stream_options`, no streamed
+# tool calls); this process asks them for whole answers from then on.
+_unstreamable: set[str] = set()
+STREAM_REFUSED_STATUSES = frozenset({400, 422})
 
-def tool_backend(protocol: Protocol) -> ToolBackend:
+
+async def _streamed_or_whole(ref: ModelRef, request: ToolCallRequest, on_text: TextListener) -> ToolCallResponse:
+    """The streamed answer; when the server refuses to stream (400/422), the same request unstreamed, at once.
+
+    Models whose server answers the unstreamed request are asked unstreamed from then on (in this process).
+    """
+    try:
+        return await tool_backend(ref.protocol, streaming=True)(ref=ref, request=request, on_text=on_text)
+    except Exception as exc:
+        if getattr(exc, "status_code", None) not in STREAM_REFUSED_STATUSES:
+            raise
+        refusal = exc
+    # A request that is bad in itself fails here too, with its own error; only a refusal to stream is remembered.
+    response = await tool_backend(ref.protocol)(ref=ref, request=request)
+    _unstreamable.add(ref.id)
+    logger.warning("LLM %s refused a streamed request (%s); asking for whole answers from now on", ref.id, refusal)
+    return response
+
+
+def tool_backend(protocol: Protocol, *, streaming: bool = False) -> ToolBackend:
     # The backends import the openai / anthropic SDKs (seconds); loaded on the first call, not at start-up.
     from bots.llm import anthropic_backend, openai_backend
 
-    return {"openai": openai_backend.call_tools_async, "anthropic": anthropic_backend.call_tools_async}[protocol]
+    backend = {"openai": openai_backend, "anthropic": anthropic_backend}[protocol]
+    return backend.stream_tools_async if streaming else backend.call_tools_async
 
 
 async def call_tools_async(
-    *, request: ToolCallRequest, chain: list[ModelRef], context: CallContext
+    *, request: ToolCallRequest, chain: list[ModelRef], context: CallContext, on_text: TextListener | None = None
 ) -> ToolCallResponse:
-    """One model round-trip with tools, over the chain with retries and fallbacks; raises AllBackendsFailed."""
+    """One model round-trip with tools, over the chain with retries and fallbacks; raises AllBackendsFailed.
+
+    With `on_text` the answer is streamed and `on_text` hears its text as it grows (a retry or the next
+    backend starts it again from nothing); the response is the same as without.
+    """
 
     async def attempt(ref: ModelRef) -> AttemptResult[ToolCallResponse]:
-        response = await tool_backend(ref.protocol)(ref=ref, request=request)
+        if on_text is None or ref.id in _unstreamable:
+            response = await tool_backend(ref.protocol)(ref=ref, request=request)
+        else:
+            response = await _streamed_or_whole(ref, request, on_text)
         return AttemptResult(value=response, usage=response.usage)
 
     outcome = await run_chain_async(chain=chain, context=context, method="tools", attempt=attempt)

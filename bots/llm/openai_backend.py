@@ -1,5 +1,9 @@
 """OpenAI chat-completions backend (OpenAI, OpenRouter, DeepSeek, GLM, Ollama, vLLM): one attempt, no retries.
 
+`stream_tools_async` asks for the same answer as Server-Sent Events (`stream: true`, usage in a last chunk
+through `stream_options.include_usage`) and assembles text and tool-call deltas into the same response,
+telling a listener the text so far; a round that turns out to call tools stops telling it.
+
 The system prompt is one system message, stable prefix first, so that prefix-based automatic prompt
 caching (OpenAI and most compatible servers) hits on every turn. Neutral blocks map to assistant
 `tool_calls` and `role: tool` messages; the reply maps back to neutral blocks.
@@ -14,7 +18,7 @@ from typing import Any
 import httpx
 import openai
 from django.conf import settings
-from openai.types.chat import ChatCompletion
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from bots.llm.errors import MalformedResponse
 from bots.llm.keys import next_api_key
@@ -25,6 +29,7 @@ from bots.llm.types import (
     Block,
     LLMMessage,
     TextBlock,
+    TextListener,
     ToolCallRequest,
     ToolCallResponse,
     ToolResultBlock,
@@ -73,6 +78,91 @@ async def call_tools_async(*, ref: ModelRef, request: ToolCallRequest) -> ToolCa
         options={"security": {"bearer_auth": True}},
     )  # fmt: skip
     return _response(ref, completion)
+
+
+async def stream_tools_async(*, ref: ModelRef, request: ToolCallRequest, on_text: TextListener) -> ToolCallResponse:
+    """`call_tools_async`, streamed: `on_text` hears the answer's text as it grows (not a tool round's)."""
+    client = async_openai_client(api_key=next_api_key(protocol="openai"))
+    body = _params(ref, request) | {"stream": True, "stream_options": {"include_usage": True}}
+    stream = await client.post(
+        "/chat/completions", body=body, cast_to=ChatCompletionChunk, stream=True,
+        stream_cls=openai.AsyncStream[ChatCompletionChunk], options={"security": {"bearer_auth": True}},
+    )  # fmt: skip
+    assembly = _StreamAssembly()
+    try:
+        async for chunk in stream:
+            if assembly.add(chunk) and not assembly.calls:
+                on_text(assembly.text)
+    except httpx.TransportError as exc:  # the connection broke mid-answer: nothing usable, try again
+        raise MalformedResponse(f"the stream broke after {assembly.chunks} chunk(s): {exc!r}") from exc
+    finally:
+        await stream.close()
+    return assembly.response(ref)
+
+
+class _StreamAssembly:
+    """Chat-completion chunks put back together: text, tool calls by index, finish reason, usage."""
+
+    def __init__(self) -> None:
+        self.chunks = 0
+        self.parts: list[str] = []
+        self.text = ""
+        self.calls: dict[int, dict[str, Any]] = {}
+        self.finish_reason = ""
+        self.usage: Any = None
+
+    def add(self, chunk: ChatCompletionChunk) -> bool:
+        """Take one chunk; True when it added text."""
+        self.chunks += 1
+        if chunk.usage is not None:
+            self.usage = chunk.usage
+        if not chunk.choices:
+            return False
+        choice = chunk.choices[0]
+        self.finish_reason = choice.finish_reason or self.finish_reason
+        delta = choice.delta
+        if delta is None:
+            return False
+        for call in delta.tool_calls or ():
+            # The first fragment of a call carries its id and name; later ones only more of the arguments.
+            slot = self.calls.setdefault(call.index, {"id": None, "name": "", "arguments": []})
+            slot["id"] = slot["id"] or call.id
+            if call.function is not None:
+                slot["name"] += call.function.name or ""
+                slot["arguments"].append(call.function.arguments or "")
+        if delta.content:
+            self.parts.append(delta.content)
+            self.text = "".join(self.parts)
+            return True
+        return False
+
+    def response(self, ref: ModelRef) -> ToolCallResponse:
+        usage = self._usage()
+        if not self.chunks or not (self.text or self.calls or self.finish_reason):
+            raise MalformedResponse(f"a stream without an answer ({self.chunks} chunk(s))", usage=usage)
+        blocks: list[Block] = [TextBlock(self.text)] if self.text else []
+        for index in sorted(self.calls):
+            call = self.calls[index]
+            blocks.append(
+                ToolUseBlock(
+                    id=call["id"] or f"call_{uuid.uuid4().hex[:24]}",
+                    name=call["name"],
+                    input=parse_tool_arguments("".join(call["arguments"])),
+                )
+            )
+        return ToolCallResponse(
+            blocks=tuple(blocks), usage=usage, provider=ref.provider, model=ref.id, stop_reason=self.finish_reason
+        )
+
+    def _usage(self) -> Usage:
+        if self.usage is None:
+            return Usage()
+        details = self.usage.prompt_tokens_details
+        return Usage(
+            input_tokens=self.usage.prompt_tokens or 0,
+            output_tokens=self.usage.completion_tokens or 0,
+            cached_tokens=(details.cached_tokens or 0) if details else 0,
+        )
 
 
 def _params(ref: ModelRef, request: ToolCallRequest) -> dict[str, Any]:

@@ -4,6 +4,7 @@ Blocks follow Anthropic's shape (text, tool_use, tool_result) because it is the 
 they are stored as JSON on each turn (`to_json` / `block_from_json`) and replayed on later turns.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -100,6 +101,11 @@ class ToolCallResponse:
     @property
     def tool_uses(self) -> list[ToolUseBlock]:
         return [block for block in self.blocks if isinstance(block, ToolUseBlock)]
+
+
+# Told the text of the answer being streamed so far (the whole text each time, never a delta). Called on the
+# event loop between chunks, so it must be cheap and never block: it only hands the text on.
+TextListener = Callable[[str], None]
 
 
 @dataclass(frozen=True)

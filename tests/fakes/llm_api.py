@@ -8,6 +8,13 @@ Point the real clients at it::
 Script replies per API (FIFO) with the neutral builders below; the server renders each reply in the shape of
 the protocol it answers. Priority: ``fail_all`` > queued reply > ``responder(request)`` > ``text("ok")``.
 
+Streaming: a request with ``"stream": true`` gets Server-Sent Events in the protocol's own shape (OpenAI
+``chat.completion.chunk`` ``data:`` lines ending in ``data: [DONE]``, tool calls as ``tool_calls`` deltas, a
+final usage chunk when ``stream_options.include_usage`` is set; Anthropic ``message_start`` ...
+``message_stop`` events with ``text_delta`` / ``input_json_delta``). The text goes out word by word after
+``first_token_delay`` seconds, then one word every ``token_delay`` seconds (both per reply); the same
+reply asked for without streaming comes whole when its last word would have.
+
 Usage semantics follow OpenAI: ``prompt_tokens`` is the whole prompt, ``cached_tokens`` the part read from the
 cache. For Anthropic that becomes ``input_tokens = prompt_tokens - cached_tokens - cache_creation_tokens``,
 ``cache_read_input_tokens = cached_tokens`` and ``cache_creation_input_tokens = cache_creation_tokens``.
@@ -20,6 +27,7 @@ import hashlib
 import json
 import math
 import random
+import re
 import struct
 import threading
 import time
@@ -83,7 +91,9 @@ class Reply:
     raw: str | dict[str, Any] | None = None
     content_type: str = "application/json"
     vectors: tuple[tuple[float, ...], ...] | None = None
-    delay: float = 0.0
+    delay: float = 0.0  # before the answer starts (headers included)
+    first_token_delay: float = 0.0  # streaming: after the headers, before the first token
+    token_delay: float = 0.0  # streaming: between tokens
 
 
 def text(
@@ -94,6 +104,8 @@ def text(
     cached_tokens: int = 0,
     cache_creation_tokens: int = 0,
     delay: float = 0.0,
+    first_token_delay: float = 0.0,
+    token_delay: float = 0.0,
 ) -> Reply:
     return Reply(
         content=content,
@@ -102,7 +114,15 @@ def text(
         cached_tokens=cached_tokens,
         cache_creation_tokens=cache_creation_tokens,
         delay=delay,
+        first_token_delay=first_token_delay,
+        token_delay=token_delay,
     )
+
+
+def streamed(content: str, *, first_token_after: float, total: float, **usage: int) -> Reply:
+    """A text reply whose first token comes after ``first_token_after`` s and whose last one at ``total`` s."""
+    gaps = max(1, len(_tokens(content)) - 1)
+    return text(content, first_token_delay=first_token_after, token_delay=(total - first_token_after) / gaps, **usage)
 
 
 def tool_calls(
@@ -114,6 +134,8 @@ def tool_calls(
     cached_tokens: int = 0,
     cache_creation_tokens: int = 0,
     delay: float = 0.0,
+    first_token_delay: float = 0.0,
+    token_delay: float = 0.0,
 ) -> Reply:
     """Several tool calls in one reply: ``[(name, args), ...]`` or ``[ToolCall(...), ...]``."""
     return Reply(
@@ -124,6 +146,8 @@ def tool_calls(
         cached_tokens=cached_tokens,
         cache_creation_tokens=cache_creation_tokens,
         delay=delay,
+        first_token_delay=first_token_delay,
+        token_delay=token_delay,
     )
 
 
@@ -138,6 +162,8 @@ def tool_call(
     cached_tokens: int = 0,
     cache_creation_tokens: int = 0,
     delay: float = 0.0,
+    first_token_delay: float = 0.0,
+    token_delay: float = 0.0,
 ) -> Reply:
     return tool_calls(
         [ToolCall(name, arguments, call_id)],
@@ -147,6 +173,8 @@ def tool_call(
         cached_tokens=cached_tokens,
         cache_creation_tokens=cache_creation_tokens,
         delay=delay,
+        first_token_delay=first_token_delay,
+        token_delay=token_delay,
     )
 
 
@@ -342,18 +370,25 @@ class FakeLLM:
             self._cond.notify_all()
 
         protocol = "anthropic" if api == "anthropic" else "openai"
-        if body.get("stream"):
-            return _error(protocol, error(400, message="fake LLM does not support streaming"))
         reply = self._scripts[api].next_reply(recorded) or (text("ok") if api != "embeddings" else Reply())
         if reply.delay:
             time.sleep(reply.delay)
         if reply.raw is not None:
+            if api == "openai" and body.get("stream") is True and reply.status == 200 and _is_completion(reply.raw):
+                # A scripted completion (broken arguments, no choices, ...) reaches a streaming client as chunks.
+                return _sse(_completion_chunks(body, reply.raw), reply)
             raw = reply.raw if isinstance(reply.raw, str) else json.dumps(reply.raw)
             return Response(raw, reply.status, content_type=reply.content_type)
         if reply.status != 200:
             return _error(protocol, reply)
         if api == "embeddings":
             return _json(self._embeddings(body, reply))
+        if body.get("stream") is True:
+            events = _anthropic_events(body, reply) if api == "anthropic" else _openai_chunks(body, reply)
+            return _sse(events, reply)
+        if reply.first_token_delay or reply.token_delay:  # unstreamed, the answer comes when its last token does
+            pieces = len(_tokens(reply.content)) + len(reply.calls)
+            time.sleep(reply.first_token_delay + reply.token_delay * max(0, pieces - 1))
         return _json(_anthropic_message(body, reply) if api == "anthropic" else _openai_completion(body, reply))
 
     def _embeddings(self, body: dict[str, Any], reply: Reply) -> dict[str, Any]:
@@ -446,6 +481,108 @@ def _anthropic_message(body: dict[str, Any], reply: Reply) -> dict[str, Any]:
             "cache_read_input_tokens": reply.cached_tokens,
         },
     }
+
+
+# --- streaming ------------------------------------------------------------------------------------------
+
+_TOKEN = re.compile(r"\s*\S+|\s+")
+
+
+def _tokens(content: str | None) -> list[str]:
+    """Word-sized pieces that join back to exactly ``content``."""
+    return _TOKEN.findall(content or "")
+
+
+@dataclass(frozen=True)
+class _Event:
+    data: dict[str, Any] | str
+    token: bool = False  # a piece of the model's output: paced by the reply's delays
+    name: str | None = None  # the SSE ``event:`` field (Anthropic names every event)
+
+
+def _sse(events: Iterator[_Event], reply: Reply) -> Response:
+    def body() -> Iterator[bytes]:
+        first = True
+        for event in events:
+            if event.token:
+                time.sleep(reply.first_token_delay if first else reply.token_delay)
+                first = False
+            data = event.data if isinstance(event.data, str) else json.dumps(event.data)
+            yield ((f"event: {event.name}\n" if event.name else "") + f"data: {data}\n\n").encode()
+
+    return Response(body(), 200, content_type="text/event-stream", headers={"cache-control": "no-cache"})
+
+
+def _openai_chunks(body: dict[str, Any], reply: Reply) -> Iterator[_Event]:
+    base = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk", "created": int(time.time()),
+            "model": body.get("model", "")}  # fmt: skip
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        return base | {"choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+
+    yield _Event(chunk({"role": "assistant", "content": ""}))
+    for piece in _tokens(reply.content):
+        yield _Event(chunk({"content": piece}), token=True)
+    for index, call in enumerate(reply.calls):
+        call_id = call.call_id or f"call_{uuid.uuid4().hex[:24]}"
+        head = {"index": index, "id": call_id, "type": "function", "function": {"name": call.name, "arguments": ""}}
+        yield _Event(chunk({"tool_calls": [head]}), token=True)
+        arguments = json.dumps(call.arguments)
+        for start in range(0, len(arguments), 8):  # arguments arrive in fragments, as real servers send them
+            fragment = {"index": index, "function": {"arguments": arguments[start : start + 8]}}
+            yield _Event(chunk({"tool_calls": [fragment]}), token=True)
+    yield _Event(chunk({}, "tool_calls" if reply.calls else "stop"))
+    if (body.get("stream_options") or {}).get("include_usage"):
+        usage = {
+            "prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
+            "total_tokens": reply.prompt_tokens + reply.completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": reply.cached_tokens},
+        }  # fmt: skip
+        yield _Event(base | {"choices": [], "usage": usage})
+    yield _Event("[DONE]")
+
+
+def _is_completion(raw: object) -> bool:
+    return isinstance(raw, dict) and isinstance(raw.get("choices"), list)
+
+
+def _completion_chunks(body: dict[str, Any], raw: dict[str, Any]) -> Iterator[_Event]:
+    """A scripted chat.completion body as the chunks a server would have streamed it in, verbatim values."""
+    base = {k: raw[k] for k in ("id", "created", "model") if k in raw} | {"object": "chat.completion.chunk"}
+    for choice in raw["choices"]:
+        message = choice.get("message") or {}
+        delta = {"role": "assistant", "content": message.get("content")}
+        calls = [dict(call, index=index) for index, call in enumerate(message.get("tool_calls") or ())]
+        yield _Event(base | {"choices": [{"index": 0, "delta": delta | ({"tool_calls": calls} if calls else {})}]})
+        yield _Event(base | {"choices": [{"index": 0, "delta": {}, "finish_reason": choice.get("finish_reason")}]})
+    if (body.get("stream_options") or {}).get("include_usage") and raw.get("usage"):
+        yield _Event(base | {"choices": [], "usage": raw["usage"]})
+    yield _Event("[DONE]")
+
+
+def _anthropic_events(body: dict[str, Any], reply: Reply) -> Iterator[_Event]:
+    message = _anthropic_message(body, reply)
+    usage = message["usage"]
+    start = message | {"content": [], "stop_reason": None, "usage": usage | {"output_tokens": 1}}
+    yield _Event({"type": "message_start", "message": start}, name="message_start")
+    for index, block in enumerate(message["content"]):
+        if block["type"] == "text":
+            head = {"type": "text", "text": ""}
+            deltas = [{"type": "text_delta", "text": piece} for piece in _tokens(block["text"])]
+        else:
+            head = {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}
+            arguments = json.dumps(block["input"])
+            deltas = [{"type": "input_json_delta", "partial_json": arguments[i : i + 8]}
+                      for i in range(0, len(arguments), 8)]  # fmt: skip
+        yield _Event({"type": "content_block_start", "index": index, "content_block": head}, name="content_block_start")
+        for delta in deltas:
+            event = {"type": "content_block_delta", "index": index, "delta": delta}
+            yield _Event(event, token=True, name="content_block_delta")
+        yield _Event({"type": "content_block_stop", "index": index}, name="content_block_stop")
+    final = {"type": "message_delta", "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
+             "usage": {"output_tokens": usage["output_tokens"]}}  # fmt: skip
+    yield _Event(final, name="message_delta")
+    yield _Event({"type": "message_stop"}, name="message_stop")
 
 
 # --- pytest plugin ---------------------------------------------------------------------------------------

@@ -55,8 +55,9 @@ CHAT_ACTIONS = {
     "choose_sticker", "find_location", "record_video_note", "upload_video_note",
 }  # fmt: skip
 INT_KEYS = {
-    "chat_id", "from_chat_id", "message_id", "user_id", "message_thread_id", "reply_to_message_id", "offset",
-    "limit", "timeout", "duration", "width", "height", "length", "max_connections", "cache_time", "until_date",
+    "chat_id", "from_chat_id", "message_id", "user_id", "message_thread_id", "draft_id", "reply_to_message_id",
+    "offset", "limit", "timeout", "duration", "width", "height", "length", "max_connections", "cache_time",
+    "until_date",
 }  # fmt: skip
 BOOL_PREFIXES = ("disable_", "protect_", "drop_", "show_", "is_", "has_", "allow_", "supports_", "can_")
 DEFAULT_DESCRIPTIONS = {
@@ -336,6 +337,11 @@ class FakeTelegram:
         with self._cond:
             return [c for c in self._calls if c.method == method and (token is None or c.token == token)]
 
+    def drafts(self, token: str | None = None, chat_id: int | None = None) -> list[TelegramCall]:
+        """The answered sendMessageDraft calls (optionally of one bot and chat), in arrival order."""
+        calls = [c for c in self.calls_to("sendMessageDraft", token) if c.ok]
+        return [c for c in calls if chat_id is None or c.params.get("chat_id") == chat_id]
+
     def wait_for(
         self, method: str, count: int = 1, timeout: float = 10.0, token: str | None = None
     ) -> list[TelegramCall]:
@@ -574,6 +580,21 @@ class FakeTelegram:
     def _api_sendMessage(self, call: TelegramCall) -> Any:
         chat_id = self._target(call)
         return self._new_message(call, chat_id, {"text": _check_text(call.params)})
+
+    def _api_sendMessageDraft(self, call: TelegramCall) -> Any:
+        """A streamed preview (Bot API 9.3+): private chats only, a non-zero draft_id, 0-4096 characters.
+
+        Drafts are ephemeral: recorded as calls (``drafts()``), never stored as messages.
+        """
+        chat_id = self._target(call)
+        if chat_id <= 0:
+            raise ApiError(400, "Bad Request: TEXTDRAFT_PEER_INVALID")
+        draft_id = call.params.get("draft_id")
+        if not isinstance(draft_id, int) or isinstance(draft_id, bool) or draft_id == 0:
+            raise ApiError(400, "Bad Request: draft_id must be non-zero")
+        if _visible_length(call.params.get("text"), call.params.get("parse_mode")) > TEXT_LIMIT:
+            raise ApiError(400, "Bad Request: message is too long")
+        return True
 
     def _send_media(self, kind: str, call: TelegramCall) -> Any:
         chat_id = self._target(call)

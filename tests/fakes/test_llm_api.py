@@ -7,6 +7,7 @@ import math
 import time
 
 import anthropic
+import httpx
 import instructor
 import openai
 import pytest
@@ -18,6 +19,7 @@ from tests.fakes.llm_api import (  # noqa: F401
     fake_llm_server,
     make_fake_llm,
     malformed,
+    streamed,
     text,
     tool_call,
     tool_calls,
@@ -283,3 +285,35 @@ def test_delay_and_wait_for(fake_llm):
     assert len(fake_llm.wait_for("openai", 1, timeout=1)) == 1
     with pytest.raises(TimeoutError):
         fake_llm.wait_for("anthropic", 1, timeout=0.05)
+
+
+def test_streaming_chat_completions_speak_server_sent_events_with_pacing_tool_deltas_and_usage(fake_llm):
+    fake_llm.openai.push(
+        streamed("one two three", first_token_after=0.4, total=0.8, prompt_tokens=7, completion_tokens=3),
+        tool_call("search", {"query": "a longer query"}, call_id="call_9"),
+    )
+    body = {"model": "m", "messages": [], "stream": True, "stream_options": {"include_usage": True}}
+    started = time.monotonic()
+    with httpx.stream("POST", f"{fake_llm.base_url}/v1/chat/completions", json=body) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        lines = [(time.monotonic() - started, line) for line in response.iter_lines() if line]
+    assert all(line.startswith("data: ") for _, line in lines)
+    assert lines[-1][1] == "data: [DONE]"
+    chunks = [json.loads(line[6:]) for _, line in lines[:-1]]
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"]) == "one two three"
+    assert chunks[-1]["choices"] == []
+    assert chunks[-1]["usage"]["prompt_tokens"] == 7
+    token_times = [at for at, line in lines if '"content": "' in line and '"content": ""' not in line]
+    assert token_times[0] >= 0.35
+    assert token_times[-1] - token_times[0] >= 0.35
+
+    del body["stream_options"]  # no usage chunk unless asked
+    with httpx.stream("POST", f"{fake_llm.base_url}/v1/chat/completions", json=body) as response:
+        chunks = [json.loads(line[6:]) for line in response.iter_lines() if line and line != "data: [DONE]"]
+    deltas = [d for c in chunks for d in c["choices"][0]["delta"].get("tool_calls") or ()]
+    assert deltas[0]["id"] == "call_9"
+    assert deltas[0]["function"]["name"] == "search"
+    assert json.loads("".join(d["function"]["arguments"] for d in deltas)) == {"query": "a longer query"}
+    assert len(deltas) > 2
+    assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
+    assert all(c["choices"] for c in chunks)

@@ -256,3 +256,20 @@ def test_unknown_method_and_wait_for_timeout(fake):
 
     with pytest.raises(AssertionError, match=r"expected 1 call\(s\) to sendMessage.*received: getMe\[ok\]"):
         fake.wait_for("sendMessage", timeout=0.2)
+
+
+def test_message_drafts_are_recorded_as_previews_and_validated_like_the_bot_api(fake):
+    async def action(bot):
+        assert await bot.send_message_draft(chat_id=CHAT, draft_id=5, text="Hel") is True
+        assert await bot.send_message_draft(chat_id=CHAT, draft_id=5, text="Hello", message_thread_id=3)
+        assert await bot.send_message_draft(chat_id=CHAT, draft_id=5)  # no text: the "Thinking..." placeholder
+        for bad in ({"chat_id": -100123, "draft_id": 5, "text": "x"}, {"chat_id": CHAT, "draft_id": 0, "text": "x"},
+                    {"chat_id": CHAT, "draft_id": 5, "text": "x" * 4097}):  # fmt: skip
+            with pytest.raises(BadRequest):
+                await bot.send_message_draft(**bad)
+
+    run(fake, action)
+    drafts = fake.drafts(token=TOKEN, chat_id=CHAT)
+    assert [(d.params["draft_id"], d.params.get("text")) for d in drafts] == [(5, "Hel"), (5, "Hello"), (5, None)]
+    assert drafts[1].params["message_thread_id"] == 3
+    assert not fake.calls_to("sendMessage")  # a draft is never a message

@@ -1,0 +1,143 @@
+"""The answer as it is being written, shown in a private chat as a Telegram draft (`sendMessageDraft`).
+
+A draft is only a preview: Telegram shows it for about 30 seconds and never keeps it, so the reply is still
+the one `sendMessage` of the turn's delivery (the outbox), sent once the whole text is stored. A worker that
+dies mid-stream leaves nothing in the chat; the turn is composed again and answered once.
+
+The model's stream never waits for Telegram: the listener (`ReplyDraft.show`) only keeps the latest text,
+and a task of the turn sends it, at most once every DRAFT_INTERVAL_SECONDS. Drafts are best effort:
+- 429: the next update waits the `retry_after` Telegram asked for (longer than DRAFT_MAX_WAIT_SECONDS: the
+  preview stops for this turn);
+- the method unknown (404) or refused (400): no preview for this turn; a 404 also switches drafts off for
+  the bot in this process for DRAFTS_OFF_SECONDS (a Bot API server without drafts);
+- blocked (403) or any other failure: no more preview for this turn; the reply's delivery handles the rest;
+- a timeout or a network failure: that update is skipped.
+"""
+
+import asyncio
+import logging
+import time
+import warnings
+
+from django.conf import settings
+from telegram.error import BadRequest, EndPointNotFound, Forbidden, InvalidToken, NetworkError, RetryAfter
+from telegram.warnings import PTBDeprecationWarning
+
+from bots.models import Chat
+from bots.telegram_client import bot_for_token
+from bots.text_split import split_message
+from core.log_redaction import redact
+from tenants.models import Project
+
+logger = logging.getLogger(__name__)
+
+DRAFT_INTERVAL_SECONDS = 0.5
+DRAFT_MAX_WAIT_SECONDS = 30.0
+DRAFTS_OFF_SECONDS = 600.0
+DRAFT_REQUEST_TIMEOUT_SECONDS = 10.0
+# At the end, an update still in flight is awaited this long, so that it cannot land after the reply.
+DRAFT_CLOSE_WAIT_SECONDS = 3.0
+TEXT_LIMIT = 4096
+
+# Bot tokens whose Bot API server does not know sendMessageDraft, until when (time.monotonic()).
+_drafts_off_until: dict[str, float] = {}
+
+
+def reply_draft_for(*, project: Project, chat: Chat, draft_id: int) -> "ReplyDraft | None":
+    """A draft for this turn's answer, or None where replies do not stream (setting, chat type, channel)."""
+    if not settings.TELEGRAM_STREAM_REPLIES or chat.channel != Chat.Channel.TELEGRAM or chat.chat_type != "private":
+        return None
+    if chat.blocked_at is not None or _drafts_off_until.get(project.bot_token, 0.0) > time.monotonic():
+        return None
+    return ReplyDraft(project=project, chat=chat, draft_id=draft_id)
+
+
+def draft_preview(text: str) -> str:
+    """What the draft shows: the text, or for an answer beyond one message, the part being written."""
+    text = text.strip()
+    return text if len(text) <= TEXT_LIMIT else split_message(text)[-1][:TEXT_LIMIT]
+
+
+class ReplyDraft:
+    """An async context around the model's answer: `show(text)` while it streams; exit before the reply."""
+
+    def __init__(self, *, project: Project, chat: Chat, draft_id: int, interval: float = DRAFT_INTERVAL_SECONDS):
+        self._project, self._chat, self._draft_id, self._interval = project, chat, draft_id, interval
+        self._latest = ""
+        self._shown = ""
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._sending: asyncio.Task[float | None] | None = None
+        self.updates = 0  # drafts Telegram accepted
+
+    def show(self, text: str) -> None:
+        """The listener of the model's stream: keep the newest text; the task sends it when it may."""
+        self._latest = text
+        self._changed.set()
+
+    async def __aenter__(self) -> "ReplyDraft":
+        self._task = asyncio.create_task(self._run(), name="switchboard-reply-draft")
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._task is None:
+            return
+        if self._sending is not None and not self._sending.done():
+            await asyncio.wait({self._sending}, timeout=DRAFT_CLOSE_WAIT_SECONDS)
+        self._task.cancel()
+        await asyncio.wait({self._task})  # not `await task`: that would re-raise its cancellation here
+
+    async def _run(self) -> None:
+        while True:
+            await self._changed.wait()
+            self._changed.clear()
+            text = draft_preview(self._latest)
+            if not text or text == self._shown:
+                continue
+            self._sending = asyncio.create_task(self._send(text))
+            wait = await self._sending
+            if wait is None:
+                return
+            await asyncio.sleep(max(self._interval, wait))
+
+    async def _send(self, text: str) -> float | None:
+        """Send one update; the seconds to wait before the next one, or None when the preview stops."""
+        bot = bot_for_token(self._project.bot_token)
+        try:
+            await asyncio.wait_for(
+                bot.send_message_draft(chat_id=self._chat.telegram_chat_id, draft_id=self._draft_id, text=text),
+                DRAFT_REQUEST_TIMEOUT_SECONDS,
+            )
+        except RetryAfter as exc:
+            seconds = _retry_after_seconds(exc)
+            self._log(f"rate limited, next update in {seconds:g} s", exc)
+            self._changed.set()  # the text is still to show once the wait is over
+            return seconds if seconds <= DRAFT_MAX_WAIT_SECONDS else None
+        except (InvalidToken, EndPointNotFound) as exc:  # 404: this Bot API server has no drafts
+            _drafts_off_until[self._project.bot_token] = time.monotonic() + DRAFTS_OFF_SECONDS
+            self._log("unavailable, drafts off for this bot", exc)
+            return None
+        except (BadRequest, Forbidden) as exc:  # BadRequest before NetworkError, of which it is a subclass
+            self._log("refused, no preview for this turn", exc)
+            return None
+        except (NetworkError, TimeoutError) as exc:
+            self._log("not delivered, skipped", exc)
+            return 0.0
+        except Exception as exc:  # a preview must never fail a turn
+            self._log("failed, no preview for this turn", exc)
+            return None
+        self._shown = text
+        self.updates += 1
+        return 0.0
+
+    def _log(self, what: str, exc: BaseException) -> None:
+        extra = {"project_id": self._project.pk, "chat_id": self._chat.telegram_chat_id}
+        logger.info("reply draft %s: %s", what, redact(f"{type(exc).__name__}: {exc}"), extra=extra)
+
+
+def _retry_after_seconds(exc: RetryAfter) -> float:
+    # python-telegram-bot 22 warns that `retry_after` will become a timedelta; accept either form.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PTBDeprecationWarning)
+        value = exc.retry_after
+    return float(value) if isinstance(value, int | float) else value.total_seconds()
