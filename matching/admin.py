@@ -10,8 +10,9 @@ from matching.broadcasts import broadcast_create
 from matching.forms import BroadcastForm
 from matching.matcher import matching_wake
 from matching.models import Broadcast, BroadcastDelivery, CvDocument, Match, MatchingState, MatchOutcome, Profile
-from matching.profiles import EmbeddingUnavailable, profiles_reembed
+from matching.profiles import profiles_reembed
 from matching.qualifier import match_requalify
+from matching.vectors import EMBEDDING_FAILURES
 from tenants.admin_scoping import ProjectScopedAdmin, ReadOnlyAdminMixin, ScopedInlineMixin
 from tenants.models import Project
 
@@ -34,15 +35,33 @@ class OutcomeGivenInline(ScopedInlineMixin, ReadOnlyAdminMixin, TabularInline):
     can_delete = False
 
 
+class EmbeddingFailedFilter(admin.SimpleListFilter):
+    title = "embedding"
+    parameter_name = "embedding_failed"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [("yes", "Failed"), ("no", "Fine")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Profile]) -> QuerySet[Profile]:
+        if self.value() == "yes":
+            return queryset.exclude(embedding_error="")
+        if self.value() == "no":
+            return queryset.filter(embedding_error="")
+        return queryset
+
+
 @admin.register(Profile)
 class ProfileAdmin(ProjectScopedAdmin):
-    list_display = ["__str__", "project", "role", "state", "location", "profile_updated_at", "embedding_model"]
-    list_filter = ["project", "state", "role", "embedding_model"]
+    list_display = ["__str__", "project", "role", "state", "location", "profile_updated_at", "embedding_model",
+                    "embedding_status"]  # fmt: skip
+    list_filter = ["project", "state", "role", "embedding_model", EmbeddingFailedFilter]
     search_fields = ["chat__username", "chat__first_name", "chat__last_name", "summary", "matching_summary",
                      "location"]  # fmt: skip
     list_select_related = ["chat", "project"]
     readonly_fields = ["project", "chat", "state", "embedding_model", "embedded_text", "embedded_at",
-                       "profile_updated_at", "activated_at", "created_at", "updated_at"]  # fmt: skip
+                       "embedding_status", "embedding_error", "embedding_failed_at", "embedding_attempts",
+                       "embedding_retry_at", "activation_requested_at", "profile_updated_at", "activated_at",
+                       "created_at", "updated_at"]  # fmt: skip
     exclude = ["embedding"]
     actions = ["reembed", "broadcast"]
     inlines = [CvDocumentInline, OutcomeGivenInline]
@@ -50,13 +69,22 @@ class ProfileAdmin(ProjectScopedAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # profiles come from conversations
 
+    @admin.display(description="embedding")
+    def embedding_status(self, obj: Profile) -> str:
+        """What an operator needs at a glance: fine, failing (with the reason), or given up."""
+        if not obj.embedding_error:
+            return "ok" if obj.embedding is not None else "–"
+        planned = f"retry at {obj.embedding_retry_at:%Y-%m-%d %H:%M}" if obj.embedding_retry_at else "gave up"
+        waiting = "; Start matching waits for it" if obj.activation_requested_at else ""
+        return f"failed {obj.embedding_attempts}x ({planned}{waiting}): {obj.embedding_error}"
+
     @admin.action(description="Re-embed the selected profiles")
     def reembed(self, request: HttpRequest, queryset: QuerySet[Profile]) -> None:
         done = 0
         for project in Project.objects.filter(pk__in=queryset.values("project")):
             try:
                 done += profiles_reembed(project=project, profiles=queryset.filter(project=project))
-            except EmbeddingUnavailable as exc:
+            except EMBEDDING_FAILURES as exc:
                 self.message_user(request, f"{project}: {exc}", messages.ERROR)
         self.message_user(request, f"{done} profile(s) re-embedded.", messages.SUCCESS)
 

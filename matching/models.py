@@ -45,6 +45,16 @@ class Profile(models.Model):
     embedding_model = models.CharField(max_length=200, blank=True, help_text="Vectors of other models never meet.")
     embedded_text = models.TextField(blank=True, help_text="The matching_summary the embedding was computed from.")
     embedded_at = models.DateTimeField(null=True, blank=True)
+    # The last embedding failure, kept for operators until an attempt succeeds; retries are rows swept by beat.
+    embedding_error = models.TextField(blank=True, help_text="Why the last embedding attempt failed.")
+    embedding_failed_at = models.DateTimeField(null=True, blank=True)
+    embedding_attempts = models.PositiveSmallIntegerField(default=0, help_text="Failed embedding attempts in a row.")
+    embedding_retry_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the next embedding attempt runs; empty: none planned (gave up)."
+    )
+    activation_requested_at = models.DateTimeField(
+        null=True, blank=True, help_text="Start matching was pressed but embedding failed: joins once embedded."
+    )
     profile_updated_at = models.DateTimeField(
         null=True, blank=True, help_text="Last change of the shared profile: round-robin order and re-pairing."
     )
@@ -68,6 +78,9 @@ class Profile(models.Model):
             ),
             # The round-robin pick: active profiles of a project, oldest change first.
             models.Index(fields=["project", "state", "profile_updated_at", "id"], name="profile_round_robin"),
+            models.Index(
+                fields=["embedding_retry_at"], condition=Q(embedding_retry_at__isnull=False), name="profile_embed_retry"
+            ),
         ]
 
     def __str__(self) -> str:

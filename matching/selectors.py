@@ -67,6 +67,11 @@ def matching_projects_due(*, now: datetime | None = None) -> QuerySet[Project]:
     )
 
 
+def profile_embedding_retries_due(*, now: datetime | None = None) -> QuerySet[Profile]:
+    """Profiles whose planned embedding retry is due (all projects: the beat sweep's work list)."""
+    return Profile.objects.filter(embedding_retry_at__lte=now or timezone.now()).order_by("embedding_retry_at")
+
+
 def _open_match_of_outer_profile() -> QuerySet[Match]:
     return Match.objects.filter(Q(user_a=OuterRef("pk")) | Q(user_b=OuterRef("pk")), status__in=Match.OPEN)
 

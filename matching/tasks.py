@@ -7,16 +7,25 @@ from matching.cv import cv_read
 from matching.matcher import matching_run
 from matching.models import Broadcast
 from matching.outcomes import outcomes_ask_due
-from matching.selectors import matching_projects_due
+from matching.profiles import profile_embeddings_retry_due
+from matching.selectors import matching_projects_due, profile_embedding_retries_due
 from tenants.models import Project
 
 
 @shared_task(time_limit=60, soft_time_limit=50)
 def matching_tick() -> None:
-    """Beat: start the loop of every matching project that has work to try now; ask due outcome questions."""
+    """Beat: start the loop of every matching project that has work to try now; ask due outcome questions;
+    retry due profile embeddings."""
     for project_id in matching_projects_due().values_list("pk", flat=True):
         matching_run_task.delay(project_id)
     outcomes_ask_task.delay()
+    if profile_embedding_retries_due().exists():
+        profile_embeddings_retry_task.delay()
+
+
+@shared_task(acks_late=True, time_limit=120, soft_time_limit=100)
+def profile_embeddings_retry_task() -> None:
+    profile_embeddings_retry_due()
 
 
 @shared_task(acks_late=True, time_limit=120, soft_time_limit=100)
