@@ -294,6 +294,7 @@ def profile_wipe(*, project: Project, chat: Chat) -> bool:
             setattr(profile, name, "")
         profile.state = Profile.State.ONBOARDING
         profile.embedding, profile.embedding_model, profile.embedded_text, profile.embedded_at = None, "", "", None
+        profile.embedding_dim = None
         profile.embedding_retry_at, profile.activation_requested_at = None, None
         profile.profile_updated_at, profile.activated_at = now, None
         profile.save()
@@ -329,7 +330,8 @@ def profiles_reembed(*, project: Project, profiles: Iterable[Profile]) -> int:
     for profile, fresh in zip(chosen, embedded, strict=True):
         # Conditional on the summary, so a change made meanwhile is never paired with an old vector.
         Profile.objects.filter(pk=profile.pk, project=project, matching_summary=profile.matching_summary).update(
-            embedding=fresh.vector, embedding_model=fresh.model, embedded_text=fresh.text, embedded_at=now,
+            embedding=fresh.vector, embedding_model=fresh.model, embedding_dim=fresh.dim, embedded_text=fresh.text,
+            embedded_at=now,
             embedding_error="", embedding_failed_at=None, embedding_attempts=0, embedding_retry_at=now,
             updated_at=now,
         )  # fmt: skip

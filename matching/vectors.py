@@ -14,7 +14,7 @@ from django.utils import timezone
 from bots.llm.embeddings import embed_texts, embedding_dim, embedding_model_id
 from bots.llm.slots import InvalidModelId
 from bots.llm.types import CallContext, LLMError
-from matching.models import PROFILE_VECTOR_DIM, Profile
+from matching.models import MAX_PROFILE_VECTOR_DIM, Profile
 from tenants.models import Project
 
 logger = logging.getLogger(__name__)
@@ -45,35 +45,45 @@ class ProfileVector:
     model: str
     text: str
 
+    @property
+    def dim(self) -> int:
+        return len(self.vector)
 
-def summary_embed(*, project: Project, text: str) -> ProfileVector:
-    if embedding_dim() != PROFILE_VECTOR_DIM:
+
+def _fits(dim: int) -> None:
+    if not 0 < dim <= MAX_PROFILE_VECTOR_DIM:
         raise EmbeddingUnavailable(
-            f"profiles store {PROFILE_VECTOR_DIM}-dimensional vectors but {embedding_model_id()} gives "
-            f"{embedding_dim()}: set EMBEDDING_DIM={PROFILE_VECTOR_DIM} (Matryoshka models) or use the offline model"
+            f"{embedding_model_id()} gives {dim}-dimensional vectors; profiles hold 1 to {MAX_PROFILE_VECTOR_DIM}"
         )
-    result = embed_texts([text], context=CallContext(purpose="profile_embedding", project_id=project.pk))
-    return ProfileVector(vector=result.vectors[0], model=result.model, text=text)
 
 
 def summaries_embed(*, project: Project, texts: list[str]) -> list[ProfileVector]:
-    if embedding_dim() != PROFILE_VECTOR_DIM:
-        raise EmbeddingUnavailable(f"EMBEDDING_DIM must be {PROFILE_VECTOR_DIM} for profiles")
+    """Embed matching summaries with the configured model, at that model's own size."""
+    _fits(embedding_dim())
     result = embed_texts(texts, context=CallContext(purpose="profile_embedding", project_id=project.pk))
-    return [ProfileVector(vector=v, model=result.model, text=t) for v, t in zip(result.vectors, texts, strict=True)]
+    embedded = [ProfileVector(vector=v, model=result.model, text=t) for v, t in zip(result.vectors, texts, strict=True)]
+    for one in embedded:
+        _fits(one.dim)
+    return embedded
+
+
+def summary_embed(*, project: Project, text: str) -> ProfileVector:
+    return summaries_embed(project=project, texts=[text])[0]
 
 
 def embedding_stale(profile: Profile) -> bool:
+    """No vector, or one of another summary, model or size than the configured one."""
     return (
         profile.embedding is None
         or profile.embedded_text != profile.matching_summary
         or profile.embedding_model != embedding_model_id()
+        or profile.embedding_dim != embedding_dim()
     )
 
 
 def embedding_set(profile: Profile, embedded: ProfileVector, *, now: datetime | None = None) -> None:
     """Put a fresh vector on the (locked) profile and forget earlier failures; the caller saves."""
-    profile.embedding, profile.embedding_model = embedded.vector, embedded.model
+    profile.embedding, profile.embedding_model, profile.embedding_dim = embedded.vector, embedded.model, embedded.dim
     profile.embedded_text, profile.embedded_at = embedded.text, now or timezone.now()
     profile.embedding_error, profile.embedding_failed_at = "", None
     profile.embedding_attempts, profile.embedding_retry_at = 0, None
