@@ -1,17 +1,20 @@
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.db import transaction
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils.html import format_html, format_html_join
 from unfold.admin import TabularInline
 
+from bots.llm.embeddings import embedding_dim, embedding_model_id
 from matching.broadcasts import broadcast_create
 from matching.forms import BroadcastForm
 from matching.matcher import matching_wake
 from matching.models import Broadcast, BroadcastDelivery, CvDocument, Match, MatchingState, MatchOutcome, Profile
-from matching.profiles import profiles_reembed
 from matching.qualifier import match_requalify
+from matching.reembed import profiles_reembed
+from matching.selectors import profiles_embedding_stale
 from matching.vectors import EMBEDDING_FAILURES
 from tenants.admin_scoping import ProjectScopedAdmin, ReadOnlyAdminMixin, ScopedInlineMixin
 from tenants.models import Project
@@ -63,7 +66,7 @@ class ProfileAdmin(ProjectScopedAdmin):
                        "embedding_retry_at", "activation_requested_at", "profile_updated_at", "activated_at",
                        "created_at", "updated_at"]  # fmt: skip
     exclude = ["embedding"]
-    actions = ["reembed", "broadcast"]
+    actions = ["reembed", "reembed_projects", "broadcast"]
     inlines = [CvDocumentInline, OutcomeGivenInline]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -87,6 +90,20 @@ class ProfileAdmin(ProjectScopedAdmin):
             except EMBEDDING_FAILURES as exc:
                 self.message_user(request, f"{project}: {exc}", messages.ERROR)
         self.message_user(request, f"{done} profile(s) re-embedded.", messages.SUCCESS)
+
+    @admin.action(description="Re-embed every outdated profile of the selected profiles' projects (worker)")
+    def reembed_projects(self, request: HttpRequest, queryset: QuerySet[Profile]) -> None:
+        """After an embedding model change: the worker re-embeds in batches; the rest is not matched meanwhile."""
+        from matching.tasks import profiles_reembed_task  # the task module imports the services
+
+        for project in Project.objects.filter(pk__in=queryset.values("project")):
+            outdated = profiles_embedding_stale(project=project).count()
+            transaction.on_commit(lambda pk=project.pk: profiles_reembed_task.delay(pk))
+            self.message_user(
+                request,
+                f"{project}: {outdated} profile(s) to re-embed with {embedding_model_id()} ({embedding_dim()} "
+                "dimensions) on the worker; the embedding model column shows the progress.",
+            )
 
     @admin.action(description="Broadcast a message to the selected users")
     def broadcast(self, request: HttpRequest, queryset: QuerySet[Profile]) -> HttpResponse | None:

@@ -2,7 +2,7 @@
 
 import enum
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -26,7 +26,6 @@ from matching.vectors import (
     embedding_failure_reason,
     embedding_set,
     embedding_stale,
-    summaries_embed,
     summary_embed,
 )
 from tenants.models import Project
@@ -259,19 +258,40 @@ def profile_embedding_retry(*, profile_id: int, now: datetime | None = None) -> 
         elif not profile.matching_summary or not embedding_stale(profile):
             profile.embedding_retry_at = None  # nothing left to embed (wiped, or embedded meanwhile)
         # else: the summary changed while we embedded; the retry stays due and the next sweep takes it.
-        joins = (
-            profile.activation_requested_at is not None
-            and profile.state in (Profile.State.READY, Profile.State.UPDATED)
-            and not embedding_stale(profile)
-        )
+        joins = _joins_now(profile)
         if joins:
             _join(profile)
         else:
             profile.save()
     if joins:
-        matching_wake(project=profile.project)
-        system_reply(chat=profile.chat, text=in_language(profile.project, texts.ACTIVATED))
+        _joined_tell(profile)
     return not embedding_stale(profile)
+
+
+def _joins_now(profile: Profile) -> bool:
+    """A Start matching that waited for the vector can complete: the vector is there, the profile unchanged."""
+    return (
+        profile.activation_requested_at is not None
+        and profile.state in (Profile.State.READY, Profile.State.UPDATED)
+        and not embedding_stale(profile)
+    )
+
+
+def _joined_tell(profile: Profile) -> None:
+    matching_wake(project=profile.project)
+    system_reply(chat=profile.chat, text=in_language(profile.project, texts.ACTIVATED))
+
+
+def profile_pending_activation_finish(*, profile_id: int) -> bool:
+    """After an operator's re-embed: a Start matching that waited for this vector completes now."""
+    with transaction.atomic():
+        profile = Profile.objects.select_for_update().select_related("project", "chat").filter(pk=profile_id).first()
+        joins = profile is not None and _joins_now(profile)
+        if joins:
+            _join(profile)
+    if joins:
+        _joined_tell(profile)
+    return joins
 
 
 def profile_embeddings_retry_due(*, now: datetime | None = None, limit: int = 100) -> int:
@@ -318,23 +338,3 @@ def profile_wipe_confirmation_send(*, project: Project, chat: Chat) -> None:
         ]
     }
     system_reply(chat=chat, text=in_language(project, texts.WIPE_CONFIRM), reply_markup=markup)
-
-
-def profiles_reembed(*, project: Project, profiles: Iterable[Profile]) -> int:
-    """Recompute the vectors of the given profiles of one project (e.g. after an embedding model change)."""
-    chosen = [p for p in profiles if p.project_id == project.pk and p.matching_summary]
-    if not chosen:
-        return 0
-    embedded = summaries_embed(project=project, texts=[p.matching_summary for p in chosen])
-    now = timezone.now()
-    for profile, fresh in zip(chosen, embedded, strict=True):
-        # Conditional on the summary, so a change made meanwhile is never paired with an old vector.
-        Profile.objects.filter(pk=profile.pk, project=project, matching_summary=profile.matching_summary).update(
-            embedding=fresh.vector, embedding_model=fresh.model, embedding_dim=fresh.dim, embedded_text=fresh.text,
-            embedded_at=now,
-            embedding_error="", embedding_failed_at=None, embedding_attempts=0, embedding_retry_at=now,
-            updated_at=now,
-        )  # fmt: skip
-    # The retry sweep finishes a Start matching that was waiting for these vectors (retry due now).
-    matching_wake(project=project)
-    return len(chosen)

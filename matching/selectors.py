@@ -4,12 +4,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from django.db import connection
-from django.db.models import DateTimeField, Exists, OuterRef, Q, QuerySet, Value
+from django.db.models import DateTimeField, Exists, F, OuterRef, Q, QuerySet, Value
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 from pgvector.django import CosineDistance
 
-from bots.llm.embeddings import OFFLINE_MODEL_ID
+from bots.llm.embeddings import OFFLINE_MODEL_ID, embedding_dim, embedding_model_id
 from bots.models import Chat
 from matching.models import Match, MatchingState, MatchOutcome, Profile, profile_embedding_cast
 from tenants.models import Project
@@ -70,6 +70,18 @@ def matching_projects_due(*, now: datetime | None = None) -> QuerySet[Project]:
 def profile_embedding_retries_due(*, now: datetime | None = None) -> QuerySet[Profile]:
     """Profiles whose planned embedding retry is due (all projects: the beat sweep's work list)."""
     return Profile.objects.filter(embedding_retry_at__lte=now or timezone.now()).order_by("embedding_retry_at")
+
+
+def profiles_embedding_stale(*, project: Project) -> QuerySet[Profile]:
+    """Profiles with a matching summary whose vector is missing or not of the configured model, size or text."""
+    current = Q(
+        embedding_model=embedding_model_id(), embedding_dim=embedding_dim(), embedded_text=F("matching_summary")
+    )
+    return (
+        Profile.objects.filter(project=project)
+        .exclude(matching_summary="")
+        .exclude(current & Q(embedding__isnull=False))
+    )
 
 
 def _open_match_of_outer_profile() -> QuerySet[Match]:

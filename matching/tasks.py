@@ -8,6 +8,7 @@ from matching.matcher import matching_run
 from matching.models import Broadcast
 from matching.outcomes import outcomes_ask_due
 from matching.profiles import profile_embeddings_retry_due
+from matching.reembed import profiles_reembed_stale
 from matching.selectors import matching_projects_due, profile_embedding_retries_due
 from tenants.models import Project
 
@@ -52,3 +53,11 @@ def broadcast_send_task(broadcast_id: int) -> None:
     broadcast = Broadcast.objects.filter(pk=broadcast_id).first()
     if broadcast is not None and not broadcast_send(broadcast=broadcast, max_seconds=50):
         broadcast_send_task.delay(broadcast_id)
+
+
+@shared_task(acks_late=True, time_limit=3600, soft_time_limit=3540)
+def profiles_reembed_task(project_id: int) -> None:
+    """The admin's "re-embed the project": every stale profile, in batches (idempotent: re-run is cheap)."""
+    project = Project.objects.alive().filter(pk=project_id, kind=Project.Kind.MATCHING).first()
+    if project is not None:
+        profiles_reembed_stale(project=project)
