@@ -72,16 +72,20 @@ def _load(project_id: int, count: int) -> float:
         with cursor.copy(
             "COPY matching_profile (project_id, chat_id, role, summary, location, work_format, rates, availability,"
             " private_observations, matching_summary, state, embedding, embedding_dim, embedding_model, embedded_text,"
-            " profile_updated_at, activated_at, created_at, updated_at) FROM STDIN WITH (FORMAT BINARY)"
+            " embedding_error, embedding_attempts, profile_updated_at, activated_at, created_at, updated_at)"
+            " FROM STDIN WITH (FORMAT BINARY)"
         ) as copy:
             copy.set_types(
-                ["bigint", "bigint"] + ["text"] * 9 + ["vector", "int2", "text", "text"] + ["timestamptz"] * 4
+                ["bigint", "bigint"]
+                + ["text"] * 9
+                + ["vector", "int2", "text", "text", "text", "int2"]
+                + ["timestamptz"] * 4
             )
             for i in range(count):
                 changed = now - timedelta(seconds=count - i)
                 copy.write_row((project_id, chat_ids[i], roles[i], "", "", "", "", "", "", f"profile {i}", "active",
-                                vectors[i], PROFILE_VECTOR_DIM, OFFLINE_MODEL_ID, f"profile {i}", changed, changed,
-                                now, now))  # fmt: skip
+                                vectors[i], PROFILE_VECTOR_DIM, OFFLINE_MODEL_ID, f"profile {i}", "", 0, changed,
+                                changed, now, now))  # fmt: skip
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # check the deferred foreign keys before the DDL
         cursor.execute("SET CONSTRAINTS ALL DEFERRED")
         cursor.execute("SET LOCAL maintenance_work_mem = '1GB'")
