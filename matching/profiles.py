@@ -134,9 +134,11 @@ def profile_save(*, project: Project, chat: Chat, changes: Mapping[str, Any], co
             profile.state = Profile.State.UPDATED
         if shared_changed:
             profile.profile_updated_at = timezone.now()
+            # A Start matching that waited for the old summary's vector does not confirm the changed profile.
+            profile.activation_requested_at = None
         if fresh is not None and profile.matching_summary == fresh.text:
             embedding_set(profile, fresh)
-        elif failure is not None and profile.activation_requested_at is None:
+        elif failure is not None:
             embedding_failure_note(profile, failure)
         profile.save()
     logger.info(
@@ -316,6 +318,7 @@ def profile_wipe(*, project: Project, chat: Chat) -> bool:
         profile.embedding, profile.embedding_model, profile.embedded_text, profile.embedded_at = None, "", "", None
         profile.embedding_dim = None
         profile.embedding_retry_at, profile.activation_requested_at = None, None
+        profile.embedding_error, profile.embedding_failed_at, profile.embedding_attempts = "", None, 0
         profile.profile_updated_at, profile.activated_at = now, None
         profile.save()
         closed = Match.objects.filter(Q(user_a=profile) | Q(user_b=profile), status__in=Match.OPEN).update(

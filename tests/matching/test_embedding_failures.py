@@ -117,3 +117,20 @@ def test_retries_are_bounded_and_operators_see_the_reason(client, alpha, beta, f
     profile.refresh_from_db()
     assert profile.state == Profile.State.ACTIVE
     assert profile.embedding_error == ""
+
+
+def test_a_profile_changed_while_waiting_needs_a_new_confirmation(alpha, fake_llm, fake_telegram, endpoint_embeddings):
+    profile = ready_profile(alpha, 301)
+    fake_llm.embeddings.failing = llm_api.error(503, message="embedding backend overloaded")
+    press(alpha, 301, "match:activate")
+    changes = {"matching_summary": "Senior Go developer looking for contract work."}
+    profile_save(project=alpha, chat=profile.chat, changes=changes, complete=True)
+
+    fake_llm.embeddings.failing = None
+    profile_embeddings_retry_due(now=timezone.now() + timedelta(days=1))
+
+    profile.refresh_from_db()
+    assert profile.state == Profile.State.READY  # the card asks again; the old press does not count
+    assert profile.activation_requested_at is None
+    assert profile.embedded_text == "Senior Go developer looking for contract work."  # prepared for the next press
+    assert not [t for t in texts_to(fake_telegram, alpha, 301) if t.startswith("Matching has started.")]
