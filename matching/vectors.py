@@ -9,6 +9,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.utils import timezone
 
 from bots.llm.embeddings import embed_texts, embedding_dim, embedding_model_id
@@ -72,12 +73,16 @@ def summary_embed(*, project: Project, text: str) -> ProfileVector:
 
 
 def embedding_stale(profile: Profile) -> bool:
-    """No vector, or one of another summary, model or size than the configured one."""
+    """No vector, or one of another summary, model or size than the configured one (or none is usable)."""
+    try:
+        model, dim = embedding_model_id(), embedding_dim()
+    except InvalidModelId:  # a misconfigured EMBEDDING_MODEL: nothing is current; embedding says why
+        return True
     return (
         profile.embedding is None
         or profile.embedded_text != profile.matching_summary
-        or profile.embedding_model != embedding_model_id()
-        or profile.embedding_dim != embedding_dim()
+        or profile.embedding_model != model
+        or profile.embedding_dim != dim
     )
 
 
@@ -90,7 +95,11 @@ def embedding_set(profile: Profile, embedded: ProfileVector, *, now: datetime | 
 
 
 def embedding_failure_reason(exc: BaseException) -> str:
-    return f"{embedding_model_id()}: {type(exc).__name__}: {exc}"[:ERROR_MAX_LENGTH]
+    try:
+        model = embedding_model_id()
+    except InvalidModelId:
+        model = settings.EMBEDDING_MODEL or "?"
+    return f"{model}: {type(exc).__name__}: {exc}"[:ERROR_MAX_LENGTH]
 
 
 def embedding_failure_note(profile: Profile, exc: BaseException, *, now: datetime | None = None) -> None:

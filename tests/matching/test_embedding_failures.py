@@ -22,6 +22,7 @@ SUMMARY = "Senior Python backend developer, Django and PostgreSQL, looking for a
 DEFERRED = "Matching will start shortly: your profile is still being prepared."
 FAILURES = {
     "provider down": llm_api.error(503, message="embedding backend overloaded"),
+    "not an OpenAI-compatible embedding model": "anthropic/claude-embed",
     "vectors of the wrong size": llm_api.vectors([[0.5, 0.5, 0.5, 0.5]]),
 }
 
@@ -44,7 +45,10 @@ def test_a_failed_embedding_answers_the_press_and_joins_once_a_retry_succeeds(
     alpha, beta, fake_llm, fake_telegram, endpoint_embeddings, failure
 ):
     profile = ready_profile(alpha, 301)
-    fake_llm.embeddings.failing = failure
+    if isinstance(failure, str):  # a configuration error: EMBEDDING_MODEL names a model that cannot embed
+        endpoint_embeddings.EMBEDDING_MODEL = failure
+    else:
+        fake_llm.embeddings.failing = failure
 
     press(alpha, 301, "match:activate")
     press(alpha, 301, "match:activate")  # pressed again while waiting
@@ -56,7 +60,7 @@ def test_a_failed_embedding_answers_the_press_and_joins_once_a_retry_succeeds(
     profile.refresh_from_db()
     assert profile.state == Profile.State.READY
     assert profile.embedding is None
-    assert profile.embedding_error.startswith("openai/emb-test: ")
+    assert profile.embedding_error.startswith(f"{endpoint_embeddings.EMBEDDING_MODEL}: ")
     assert profile.embedding_attempts == 1  # the second press refreshed the reason, not the retry budget
     assert profile.activation_requested_at is not None
     assert profile.embedding_retry_at > timezone.now() + RETRY_DELAYS[0] - timedelta(seconds=30)
@@ -67,7 +71,8 @@ def test_a_failed_embedding_answers_the_press_and_joins_once_a_retry_succeeds(
     assert (profile.state, profile.embedding_attempts) == (Profile.State.READY, 2)
     assert profile.embedding_retry_at == later + RETRY_DELAYS[1]
 
-    fake_llm.embeddings.failing = None  # the provider is back
+    fake_llm.embeddings.failing = None  # the provider is back, or the operator fixed the setting
+    endpoint_embeddings.EMBEDDING_MODEL = "openai/emb-test"
     assert profile_embeddings_retry_due(now=later + timedelta(minutes=10)) == 1
     profile.refresh_from_db()
     assert profile.state == Profile.State.ACTIVE

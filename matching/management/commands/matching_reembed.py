@@ -11,6 +11,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from bots.llm.embeddings import embedding_dim, embedding_model_id
+from bots.llm.slots import InvalidModelId
 from matching.reembed import BATCH_SIZE, profiles_reembed_stale
 from matching.vectors import EMBEDDING_FAILURES
 from tenants.models import Project
@@ -33,7 +34,10 @@ class Command(BaseCommand):
         if options["batch"] < 1:
             raise CommandError("--batch must be at least 1")
         projects = self._projects(options["slugs"])
-        self.stdout.write(f"embedding model {embedding_model_id()} ({embedding_dim()} dimensions)")
+        try:
+            self.stdout.write(f"embedding model {embedding_model_id()} ({embedding_dim()} dimensions)")
+        except InvalidModelId as exc:
+            raise CommandError(str(exc)) from exc
         for project in projects:
 
             def progress(done: int, total: int, slug: str = project.slug) -> None:
