@@ -2,6 +2,7 @@
 
 import enum
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -252,7 +253,7 @@ def profile_embedding_retry(*, profile_id: int, now: datetime | None = None) -> 
         return False
     fresh, failure = _embedded_or_failure(profile) if profile.matching_summary else (None, None)
     with transaction.atomic():
-        profile = Profile.objects.select_for_update().select_related("project", "chat").get(pk=profile.pk)
+        profile = Profile.objects.select_for_update(of=("self",)).select_related("project", "chat").get(pk=profile.pk)
         if fresh is not None and fresh.text == profile.matching_summary:
             embedding_set(profile, fresh, now=now)
         elif failure is not None:
@@ -287,7 +288,12 @@ def _joined_tell(profile: Profile) -> None:
 def profile_pending_activation_finish(*, profile_id: int) -> bool:
     """After an operator's re-embed: a Start matching that waited for this vector completes now."""
     with transaction.atomic():
-        profile = Profile.objects.select_for_update().select_related("project", "chat").filter(pk=profile_id).first()
+        profile = (
+            Profile.objects.select_for_update(of=("self",))
+            .select_related("project", "chat")
+            .filter(pk=profile_id)
+            .first()
+        )
         joins = profile is not None and _joins_now(profile)
         if joins:
             _join(profile)
@@ -296,13 +302,18 @@ def profile_pending_activation_finish(*, profile_id: int) -> bool:
     return joins
 
 
-def profile_embeddings_retry_due(*, now: datetime | None = None, limit: int = 100) -> int:
-    """Run the due retries (oldest first, at most `limit` per sweep); returns how many were tried."""
+def profile_embeddings_retry_due(*, now: datetime | None = None, limit: int = 100, max_seconds: float = 50.0) -> int:
+    """Run the due retries, oldest first, at most `limit` or `max_seconds` per sweep (an outage makes each
+    attempt slow; the rest stay due for the next sweep). Returns how many were tried."""
     now = now or timezone.now()
-    due = list(profile_embedding_retries_due(now=now).values_list("pk", flat=True)[:limit])
-    for profile_id in due:
+    deadline = time.monotonic() + max_seconds
+    tried = 0
+    for profile_id in profile_embedding_retries_due(now=now).values_list("pk", flat=True)[:limit]:
+        if time.monotonic() >= deadline:
+            break
         profile_embedding_retry(profile_id=profile_id, now=now)
-    return len(due)
+        tried += 1
+    return tried
 
 
 def profile_wipe(*, project: Project, chat: Chat) -> bool:
