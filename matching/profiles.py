@@ -185,7 +185,8 @@ def profile_activate(*, project: Project, chat: Chat) -> Activation:
         return Activation.NOT_READY
     if profile.state == Profile.State.ACTIVE:
         return Activation.ALREADY_ACTIVE
-    fresh, failure = _embedded_or_failure(profile)
+    # The user waits for the button's answer: one short attempt; the planned retries do the patient work.
+    fresh, failure = _embedded_or_failure(profile, quick=True)
     with transaction.atomic():
         profile = Profile.objects.select_for_update().get(pk=profile.pk)
         if profile.state == Profile.State.ACTIVE:  # a concurrent press won
@@ -195,7 +196,7 @@ def profile_activate(*, project: Project, chat: Chat) -> Activation:
         if fresh is not None and fresh.text == profile.matching_summary:
             embedding_set(profile, fresh)
         if failure is None and embedding_stale(profile):  # the summary changed while we embedded: embed again
-            fresh, failure = _embedded_or_failure(profile)
+            fresh, failure = _embedded_or_failure(profile, quick=True)
             if fresh is not None:
                 embedding_set(profile, fresh)
         if failure is not None:
@@ -213,11 +214,11 @@ def profile_activate(*, project: Project, chat: Chat) -> Activation:
     return Activation.ACTIVATED
 
 
-def _embedded_or_failure(profile: Profile) -> tuple[ProfileVector | None, Exception | None]:
+def _embedded_or_failure(profile: Profile, *, quick: bool = False) -> tuple[ProfileVector | None, Exception | None]:
     if not embedding_stale(profile):
         return None, None
     try:
-        return summary_embed(project=profile.project, text=profile.matching_summary), None
+        return summary_embed(project=profile.project, text=profile.matching_summary, quick=quick), None
     except EMBEDDING_FAILURES as exc:
         return None, exc
 

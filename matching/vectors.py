@@ -58,18 +58,20 @@ def _fits(dim: int) -> None:
         )
 
 
-def summaries_embed(*, project: Project, texts: list[str]) -> list[ProfileVector]:
-    """Embed matching summaries with the configured model, at that model's own size."""
+def summaries_embed(*, project: Project, texts: list[str], quick: bool = False) -> list[ProfileVector]:
+    """Embed matching summaries with the configured model, at that model's own size (`quick`: one short
+    attempt, for a user waiting on a button; see embed_texts)."""
     _fits(embedding_dim())
-    result = embed_texts(texts, context=CallContext(purpose="profile_embedding", project_id=project.pk))
+    context = CallContext(purpose="profile_embedding", project_id=project.pk)
+    result = embed_texts(texts, context=context, quick=quick)
     embedded = [ProfileVector(vector=v, model=result.model, text=t) for v, t in zip(result.vectors, texts, strict=True)]
     for one in embedded:
         _fits(one.dim)
     return embedded
 
 
-def summary_embed(*, project: Project, text: str) -> ProfileVector:
-    return summaries_embed(project=project, texts=[text])[0]
+def summary_embed(*, project: Project, text: str, quick: bool = False) -> ProfileVector:
+    return summaries_embed(project=project, texts=[text], quick=quick)[0]
 
 
 def embedding_stale(profile: Profile) -> bool:

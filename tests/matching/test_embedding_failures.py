@@ -54,6 +54,8 @@ def test_a_failed_embedding_answers_the_press_and_joins_once_a_retry_succeeds(
     press(alpha, 301, "match:activate")  # pressed again while waiting
 
     assert toasts(fake_telegram, alpha) == ["Matching will start shortly"] * 2
+    # One quick attempt per press, no retries while the user waits (the planned retries do the rest).
+    assert len(fake_llm.requests_to("embeddings")) == (0 if isinstance(failure, str) else 2)
     # Told once, not once per press.
     assert [t for t in texts_to(fake_telegram, alpha, 301) if DEFERRED in t] == [texts_to(fake_telegram, alpha, 301)[0]]
     assert len(texts_to(fake_telegram, alpha, 301)) == 1

@@ -88,8 +88,8 @@ def test_a_failing_embedder_on_the_worker_answers_the_press_and_matching_starts_
     client, alpha, beta, fake_telegram, fake_llm, endpoint_worker, endpoint_dim
 ):
     ready_users(alpha, fake_llm, endpoint_dim)
-    # A permanent error (a transient one would make the worker's chain back off for real before giving up).
-    fake_llm.embeddings.failing = llm_api.error(401, message="embedding key revoked")
+    # The provider is down: the press makes one quick attempt on the worker (no back-off while the user waits).
+    fake_llm.embeddings.failing = llm_api.error(503, message="embedding backend overloaded")
 
     for chat_id in USERS:
         post(client, alpha, callback_update(chat_id, "match:activate"))
@@ -100,9 +100,9 @@ def test_a_failing_embedder_on_the_worker_answers_the_press_and_matching_starts_
         assert texts_to(fake_telegram, alpha, chat_id)[0].startswith("Matching will start shortly")
     for profile in Profile.objects.filter(project=alpha):
         assert profile.state == Profile.State.READY
-        assert "embedding key revoked" in profile.embedding_error
+        assert "embedding backend overloaded" in profile.embedding_error
 
-    fake_llm.embeddings.failing = None  # the key was fixed; beat's sweep runs the planned retries
+    fake_llm.embeddings.failing = None  # the provider is back; beat's sweep runs the planned retries
     assert profile_embeddings_retry_due(now=timezone.now() + timedelta(minutes=2)) == 2
     for chat_id in USERS:
         assert texts_to(fake_telegram, alpha, chat_id)[-1].startswith("Matching has started.")
