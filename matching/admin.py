@@ -1,17 +1,21 @@
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.db import transaction
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils.html import format_html, format_html_join
 from unfold.admin import TabularInline
 
+from bots.llm.embeddings import embedding_dim, embedding_model_id
 from matching.broadcasts import broadcast_create
 from matching.forms import BroadcastForm
 from matching.matcher import matching_wake
 from matching.models import Broadcast, BroadcastDelivery, CvDocument, Match, MatchingState, MatchOutcome, Profile
-from matching.profiles import EmbeddingUnavailable, profiles_reembed
 from matching.qualifier import match_requalify
+from matching.reembed import profiles_reembed
+from matching.selectors import profiles_embedding_stale
+from matching.vectors import EMBEDDING_FAILURES
 from tenants.admin_scoping import ProjectScopedAdmin, ReadOnlyAdminMixin, ScopedInlineMixin
 from tenants.models import Project
 
@@ -34,21 +38,48 @@ class OutcomeGivenInline(ScopedInlineMixin, ReadOnlyAdminMixin, TabularInline):
     can_delete = False
 
 
+class EmbeddingFailedFilter(admin.SimpleListFilter):
+    title = "embedding"
+    parameter_name = "embedding_failed"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [("yes", "Failed"), ("no", "Fine")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Profile]) -> QuerySet[Profile]:
+        if self.value() == "yes":
+            return queryset.exclude(embedding_error="")
+        if self.value() == "no":
+            return queryset.filter(embedding_error="")
+        return queryset
+
+
 @admin.register(Profile)
 class ProfileAdmin(ProjectScopedAdmin):
-    list_display = ["__str__", "project", "role", "state", "location", "profile_updated_at", "embedding_model"]
-    list_filter = ["project", "state", "role", "embedding_model"]
+    list_display = ["__str__", "project", "role", "state", "location", "profile_updated_at", "embedding_model",
+                    "embedding_status"]  # fmt: skip
+    list_filter = ["project", "state", "role", "embedding_model", EmbeddingFailedFilter]
     search_fields = ["chat__username", "chat__first_name", "chat__last_name", "summary", "matching_summary",
                      "location"]  # fmt: skip
     list_select_related = ["chat", "project"]
     readonly_fields = ["project", "chat", "state", "embedding_model", "embedded_text", "embedded_at",
-                       "profile_updated_at", "activated_at", "created_at", "updated_at"]  # fmt: skip
+                       "embedding_status", "embedding_error", "embedding_failed_at", "embedding_attempts",
+                       "embedding_retry_at", "activation_requested_at", "profile_updated_at", "activated_at",
+                       "created_at", "updated_at"]  # fmt: skip
     exclude = ["embedding"]
-    actions = ["reembed", "broadcast"]
+    actions = ["reembed", "reembed_projects", "broadcast"]
     inlines = [CvDocumentInline, OutcomeGivenInline]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # profiles come from conversations
+
+    @admin.display(description="embedding")
+    def embedding_status(self, obj: Profile) -> str:
+        """What an operator needs at a glance: fine, failing (with the reason), or given up."""
+        if not obj.embedding_error:
+            return "ok" if obj.embedding is not None else "–"
+        planned = f"retry at {obj.embedding_retry_at:%Y-%m-%d %H:%M}" if obj.embedding_retry_at else "gave up"
+        waiting = "; Start matching waits for it" if obj.activation_requested_at else ""
+        return f"failed {obj.embedding_attempts}x ({planned}{waiting}): {obj.embedding_error}"
 
     @admin.action(description="Re-embed the selected profiles")
     def reembed(self, request: HttpRequest, queryset: QuerySet[Profile]) -> None:
@@ -56,9 +87,23 @@ class ProfileAdmin(ProjectScopedAdmin):
         for project in Project.objects.filter(pk__in=queryset.values("project")):
             try:
                 done += profiles_reembed(project=project, profiles=queryset.filter(project=project))
-            except EmbeddingUnavailable as exc:
+            except EMBEDDING_FAILURES as exc:
                 self.message_user(request, f"{project}: {exc}", messages.ERROR)
         self.message_user(request, f"{done} profile(s) re-embedded.", messages.SUCCESS)
+
+    @admin.action(description="Re-embed every outdated profile of the selected profiles' projects (worker)")
+    def reembed_projects(self, request: HttpRequest, queryset: QuerySet[Profile]) -> None:
+        """After an embedding model change: the worker re-embeds in batches; the rest is not matched meanwhile."""
+        from matching.tasks import profiles_reembed_task  # the task module imports the services
+
+        for project in Project.objects.filter(pk__in=queryset.values("project")):
+            outdated = profiles_embedding_stale(project=project).count()
+            transaction.on_commit(lambda pk=project.pk: profiles_reembed_task.delay(pk))
+            self.message_user(
+                request,
+                f"{project}: {outdated} profile(s) to re-embed with {embedding_model_id()} ({embedding_dim()} "
+                "dimensions) on the worker; the embedding model column shows the progress.",
+            )
 
     @admin.action(description="Broadcast a message to the selected users")
     def broadcast(self, request: HttpRequest, queryset: QuerySet[Profile]) -> HttpResponse | None:

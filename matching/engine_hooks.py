@@ -19,6 +19,7 @@ logger = logging.getLogger(__name__)
 
 _ACTIVATION_NOTICES = {
     Activation.ACTIVATED: texts.ACTIVATED_NOTICE,
+    Activation.DEFERRED: texts.ACTIVATION_DEFERRED_NOTICE,
     Activation.ALREADY_ACTIVE: texts.ALREADY_ACTIVE,
     Activation.NOT_READY: texts.NOT_READY,
 }

@@ -22,7 +22,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from bots.generations import generation_schedule
-from bots.llm.embeddings import embedding_model_id
+from bots.llm.embeddings import embedding_dim, embedding_model_id
 from bots.models import Generation
 from matching.models import Match, MatchingState
 from matching.selectors import (
@@ -101,10 +101,10 @@ def matching_iterate(*, project: Project, now: datetime | None = None) -> Iterat
             return Iteration(Outcome.WAITING, round_number)
         if project.matching_paused:
             return Iteration(Outcome.PAUSED, round_number)
-        model_id = embedding_model_id()
-        user_a = profile_next_to_try(project=project, round_number=round_number, model_id=model_id)
+        model_id, dim = embedding_model_id(), embedding_dim()  # only profiles of the configured model take part
+        user_a = profile_next_to_try(project=project, round_number=round_number, model_id=model_id, dim=dim)
         if user_a is None:
-            iteration = _round_end(state, model_id=model_id, now=now)
+            iteration = _round_end(state, model_id=model_id, dim=dim, now=now)
         else:
             threshold = similarity_threshold(project=project, model_id=model_id, role=user_a.role)
             candidate = profile_best_counterpart(profile=user_a, threshold=threshold)
@@ -131,10 +131,10 @@ def matching_iterate(*, project: Project, now: datetime | None = None) -> Iterat
     return iteration
 
 
-def _round_end(state: MatchingState, *, model_id: str, now: datetime) -> Iteration:
+def _round_end(state: MatchingState, *, model_id: str, dim: int, now: datetime) -> Iteration:
     """Nobody left to try in this round: wait when nobody is matchable, else start the next round."""
     project, round_number = state.project, state.current_round
-    if not profiles_matchable(project=project, model_id=model_id).exists():
+    if not profiles_matchable(project=project, model_id=model_id, dim=dim).exists():
         state.next_run_at = now + idle_wait(project)
         return Iteration(Outcome.IDLE, round_number)
     found_any = Match.objects.filter(project=project, round=round_number, user_b__isnull=False).exists()

@@ -1,17 +1,45 @@
 """Profiles (with their pgvector embedding), the matching loop's state, matches, and broadcasts."""
 
 from django.conf import settings
+from django.contrib.postgres.indexes import OpClass
 from django.db import models
 from django.db.models import Q
-from django.db.models.functions import Greatest, Least
-from pgvector.django import HnswIndex, VectorField
+from django.db.models.functions import Cast, Greatest, Least
+from pgvector.django import HalfVectorField, HnswIndex, VectorField
 
 from bots.models import Chat, Message, Turn
 from tenants.models import Project
 
-# The column is sized for the offline encoder (and any endpoint model run with EMBEDDING_DIM=512);
-# vectors of another size are refused with a clear error rather than silently mixed.
-PROFILE_VECTOR_DIM = 512
+# The embedding column is an untyped `vector`: each row holds its model's size (embedding_dim). HNSW needs
+# a fixed size, so each common size has a partial expression index over `embedding::vector(N)` for the rows
+# of that size (pgvector's documented pattern); HNSW on `vector` stops at 2000 dimensions, so larger models
+# are indexed as `halfvec(N)`. Vectors of any other size (up to pgvector's 16000) are stored and matched
+# too, by an exact scan. Queries cast the same way as the index (profile_embedding_cast), or it is not used.
+INDEXED_VECTOR_DIMS = (256, 384, 512, 768, 1024, 1536)
+INDEXED_HALFVEC_DIMS = (2048, 3072)  # halfvec HNSW stops at 4000
+MAX_PROFILE_VECTOR_DIM = 16_000
+
+
+def profile_embedding_cast(dim: int) -> Cast:
+    """`embedding` as the typed expression of its size's index (halfvec above HNSW's vector limit)."""
+    field = HalfVectorField(dimensions=dim) if dim in INDEXED_HALFVEC_DIMS else VectorField(dimensions=dim)
+    return Cast("embedding", field)
+
+
+def _profile_embedding_indexes() -> list[HnswIndex]:
+    return [
+        HnswIndex(
+            OpClass(
+                profile_embedding_cast(dim),
+                name="halfvec_cosine_ops" if dim in INDEXED_HALFVEC_DIMS else "vector_cosine_ops",
+            ),
+            name=f"profile_embedding_hnsw_{dim}",
+            condition=Q(embedding_dim=dim),
+            m=16,
+            ef_construction=64,
+        )
+        for dim in (*INDEXED_VECTOR_DIMS, *INDEXED_HALFVEC_DIMS)
+    ]
 
 
 class Profile(models.Model):
@@ -41,10 +69,23 @@ class Profile(models.Model):
     )
     matching_summary = models.TextField(blank=True, help_text="Embedded for the search and shown to counterparts.")
     state = models.CharField(max_length=16, choices=State.choices, default=State.ONBOARDING)
-    embedding = VectorField(dimensions=PROFILE_VECTOR_DIM, null=True, blank=True)
+    embedding = VectorField(null=True, blank=True)  # untyped: the model's own size, see INDEXED_VECTOR_DIMS
     embedding_model = models.CharField(max_length=200, blank=True, help_text="Vectors of other models never meet.")
+    embedding_dim = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="Size of the vector; only vectors of the same model and size are compared."
+    )
     embedded_text = models.TextField(blank=True, help_text="The matching_summary the embedding was computed from.")
     embedded_at = models.DateTimeField(null=True, blank=True)
+    # The last embedding failure, kept for operators until an attempt succeeds; retries are rows swept by beat.
+    embedding_error = models.TextField(blank=True, help_text="Why the last embedding attempt failed.")
+    embedding_failed_at = models.DateTimeField(null=True, blank=True)
+    embedding_attempts = models.PositiveSmallIntegerField(default=0, help_text="Failed embedding attempts in a row.")
+    embedding_retry_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the next embedding attempt runs; empty: none planned (gave up)."
+    )
+    activation_requested_at = models.DateTimeField(
+        null=True, blank=True, help_text="Start matching was pressed but embedding failed: joins once embedded."
+    )
     profile_updated_at = models.DateTimeField(
         null=True, blank=True, help_text="Last change of the shared profile: round-robin order and re-pairing."
     )
@@ -57,17 +98,20 @@ class Profile(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["project", "chat"], name="matching_profile_unique_per_chat"),
+            # The size on the row is the vector's size, so the partial indexes and the filters agree.
+            models.CheckConstraint(
+                condition=Q(embedding__isnull=True, embedding_dim__isnull=True)
+                | Q(embedding_dim=models.Func("embedding", function="vector_dims", output_field=models.IntegerField())),
+                name="profile_embedding_dim_matches",
+            ),
         ]
         indexes = [
-            HnswIndex(
-                name="profile_embedding_hnsw",
-                fields=["embedding"],
-                m=16,
-                ef_construction=64,
-                opclasses=["vector_cosine_ops"],
-            ),
+            *_profile_embedding_indexes(),
             # The round-robin pick: active profiles of a project, oldest change first.
             models.Index(fields=["project", "state", "profile_updated_at", "id"], name="profile_round_robin"),
+            models.Index(
+                fields=["embedding_retry_at"], condition=Q(embedding_retry_at__isnull=False), name="profile_embed_retry"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -2,8 +2,10 @@
 
 import enum
 import logging
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -12,14 +14,21 @@ from django.utils import timezone
 from django.utils.translation import override
 
 from bots.conversation import system_reply
-from bots.llm.embeddings import embed_texts, embedding_dim, embedding_model_id
-from bots.llm.types import CallContext
 from bots.models import Chat
 from bots.texts import DEFAULT_START, in_language
 from matching import texts
 from matching.matcher import matching_wake
-from matching.models import PROFILE_VECTOR_DIM, Match, Profile
-from matching.selectors import profile_for_chat
+from matching.models import Match, Profile
+from matching.selectors import profile_embedding_retries_due, profile_for_chat
+from matching.vectors import (
+    EMBEDDING_FAILURES,
+    ProfileVector,
+    embedding_failure_note,
+    embedding_failure_reason,
+    embedding_set,
+    embedding_stale,
+    summary_embed,
+)
 from tenants.models import Project
 
 logger = logging.getLogger(__name__)
@@ -45,10 +54,6 @@ class ProfileInvalid(ValueError):
     """The agent's input cannot be saved; the message says why (it goes back to the model)."""
 
 
-class EmbeddingUnavailable(RuntimeError):
-    """The configured embedding model does not fit the profile column (a configuration error)."""
-
-
 @dataclass(frozen=True)
 class ProfileSaved:
     profile: Profile
@@ -64,6 +69,7 @@ class ProfileSaved:
 
 class Activation(enum.StrEnum):
     ACTIVATED = "activated"
+    DEFERRED = "deferred"  # the summary could not be embedded yet: it joins once a retry succeeds
     ALREADY_ACTIVE = "already_active"
     NOT_READY = "not_ready"
 
@@ -93,36 +99,6 @@ def _validated(changes: Mapping[str, Any]) -> dict[str, str]:
     return clean
 
 
-@dataclass(frozen=True)
-class _Embedding:
-    vector: list[float]
-    model: str
-    text: str
-
-
-def _embed_one(*, project: Project, text: str) -> _Embedding:
-    if embedding_dim() != PROFILE_VECTOR_DIM:
-        raise EmbeddingUnavailable(
-            f"profiles store {PROFILE_VECTOR_DIM}-dimensional vectors but {embedding_model_id()} gives "
-            f"{embedding_dim()}: set EMBEDDING_DIM={PROFILE_VECTOR_DIM} (Matryoshka models) or use the offline model"
-        )
-    result = embed_texts([text], context=CallContext(purpose="profile_embedding", project_id=project.pk))
-    return _Embedding(vector=result.vectors[0], model=result.model, text=text)
-
-
-def _embedding_stale(profile: Profile) -> bool:
-    return (
-        profile.embedding is None
-        or profile.embedded_text != profile.matching_summary
-        or profile.embedding_model != embedding_model_id()
-    )
-
-
-def _set_embedding(profile: Profile, embedding: _Embedding) -> None:
-    profile.embedding, profile.embedding_model = embedding.vector, embedding.model
-    profile.embedded_text, profile.embedded_at = embedding.text, timezone.now()
-
-
 def profile_save(*, project: Project, chat: Chat, changes: Mapping[str, Any], complete: bool) -> ProfileSaved:
     """Apply the agent's changes; a completed profile waits for the user's Start matching.
 
@@ -133,10 +109,15 @@ def profile_save(*, project: Project, chat: Chat, changes: Mapping[str, Any], co
     clean = _validated(changes)
     profile = _profile_get_or_create(project=project, chat=chat)
     new_summary = clean.get("matching_summary", profile.matching_summary)
-    # The embedding call happens before the row lock; the summary is checked again under the lock.
-    fresh = None
+    # The embedding call happens before the row lock; the summary is checked again under the lock. It only
+    # prepares the vector for the next Start matching (which embeds anyway), so a failure is noted, not raised.
+    fresh: ProfileVector | None = None
+    failure: Exception | None = None
     if profile.embedding is not None and new_summary and new_summary != profile.embedded_text:
-        fresh = _embed_one(project=project, text=new_summary)
+        try:
+            fresh = summary_embed(project=project, text=new_summary)
+        except EMBEDDING_FAILURES as exc:
+            failure = exc
     with transaction.atomic():
         profile = Profile.objects.select_for_update().get(pk=profile.pk)
         previous_state = profile.state
@@ -154,8 +135,12 @@ def profile_save(*, project: Project, chat: Chat, changes: Mapping[str, Any], co
             profile.state = Profile.State.UPDATED
         if shared_changed:
             profile.profile_updated_at = timezone.now()
+            # A Start matching that waited for the old summary's vector does not confirm the changed profile.
+            profile.activation_requested_at = None
         if fresh is not None and profile.matching_summary == fresh.text:
-            _set_embedding(profile, fresh)
+            embedding_set(profile, fresh)
+        elif failure is not None:
+            embedding_failure_note(profile, failure)
         profile.save()
     logger.info(
         "profile saved",
@@ -189,13 +174,19 @@ def profile_card_send(*, profile: Profile) -> None:
 
 
 def profile_activate(*, project: Project, chat: Chat) -> Activation:
-    """The user pressed Start matching: embed the matching summary if needed and join the matching loop."""
+    """The user pressed Start matching: embed the matching summary if needed and join the matching loop.
+
+    When the summary cannot be embedded (provider down, a model that does not fit), the press is still an
+    answer: the failure is recorded on the profile, a retry is planned (bounded, see matching.vectors), the user
+    is told once that matching starts shortly, and the profile joins as soon as a retry succeeds.
+    """
     profile = profile_for_chat(project=project, chat=chat)
     if profile is None or profile.state == Profile.State.ONBOARDING:
         return Activation.NOT_READY
     if profile.state == Profile.State.ACTIVE:
         return Activation.ALREADY_ACTIVE
-    fresh = _embed_one(project=project, text=profile.matching_summary) if _embedding_stale(profile) else None
+    # The user waits for the button's answer: one short attempt; the planned retries do the patient work.
+    fresh, failure = _embedded_or_failure(profile, quick=True)
     with transaction.atomic():
         profile = Profile.objects.select_for_update().get(pk=profile.pk)
         if profile.state == Profile.State.ACTIVE:  # a concurrent press won
@@ -203,15 +194,127 @@ def profile_activate(*, project: Project, chat: Chat) -> Activation:
         if profile.state == Profile.State.ONBOARDING:
             return Activation.NOT_READY
         if fresh is not None and fresh.text == profile.matching_summary:
-            _set_embedding(profile, fresh)
-        if _embedding_stale(profile):  # the summary changed while we embedded: rare, embed under the lock
-            _set_embedding(profile, _embed_one(project=project, text=profile.matching_summary))
-        profile.state = Profile.State.ACTIVE
-        profile.activated_at = timezone.now()
-        profile.save()
+            embedding_set(profile, fresh)
+        if failure is None and embedding_stale(profile):  # the summary changed while we embedded: embed again
+            fresh, failure = _embedded_or_failure(profile, quick=True)
+            if fresh is not None:
+                embedding_set(profile, fresh)
+        if failure is not None:
+            first_press = profile.activation_requested_at is None
+            _deferral_note(profile, failure, first_press=first_press)
+            profile.save()
+        else:
+            _join(profile)
+    if failure is not None:
+        if first_press:  # later presses get the button's notice only: the user is not spammed
+            system_reply(chat=chat, text=in_language(project, texts.ACTIVATION_DEFERRED))
+        return Activation.DEFERRED
     matching_wake(project=project)
     system_reply(chat=chat, text=in_language(project, texts.ACTIVATED))
     return Activation.ACTIVATED
+
+
+def _embedded_or_failure(profile: Profile, *, quick: bool = False) -> tuple[ProfileVector | None, Exception | None]:
+    if not embedding_stale(profile):
+        return None, None
+    try:
+        return summary_embed(project=profile.project, text=profile.matching_summary, quick=quick), None
+    except EMBEDDING_FAILURES as exc:
+        return None, exc
+
+
+def _deferral_note(profile: Profile, failure: Exception, *, first_press: bool) -> None:
+    """The first failed press plans the bounded retries; a press while they run only refreshes the reason,
+    so pressing again and again neither uses up the retries nor piles up attempts."""
+    if first_press:
+        profile.activation_requested_at = timezone.now()
+        profile.embedding_attempts = 0
+        embedding_failure_note(profile, failure)
+    else:
+        profile.embedding_error = embedding_failure_reason(failure)
+        profile.embedding_failed_at = timezone.now()
+
+
+def _join(profile: Profile) -> None:
+    profile.state = Profile.State.ACTIVE
+    profile.activated_at = timezone.now()
+    profile.activation_requested_at = None
+    profile.save()
+
+
+def profile_embedding_retry(*, profile_id: int, now: datetime | None = None) -> bool:
+    """One planned retry (the beat sweep): embed again; on success a pending Start matching completes.
+
+    Returns whether the profile now has a current vector."""
+    now = now or timezone.now()
+    profile = (
+        Profile.objects.select_related("project", "chat").filter(pk=profile_id, embedding_retry_at__lte=now).first()
+    )
+    if profile is None:
+        return False
+    fresh, failure = _embedded_or_failure(profile) if profile.matching_summary else (None, None)
+    with transaction.atomic():
+        profile = Profile.objects.select_for_update(of=("self",)).select_related("project", "chat").get(pk=profile.pk)
+        if fresh is not None and fresh.text == profile.matching_summary:
+            embedding_set(profile, fresh, now=now)
+        elif failure is not None:
+            embedding_failure_note(profile, failure, now=now)
+        elif not profile.matching_summary or not embedding_stale(profile):
+            profile.embedding_retry_at = None  # nothing left to embed (wiped, or embedded meanwhile)
+        # else: the summary changed while we embedded; the retry stays due and the next sweep takes it.
+        joins = _joins_now(profile)
+        if joins:
+            _join(profile)
+        else:
+            profile.save()
+    if joins:
+        _joined_tell(profile)
+    return not embedding_stale(profile)
+
+
+def _joins_now(profile: Profile) -> bool:
+    """A Start matching that waited for the vector can complete: the vector is there, the profile unchanged."""
+    return (
+        profile.activation_requested_at is not None
+        and profile.state in (Profile.State.READY, Profile.State.UPDATED)
+        and not embedding_stale(profile)
+    )
+
+
+def _joined_tell(profile: Profile) -> None:
+    matching_wake(project=profile.project)
+    system_reply(chat=profile.chat, text=in_language(profile.project, texts.ACTIVATED))
+
+
+def profile_pending_activation_finish(*, profile_id: int) -> bool:
+    """After an operator's re-embed: a Start matching that waited for this vector completes now."""
+    with transaction.atomic():
+        profile = (
+            Profile.objects.select_for_update(of=("self",))
+            .select_related("project", "chat")
+            .filter(pk=profile_id)
+            .first()
+        )
+        joins = profile is not None and _joins_now(profile)
+        if joins:
+            _join(profile)
+    if joins:
+        _joined_tell(profile)
+    return joins
+
+
+def profile_embeddings_retry_due(*, now: datetime | None = None, limit: int = 100, max_seconds: float = 50.0) -> int:
+    """Run the due retries, oldest first, at most `limit` or `max_seconds` per sweep (an outage makes each
+    attempt slow; the rest stay due for the next sweep). Returns how many were tried."""
+    now = now or timezone.now()
+    deadline = time.monotonic() + max_seconds
+    tried = 0
+    for profile_id in profile_embedding_retries_due(now=now).values_list("pk", flat=True)[:limit]:
+        if time.monotonic() >= deadline:
+            break
+        profile_embedding_retry(profile_id=profile_id, now=now)
+        tried += 1
+    return tried
 
 
 def profile_wipe(*, project: Project, chat: Chat) -> bool:
@@ -225,6 +328,9 @@ def profile_wipe(*, project: Project, chat: Chat) -> bool:
             setattr(profile, name, "")
         profile.state = Profile.State.ONBOARDING
         profile.embedding, profile.embedding_model, profile.embedded_text, profile.embedded_at = None, "", "", None
+        profile.embedding_dim = None
+        profile.embedding_retry_at, profile.activation_requested_at = None, None
+        profile.embedding_error, profile.embedding_failed_at, profile.embedding_attempts = "", None, 0
         profile.profile_updated_at, profile.activated_at = now, None
         profile.save()
         closed = Match.objects.filter(Q(user_a=profile) | Q(user_b=profile), status__in=Match.OPEN).update(
@@ -247,24 +353,3 @@ def profile_wipe_confirmation_send(*, project: Project, chat: Chat) -> None:
         ]
     }
     system_reply(chat=chat, text=in_language(project, texts.WIPE_CONFIRM), reply_markup=markup)
-
-
-def profiles_reembed(*, project: Project, profiles: Iterable[Profile]) -> int:
-    """Recompute the vectors of the given profiles of one project (e.g. after an embedding model change)."""
-    chosen = [p for p in profiles if p.project_id == project.pk and p.matching_summary]
-    if not chosen:
-        return 0
-    if embedding_dim() != PROFILE_VECTOR_DIM:
-        raise EmbeddingUnavailable(f"EMBEDDING_DIM must be {PROFILE_VECTOR_DIM} for profiles")
-    result = embed_texts(
-        [p.matching_summary for p in chosen], context=CallContext(purpose="profile_embedding", project_id=project.pk)
-    )
-    now = timezone.now()
-    for profile, vector in zip(chosen, result.vectors, strict=True):
-        # Conditional on the summary, so a change made meanwhile is never paired with an old vector.
-        Profile.objects.filter(pk=profile.pk, project=project, matching_summary=profile.matching_summary).update(
-            embedding=vector, embedding_model=result.model, embedded_text=profile.matching_summary,
-            embedded_at=now, updated_at=now,
-        )  # fmt: skip
-    matching_wake(project=project)
-    return len(chosen)

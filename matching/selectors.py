@@ -4,14 +4,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from django.db import connection
-from django.db.models import DateTimeField, Exists, OuterRef, Q, QuerySet, Value
+from django.db.models import DateTimeField, Exists, F, OuterRef, Q, QuerySet, Value
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 from pgvector.django import CosineDistance
 
-from bots.llm.embeddings import OFFLINE_MODEL_ID
+from bots.llm.embeddings import OFFLINE_MODEL_ID, embedding_dim, embedding_model_id
 from bots.models import Chat
-from matching.models import Match, MatchingState, MatchOutcome, Profile
+from matching.models import Match, MatchingState, MatchOutcome, Profile, profile_embedding_cast
 from tenants.models import Project
 
 # Default similarity thresholds per embedding model (cosine similarity of matching summaries).
@@ -67,6 +67,23 @@ def matching_projects_due(*, now: datetime | None = None) -> QuerySet[Project]:
     )
 
 
+def profile_embedding_retries_due(*, now: datetime | None = None) -> QuerySet[Profile]:
+    """Profiles whose planned embedding retry is due (all projects: the beat sweep's work list)."""
+    return Profile.objects.filter(embedding_retry_at__lte=now or timezone.now()).order_by("embedding_retry_at")
+
+
+def profiles_embedding_stale(*, project: Project) -> QuerySet[Profile]:
+    """Profiles with a matching summary whose vector is missing or not of the configured model, size or text."""
+    current = Q(
+        embedding_model=embedding_model_id(), embedding_dim=embedding_dim(), embedded_text=F("matching_summary")
+    )
+    return (
+        Profile.objects.filter(project=project)
+        .exclude(matching_summary="")
+        .exclude(current & Q(embedding__isnull=False))
+    )
+
+
 def _open_match_of_outer_profile() -> QuerySet[Match]:
     return Match.objects.filter(Q(user_a=OuterRef("pk")) | Q(user_b=OuterRef("pk")), status__in=Match.OPEN)
 
@@ -77,18 +94,22 @@ def _at_open_limit(limit: int) -> Exists:
     return Exists(_open_match_of_outer_profile().order_by()[limit - 1 : limit])
 
 
-def _profiles_eligible(*, project: Project, model_id: str) -> QuerySet[Profile]:
-    """Active profiles with a vector of this model and a chat that has not blocked the bot."""
+def _profiles_eligible(*, project: Project, model_id: str, dim: int) -> QuerySet[Profile]:
+    """Active profiles with a vector of this model and size and a chat that has not blocked the bot.
+
+    Profiles embedded by another model (or the same model at another size) are simply not there: after a
+    model change they wait for `matching_reembed` rather than being compared with vectors of another space.
+    """
     # Anti-joins (NOT EXISTS) rather than a join on the chat: they keep the HNSW index scan in the plan.
     blocked_chat = Chat.objects.filter(pk=OuterRef("chat_id"), blocked_at__isnull=False)
     return Profile.objects.filter(
-        project=project, state=Profile.State.ACTIVE, embedding_model=model_id, embedding__isnull=False
+        project=project, state=Profile.State.ACTIVE, embedding_model=model_id, embedding_dim=dim
     ).exclude(Exists(blocked_chat))
 
 
-def profiles_matchable(*, project: Project, model_id: str) -> QuerySet[Profile]:
+def profiles_matchable(*, project: Project, model_id: str, dim: int) -> QuerySet[Profile]:
     """Eligible profiles with fewer open matches than the project's limit: who may be picked or offered."""
-    return _profiles_eligible(project=project, model_id=model_id).exclude(
+    return _profiles_eligible(project=project, model_id=model_id, dim=dim).exclude(
         _at_open_limit(open_introduction_limit(project))
     )
 
@@ -97,7 +118,7 @@ def open_introduction_limit(project: Project) -> int:
     return max(project.matching_max_open_introductions, 1)
 
 
-def profile_next_to_try(*, project: Project, round_number: int, model_id: str) -> Profile | None:
+def profile_next_to_try(*, project: Project, round_number: int, model_id: str, dim: int) -> Profile | None:
     """The round-robin pick: a matchable profile not yet tried in this round, oldest change first.
 
     The open-introduction limit is checked on small batches of the walk rather than in its WHERE clause: as
@@ -105,7 +126,7 @@ def profile_next_to_try(*, project: Project, round_number: int, model_id: str) -
     tried user a probe (late in a 10k round: 76 ms instead of 27 ms per pick)."""
     tried = Match.objects.filter(project=project, round=round_number, user_a=OuterRef("pk"))
     untried = (
-        _profiles_eligible(project=project, model_id=model_id)
+        _profiles_eligible(project=project, model_id=model_id, dim=dim)
         .exclude(Exists(tried))
         .order_by("profile_updated_at", "pk")  # walks the profile_round_robin index in order
     )
@@ -137,13 +158,14 @@ def profile_counterparts(*, profile: Profile, threshold: float) -> QuerySet[Prof
         Q(profile=profile, other=OuterRef("pk")) | Q(profile=OuterRef("pk"), other=profile), worked_out=False
     )
     return (
-        profiles_matchable(project=profile.project, model_id=profile.embedding_model)
+        profiles_matchable(project=profile.project, model_id=profile.embedding_model, dim=profile.embedding_dim)
         .filter(role__in=COUNTERPART_ROLES[Profile.Role(profile.role)])
         .exclude(pk=profile.pk)
         .exclude(Exists(never_again))
         .exclude(Exists(disqualified_unchanged))
         .exclude(Exists(did_not_work_out))
-        .annotate(distance=CosineDistance("embedding", profile.embedding))
+        # Cast like the partial index of this size, or PostgreSQL cannot use it.
+        .annotate(distance=CosineDistance(profile_embedding_cast(profile.embedding_dim), profile.embedding))
         .filter(distance__lte=1.0 - threshold)
         # Ordering by the bare distance lets PostgreSQL walk the HNSW index (a tie-breaker would not).
         .order_by("distance")
@@ -152,7 +174,7 @@ def profile_counterparts(*, profile: Profile, threshold: float) -> QuerySet[Prof
 
 def profile_best_counterpart(*, profile: Profile, threshold: float) -> Candidate | None:
     """The nearest counterpart (see profile_counterparts), or None."""
-    if profile.embedding is None or not profile.role:
+    if profile.embedding is None or profile.embedding_dim is None or not profile.role:
         return None
     _hnsw_scan_until_found()
     best = profile_counterparts(profile=profile, threshold=threshold).first()

@@ -64,6 +64,11 @@ BUTTON_START_MATCHING = _("Start matching")
 ACTIVATED = _("Matching has started. I will write to you as soon as I find someone who fits.")
 ACTIVATED_NOTICE = _("Matching started")
 ALREADY_ACTIVE = _("You are already in matching.")
+# Start matching pressed while the profile could not be embedded: it joins as soon as a retry succeeds.
+ACTIVATION_DEFERRED = _(
+    "Matching will start shortly: your profile is still being prepared. I will write to you when it has started."
+)
+ACTIVATION_DEFERRED_NOTICE = _("Matching will start shortly")
 NOT_READY = _("Your profile is not complete yet. Let's finish it first.")
 
 WIPE_CONFIRM = _(

@@ -9,7 +9,7 @@ from bots.texts import in_language
 from bots.toolsets import ToolContext, ToolError
 from matching import texts
 from matching.models import Profile
-from matching.profiles import EmbeddingUnavailable, ProfileInvalid, profile_card_send, profile_save
+from matching.profiles import ProfileInvalid, profile_card_send, profile_save
 from matching.selectors import profile_for_chat
 from tenants.models import Project
 
@@ -91,8 +91,6 @@ class MatchingToolset:
             saved = profile_save(project=context.project, chat=context.chat, changes=changes, complete=complete)
         except ProfileInvalid as exc:
             raise ToolError(str(exc)) from exc
-        except EmbeddingUnavailable as exc:
-            raise ToolError("the profile could not be prepared for matching; tell the user to try later") from exc
         if saved.card_due:
             profile_card_send(profile=saved.profile)
         return self._saved_result(saved.profile, card_sent=saved.card_due)

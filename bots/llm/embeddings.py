@@ -19,7 +19,7 @@ import numpy as np
 from django.conf import settings
 
 from bots.llm.chain import AttemptResult, run_chain
-from bots.llm.errors import MalformedResponse
+from bots.llm.errors import MalformedResponse, classify_failure
 from bots.llm.keys import next_api_key
 from bots.llm.slots import InvalidModelId, ModelRef, parse_model_id
 from bots.llm.types import CallContext, LLMError, Usage
@@ -31,6 +31,15 @@ BATCH_SIZE = 64
 
 class EmbeddingDimensionError(LLMError):
     """The endpoint returned vectors shorter than EMBEDDING_DIM: a configuration error."""
+
+
+class EmbeddingNotNow(LLMError):
+    """A quick embedding (`quick=True`) failed: no retries or back-off here, the caller retries on its own
+    schedule. The message is the underlying failure's."""
+
+
+# A quick embedding answers someone waiting (a button press): one attempt, at most this long.
+QUICK_TIMEOUT_SECONDS = 8.0
 
 
 @dataclass(frozen=True)
@@ -50,11 +59,13 @@ def embedding_dim() -> int:
     return int(settings.EMBEDDING_DIM) if settings.EMBEDDING_MODEL else OFFLINE_DIM
 
 
-def embed_texts(texts: list[str], *, context: CallContext | None = None) -> EmbeddingResult:
+def embed_texts(texts: list[str], *, context: CallContext | None = None, quick: bool = False) -> EmbeddingResult:
+    """Embed with the configured model. `quick`: one attempt with a short timeout, failing with
+    EmbeddingNotNow instead of retrying, for callers that answer a person and retry later themselves."""
     if not settings.EMBEDDING_MODEL:
         vectors = _offline_encode(texts) if texts else []
         return EmbeddingResult(vectors=vectors, model=OFFLINE_MODEL_ID, dim=OFFLINE_DIM)
-    return _endpoint_embed(texts, context=context or CallContext(purpose="embed"))
+    return _endpoint_embed(texts, context=context or CallContext(purpose="embed"), quick=quick)
 
 
 # --- endpoint --------------------------------------------------------------------------------------------
@@ -67,7 +78,7 @@ def _endpoint_ref() -> ModelRef:
     return ref
 
 
-def _endpoint_embed(texts: list[str], *, context: CallContext) -> EmbeddingResult:
+def _endpoint_embed(texts: list[str], *, context: CallContext, quick: bool = False) -> EmbeddingResult:
     ref, dim = _endpoint_ref(), int(settings.EMBEDDING_DIM)
     vectors: list[list[float]] = []
     input_tokens, cost = 0, 0.0
@@ -75,7 +86,12 @@ def _endpoint_embed(texts: list[str], *, context: CallContext) -> EmbeddingResul
         batch = texts[start : start + BATCH_SIZE]
 
         def attempt(ref: ModelRef, batch: list[str] = batch) -> AttemptResult[list[list[float]]]:
-            return _embed_batch(ref=ref, batch=batch, dim=dim)
+            if not quick:
+                return _embed_batch(ref=ref, batch=batch, dim=dim)
+            try:
+                return _embed_batch(ref=ref, batch=batch, dim=dim, timeout=QUICK_TIMEOUT_SECONDS)
+            except Exception as exc:  # a permanent error for the chain: recorded once, never waited for
+                raise EmbeddingNotNow(classify_failure(exc).message) from exc
 
         outcome = run_chain(chain=[ref], context=context, method="embed", attempt=attempt)
         vectors.extend(outcome.value)
@@ -86,12 +102,17 @@ def _endpoint_embed(texts: list[str], *, context: CallContext) -> EmbeddingResul
     )
 
 
-def _embed_batch(*, ref: ModelRef, batch: list[str], dim: int) -> AttemptResult[list[list[float]]]:
+def _embed_batch(
+    *, ref: ModelRef, batch: list[str], dim: int, timeout: float | None = None
+) -> AttemptResult[list[list[float]]]:
     # The openai SDK takes seconds to import; loaded on the first endpoint call, not at start-up.
     from bots.llm.openai_backend import openai_client
 
     client = openai_client(api_key=next_api_key(protocol="openai"))
-    response: Any = client.embeddings.create(model=ref.model, input=batch, dimensions=dim, encoding_format="float")
+    extra: dict[str, Any] = {"timeout": timeout} if timeout is not None else {}
+    response: Any = client.embeddings.create(
+        model=ref.model, input=batch, dimensions=dim, encoding_format="float", **extra
+    )
     data = getattr(response, "data", None)
     if not isinstance(data, list) or len(data) != len(batch):
         raise MalformedResponse(f"expected {len(batch)} embeddings, got {len(data) if isinstance(data, list) else 0}")

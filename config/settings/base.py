@@ -9,6 +9,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    "django.contrib.postgres",  # index expressions with an operator class (matching profile vectors per size)
     "django_celery_beat",
     "ninja",  # serves the API docs' scripts from our static files (the CSP allows no CDN)
     "axes",

@@ -24,11 +24,13 @@ from pgvector.psycopg import register_vector
 
 from bots.llm.embeddings import OFFLINE_MODEL_ID
 from matching.matcher import Outcome, matching_iterate
-from matching.models import PROFILE_VECTOR_DIM, Profile
+from matching.models import Profile
 from matching.selectors import profile_best_counterpart, profile_counterparts
 from tests.benchmarks.profiling import profiled
 from tests.benchmarks.report import figure, note
 from tests.factories import ProjectFactory
+
+PROFILE_VECTOR_DIM = 512  # the offline encoder's size
 
 pytestmark = pytest.mark.django_db
 
@@ -55,7 +57,7 @@ def _load(project_id: int, count: int) -> float:
     raw = connection.connection  # the psycopg connection of the test's transaction
     register_vector(raw)
     with raw.cursor() as cursor:
-        cursor.execute("DROP INDEX profile_embedding_hnsw")  # one build after the load beats 100k inserts
+        cursor.execute("DROP INDEX profile_embedding_hnsw_512")  # one build after the load beats 100k inserts
         base = 10_000_000
         with cursor.copy(
             "COPY bots_chat (project_id, telegram_chat_id, channel, chat_type, username, first_name, last_name,"
@@ -69,20 +71,28 @@ def _load(project_id: int, count: int) -> float:
         chat_ids = [row[0] for row in cursor.fetchall()]
         with cursor.copy(
             "COPY matching_profile (project_id, chat_id, role, summary, location, work_format, rates, availability,"
-            " private_observations, matching_summary, state, embedding, embedding_model, embedded_text,"
-            " profile_updated_at, activated_at, created_at, updated_at) FROM STDIN WITH (FORMAT BINARY)"
+            " private_observations, matching_summary, state, embedding, embedding_dim, embedding_model, embedded_text,"
+            " embedding_error, embedding_attempts, profile_updated_at, activated_at, created_at, updated_at)"
+            " FROM STDIN WITH (FORMAT BINARY)"
         ) as copy:
-            copy.set_types(["bigint", "bigint"] + ["text"] * 9 + ["vector", "text", "text"] + ["timestamptz"] * 4)
+            copy.set_types(
+                ["bigint", "bigint"]
+                + ["text"] * 9
+                + ["vector", "int2", "text", "text", "text", "int2"]
+                + ["timestamptz"] * 4
+            )
             for i in range(count):
                 changed = now - timedelta(seconds=count - i)
                 copy.write_row((project_id, chat_ids[i], roles[i], "", "", "", "", "", "", f"profile {i}", "active",
-                                vectors[i], OFFLINE_MODEL_ID, f"profile {i}", changed, changed, now, now))  # fmt: skip
+                                vectors[i], PROFILE_VECTOR_DIM, OFFLINE_MODEL_ID, f"profile {i}", "", 0, changed,
+                                changed, now, now))  # fmt: skip
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # check the deferred foreign keys before the DDL
         cursor.execute("SET CONSTRAINTS ALL DEFERRED")
         cursor.execute("SET LOCAL maintenance_work_mem = '1GB'")
         cursor.execute(
-            "CREATE INDEX profile_embedding_hnsw ON matching_profile USING hnsw (embedding vector_cosine_ops)"
-            " WITH (m = 16, ef_construction = 64)"
+            "CREATE INDEX profile_embedding_hnsw_512 ON matching_profile USING hnsw"
+            " ((embedding::vector(512)) vector_cosine_ops) WITH (m = 16, ef_construction = 64)"
+            " WHERE embedding_dim = 512"
         )
         # Statistics of every table the candidate query reads (autovacuum would get there, later): with
         # none for the freshly loaded chats the planner guessed a tenth of them blocked and chose a hash

@@ -1,9 +1,12 @@
 """Matching fixtures: two matching tenants (English and Russian) on the fake Telegram and LLM servers."""
 
+from pathlib import Path
+
 import pytest
 
 from bots.llm import chain
 from tenants.models import Project
+from tests.infrastructure import CeleryWorker, worker_environment
 
 
 @pytest.fixture(autouse=True)
@@ -42,3 +45,28 @@ def alpha(project_a, fake_telegram) -> Project:
 def beta(project_b, fake_telegram) -> Project:
     """A Russian matching project (project_b's language is ru)."""
     return _matching(project_b, fake_telegram, "beta_match_bot")
+
+
+ENDPOINT_EMBEDDING_MODEL = "openai/emb-test"
+
+
+@pytest.fixture
+def endpoint_dim() -> int:
+    """The embedding size of `endpoint_worker` (tests parametrize it)."""
+    return 512
+
+
+@pytest.fixture
+def endpoint_worker(transactional_db, redis_client, redis_url, tmp_path: Path, offline_embeddings, endpoint_dim):
+    """A real Celery worker process whose embeddings come from the fake LLM's endpoint at `endpoint_dim`
+    dimensions; this process is configured the same way."""
+    offline_embeddings.EMBEDDING_MODEL, offline_embeddings.EMBEDDING_DIM = ENDPOINT_EMBEDDING_MODEL, endpoint_dim
+    extra = {
+        "QDRANT_PATH": str(tmp_path / "qdrant"),
+        "GENERATION_LEASE_SECONDS": "4",
+        "EMBEDDING_MODEL": ENDPOINT_EMBEDDING_MODEL,
+        "EMBEDDING_DIM": str(endpoint_dim),
+    }
+    worker = CeleryWorker(env=worker_environment(redis_url=redis_url, extra=extra), log_path=tmp_path / "worker.log")
+    yield worker.start()
+    worker.stop()

@@ -11,10 +11,10 @@ from bots.callbacks import callback_process
 from bots.chat_processing import chat_process
 from bots.generations import generations_process_due
 from bots.intake import update_receive
-from bots.llm.embeddings import OFFLINE_MODEL_ID
+from bots.llm.embeddings import OFFLINE_DIM, OFFLINE_MODEL_ID
 from bots.models import Chat, Message
 from matching.cv import cv_read
-from matching.models import PROFILE_VECTOR_DIM, Profile
+from matching.models import Profile
 from tests.telegram_updates import message_update, text_update, user
 
 _callback_ids = itertools.count(1)
@@ -140,18 +140,18 @@ def toasts(fake_telegram, project) -> list[str | None]:
 # --- vectors with known similarities --------------------------------------------------------------------
 
 
-def axis(index: int) -> np.ndarray:
-    vector = np.zeros(PROFILE_VECTOR_DIM)
+def axis(index: int, dim: int = OFFLINE_DIM) -> np.ndarray:
+    vector = np.zeros(dim)
     vector[index] = 1.0
     return vector
 
 
-def toward(base: int, similarity: float, other: int) -> list[float]:
+def toward(base: int, similarity: float, other: int, dim: int = OFFLINE_DIM) -> list[float]:
     """A unit vector whose cosine similarity with axis `base` is `similarity` (the rest along axis `other`).
 
     Two such vectors on the same base but different `other` axes have similarity s1 * s2.
     """
-    return (similarity * axis(base) + math.sqrt(1 - similarity**2) * axis(other)).tolist()
+    return (similarity * axis(base, dim) + math.sqrt(1 - similarity**2) * axis(other, dim)).tolist()
 
 
 def active_profile(
@@ -176,5 +176,6 @@ def active_profile(
     return Profile.objects.create(
         project=project, chat=chat, role=role, summary=text, matching_summary=text,
         private_observations=f"private note about {chat_id}", state=Profile.State.ACTIVE, embedding=vector,
-        embedding_model=model, embedded_text=text, profile_updated_at=changed, activated_at=changed,
+        embedding_dim=len(vector), embedding_model=model, embedded_text=text, profile_updated_at=changed,
+        activated_at=changed,
     )  # fmt: skip
