@@ -26,7 +26,8 @@ from bots.telegram_client import bot_for_token
 from bots.texts import in_language
 from knowledge.extraction import ExtractionError, detect_kind, extract_document
 from matching import texts
-from matching.models import CvDocument, Profile
+from matching.models import CvDocument
+from matching.profiles import profile_get_or_create
 from tenants.models import Project
 
 logger = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ def cv_read(*, message_id: int) -> CvDocument | None:
         return None
     try:
         with transaction.atomic():
-            profile = _profile(project=project, chat=chat)
+            profile = profile_get_or_create(project=project, chat=chat)
             cv = CvDocument(
                 project=project, profile=profile, source_message=message, file_name=name[:255],
                 mime_type=(document.get("mime_type") or "")[:100], size=len(data), text=extracted,
@@ -104,15 +105,6 @@ def cv_read(*, message_id: int) -> CvDocument | None:
 
 def _chat_process_later(chat_pk: int) -> None:
     chat_process_task.delay(chat_pk)
-
-
-def _profile(*, project: Project, chat: Chat) -> Profile:
-    try:
-        with transaction.atomic():
-            profile, _ = Profile.objects.get_or_create(project=project, chat=chat)
-    except IntegrityError:  # created by a concurrent turn a moment ago
-        profile = Profile.objects.get(project=project, chat=chat)
-    return profile
 
 
 def _too_large(project: Project, size: int) -> CvRefused:

@@ -74,7 +74,7 @@ class Activation(enum.StrEnum):
     NOT_READY = "not_ready"
 
 
-def _profile_get_or_create(*, project: Project, chat: Chat) -> Profile:
+def profile_get_or_create(*, project: Project, chat: Chat) -> Profile:
     try:
         with transaction.atomic():
             profile, _ = Profile.objects.get_or_create(project=project, chat=chat)
@@ -107,7 +107,7 @@ def profile_save(*, project: Project, chat: Chat, changes: Mapping[str, Any], co
     alone change nothing for matching (rewording notes must not re-open disqualified pairs).
     """
     clean = _validated(changes)
-    profile = _profile_get_or_create(project=project, chat=chat)
+    profile = profile_get_or_create(project=project, chat=chat)
     new_summary = clean.get("matching_summary", profile.matching_summary)
     # The embedding call happens before the row lock; the summary is checked again under the lock. It only
     # prepares the vector for the next Start matching (which embeds anyway), so a failure is noted, not raised.
