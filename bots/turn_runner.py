@@ -103,7 +103,7 @@ class TurnRunner:
                     await in_db(generations_extend_leases, ids=ids)
                 except Exception:
                     logger.exception("turn runner: lease heartbeat failed")
-            if time.monotonic() - last_recovery >= self.lease_seconds:
+            if time.monotonic() - last_recovery >= self.lease_seconds / 2:
                 # A killed worker's turns come back as soon as their leases run out, not at the next beat.
                 last_recovery = time.monotonic()
                 try:
