@@ -16,13 +16,12 @@ from tests.knowledge.site import local_site
 pytest_plugins = ["tests.fakes.telegram_api", "tests.fakes.llm_api"]
 __all__ = ["local_site"]  # a fixture: the local website crawl tests read
 
-# The test process is more than one worker: the turn runner's pool threads (each keeps its connection),
-# live-server threads and the tests' own threads share its pool, so it gets a larger one than the
-# workers it starts (which keep the shipped default).
-TEST_PROCESS_DB_POOL_MAX_SIZE = 40
-if settings.DATABASES["default"].get("OPTIONS", {}).get("pool"):
-    settings.DB_POOL_MAX_SIZE = TEST_PROCESS_DB_POOL_MAX_SIZE
-    settings.DATABASES["default"]["OPTIONS"]["pool"]["max_size"] = TEST_PROCESS_DB_POOL_MAX_SIZE
+# The test process is no worker: its threads (live servers, the runner pools of turns driven in process,
+# the tests' own) keep a connection each, as with DB_POOL_MAX_SIZE=0, and a test that terminates the
+# database's connections cannot leave it waiting on a pool's reconnect back-off. The workers it starts keep
+# the shipped pool (tests/bots/test_turn_runner.py checks it).
+settings.DATABASES["default"].get("OPTIONS", {}).pop("pool", None)
+settings.DB_POOL_MAX_SIZE = 0
 
 TEST_OPENAI_KEYS = ["sk-test-openai-key-one", "sk-test-openai-key-two"]
 TEST_ANTHROPIC_KEYS = ["sk-ant-test-key-one"]

@@ -1,11 +1,12 @@
 """The async turn runner: many turns in flight on one worker process, a per-process cap, fair claims."""
 
 import json
+import subprocess
+import sys
 import time
 from datetime import timedelta
 
 import pytest
-from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
@@ -13,6 +14,7 @@ from bots.generations import generations_claim_fair
 from bots.models import Chat, Generation
 from tests.factories import ProjectFactory
 from tests.fakes import llm_api
+from tests.infrastructure import BASE_DIR, worker_environment
 from tests.telegram_updates import text_update
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -137,11 +139,19 @@ def test_a_claimed_generation_is_never_claimed_twice(project_a, project_b):
     assert len({g.pk for g in claimed}) == 10
 
 
-def test_database_connections_come_from_the_pool(settings):
-    connection.ensure_connection()
-    assert connection.pool is not None
-    assert connection.pool.max_size == settings.DB_POOL_MAX_SIZE
-    assert settings.DATABASES["default"]["CONN_MAX_AGE"] == 0
+def test_a_worker_draws_its_database_connections_from_the_pool(redis_url):
+    """Checked in a process started as a worker is: the test process itself runs without the pool."""
+    probe = (
+        "import django; django.setup(); from django.conf import settings; from django.db import connection; "
+        "connection.ensure_connection(); "
+        "print(connection.pool.max_size, settings.DB_POOL_MAX_SIZE, settings.DATABASES['default']['CONN_MAX_AGE'])"
+    )
+    env = worker_environment(redis_url=redis_url, extra={}, as_deployed=True)
+    env.pop("DB_CONN_MAX_AGE")
+    result = subprocess.run([sys.executable, "-c", probe], env=env, cwd=BASE_DIR, capture_output=True, text=True,
+                            timeout=120, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["12", "12", "0"]
 
 
 def test_a_killed_workers_turn_is_taken_back_when_its_lease_runs_out_without_the_beat(
