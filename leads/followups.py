@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 from django.db import transaction
 from django.utils import timezone
 
-from bots.conversation import turn_compose, turn_deliver, unanswered_messages
+from bots.conversation import OPEN_STATUSES, turn_compose, turn_deliver, unanswered_messages
 from bots.generations import generation_schedule
 from bots.models import Chat, Generation, Message, Turn
 from core import metrics
@@ -102,13 +102,16 @@ def timer_turn_handle(generation: Generation) -> None:
     steps = chat.project.followup_steps or []
     step = generation.target_id or 0
     last = step >= len(steps) - 1
-    turn = Turn.objects.create(
+    # Run again after a crash (its lease ran out), the generation resumes its own turn: a nudge that was
+    # composed or sent is not asked of the model, nor sent, a second time.
+    turn = Turn.objects.filter(generation=generation).first() or Turn.objects.create(
         project=chat.project, chat=chat, generation=generation, trigger=Turn.Trigger.TIMER,
         user_text=f"{TIMER_PING} step {step + 1} of {len(steps)}; the customer has been silent.",
     )  # fmt: skip
-    turn_compose(turn=turn, generation_id=generation.pk, purpose="timer_turn")
-    turn.refresh_from_db()
-    turn_deliver(turn=turn)
+    if turn.status in OPEN_STATUSES:
+        turn_compose(turn=turn, generation_id=generation.pk, purpose="timer_turn")
+        turn.refresh_from_db()
+        turn_deliver(turn=turn)
     chat.refresh_from_db(fields=["state"])
     if last and not SalesState.of(chat).lead_id:
         lead_finish(chat=chat, summary=lead_summary_generate(chat=chat), source="timer")
