@@ -2,11 +2,9 @@
 embeds through the (fake) OpenAI-compatible endpoint at that size, the loop pairs the two users, the qualifier
 runs, both are introduced, and two acceptances exchange the contacts; a failing embedder still answers."""
 
-import json
 from datetime import timedelta
 
 import pytest
-from django.test import Client
 from django.utils import timezone
 
 from bots.models import Chat
@@ -15,6 +13,7 @@ from matching.profiles import profile_embeddings_retry_due, profile_save
 from tests.fakes import llm_api
 from tests.matching.conftest import ENDPOINT_EMBEDDING_MODEL
 from tests.matching.dialogue import callback_update, texts_to, toasts, toward
+from tests.telegram_updates import webhook_post
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -23,14 +22,6 @@ USERS = {
     302: ("provider", "Product company hiring a senior Python developer (Django, PostgreSQL), remote."),
 }
 SIMILARITY = 0.9
-
-
-def post(client: Client, project, update: dict) -> None:
-    response = client.post(
-        f"/telegram/webhook/{project.slug}/", data=json.dumps(update), content_type="application/json",
-        HTTP_X_TELEGRAM_BOT_API_SECRET_TOKEN=project.webhook_secret,
-    )  # fmt: skip
-    assert response.status_code == 200, response.content
 
 
 def ready_users(project, fake_llm, dim: int) -> None:
@@ -53,7 +44,7 @@ def introduced_and_connected(client, project, fake_telegram, *, sent_before: int
     match = Match.objects.get(project=project, status=Match.Status.QUALIFIED)
     for chat_id in USERS:
         assert any("Would you like to connect?" in text for text in texts_to(fake_telegram, project, chat_id))
-        post(client, project, callback_update(chat_id, f"match:accept:{match.pk}"))
+        webhook_post(client, project, callback_update(chat_id, f"match:accept:{match.pk}"))
     fake_telegram.wait_for("sendMessage", count=sent_before + 5, token=project.bot_token, timeout=60)
     match.refresh_from_db()
     assert match.status == Match.Status.CONNECTED
@@ -69,7 +60,7 @@ def test_matching_end_to_end_with_an_embedding_model_of_this_size(
     ready_users(alpha, fake_llm, endpoint_dim)
 
     for chat_id in USERS:
-        post(client, alpha, callback_update(chat_id, "match:activate"))
+        webhook_post(client, alpha, callback_update(chat_id, "match:activate"))
     fake_telegram.wait_for("sendMessage", count=2, token=alpha.bot_token, timeout=60)  # the two confirmations
     match = introduced_and_connected(client, alpha, fake_telegram, sent_before=2)
 
@@ -92,7 +83,7 @@ def test_a_failing_embedder_on_the_worker_answers_the_press_and_matching_starts_
     fake_llm.embeddings.failing = llm_api.error(503, message="embedding backend overloaded")
 
     for chat_id in USERS:
-        post(client, alpha, callback_update(chat_id, "match:activate"))
+        webhook_post(client, alpha, callback_update(chat_id, "match:activate"))
     fake_telegram.wait_for("answerCallbackQuery", count=2, token=alpha.bot_token, timeout=60)
     assert toasts(fake_telegram, alpha) == ["Matching will start shortly"] * 2
     fake_telegram.wait_for("sendMessage", count=2, token=alpha.bot_token, timeout=30)
