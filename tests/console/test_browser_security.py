@@ -115,6 +115,7 @@ def test_a_prompt_edit_shows_in_its_history_and_reverts(page, project_a, project
     assert "-You sell window cleaning." in history
     assert "+You sell door repairs." in history
     assert "olga" in history
+    assert "Edited in the console" in history  # the change reason, not "None"
     screenshot(page, "security-project-history.png")
 
     # The second row is the version before the edit: its form shows the old prompt, and Revert saves it.
@@ -139,6 +140,7 @@ def test_a_prompt_edit_shows_in_its_history_and_reverts(page, project_a, project
     assert "-You sell door repairs." in newest
     assert "+You sell window cleaning." in newest
     assert "olga" in newest
+    assert "Reverted in the console" in newest
     screenshot(page, "security-project-history-reverted.png")
     page.goto(f"/admin/tenants/project/{project_b.pk}/history/")  # the other tenant's history: as if missing
     assert page.url.endswith("/admin/")

@@ -139,3 +139,10 @@ def test_follow_up_steps_are_typed_and_shown_as_durations(project_a, project_b):
     project_b.refresh_from_db()
     assert project_a.followup_steps == [300, 900, 2400, 86400]
     assert project_b.followup_steps == [300, 900, 2400, 86400]  # the other tenant never changed
+
+
+def test_a_change_by_command_records_where_it_came_from_in_the_history(project_a):
+    run("set", "alpha", "prompt", "You sell door repairs.")
+    newest = project_a.history.first()
+    assert newest.prompt == "You sell door repairs."
+    assert newest.history_change_reason == "Changed by a command or task"
