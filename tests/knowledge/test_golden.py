@@ -1,0 +1,136 @@
+"""Golden questions: asked through the bot's own search after a crawl of a real local site, scored per tenant.
+
+Real PostgreSQL, the real vector store and the offline embedding encoder; the site is served over HTTP and
+changes between crawls.
+"""
+
+import pytest
+
+from console.project_health import project_blockers
+from knowledge.golden import (
+    GoldenQuestionInvalid,
+    evaluation_regressions,
+    golden_question_create,
+    hit_rank,
+    retrieval_evaluate,
+    retrieval_quality,
+)
+from knowledge.models import CrawlJob, GoldenQuestion, RetrievalEvaluation
+from knowledge.pipeline import crawl_job_run
+from knowledge.qdrant_store import qdrant_close
+from knowledge.services import crawl_job_create
+from knowledge.vector_store import SearchHit
+from tests.knowledge.site import PAGES
+
+pytestmark = pytest.mark.django_db
+
+SUNDAY = "Are you open on Sunday?"
+WINDOWS = "How much is window washing?"
+CARPET = "Сколько стоит химчистка ковра?"
+
+
+@pytest.fixture(autouse=True)
+def fresh_qdrant():
+    qdrant_close()
+    yield
+    qdrant_close()
+
+
+def crawl_sitemap(project, site) -> CrawlJob:
+    return crawl_job_run(job=crawl_job_create(project=project, sitemap=site.url("sitemap.xml")))
+
+
+def recrawl(project) -> CrawlJob:
+    return crawl_job_run(job=crawl_job_create(project=project, sources=project.knowledge_sources.all()))
+
+
+def hit(url: str) -> SearchHit:
+    return SearchHit(score=0.9, url=url, topic="", text="", chunk_id=1)
+
+
+def test_the_rank_is_the_expected_pages_first_position_among_the_results():
+    hits = [hit("https://a/x"), hit("https://a/y"), hit("https://a/y")]
+    assert hit_rank(hits=hits, expected_url="https://a/y") == 2
+    assert hit_rank(hits=hits, expected_url="https://a/x") == 1
+    assert hit_rank(hits=hits, expected_url="https://a/z") is None
+    assert hit_rank(hits=[], expected_url="https://a/x") is None
+
+
+def test_a_golden_question_is_checked_and_saving_it_twice_keeps_one(project_a, project_b):
+    first = golden_question_create(project=project_a, question="  Open on   Sunday? ", expected_url=" https://a/hours ")
+    again = golden_question_create(project=project_a, question="Open on Sunday?", expected_url="https://a/hours")
+    other = golden_question_create(project=project_b, question="Open on Sunday?", expected_url="https://a/hours")
+    assert first.pk == again.pk != other.pk
+    assert (first.question, first.expected_url) == ("Open on Sunday?", "https://a/hours")
+    for question, url, problem in [(" ", "https://a/x", "the question is empty"), ("Open?", "", "page is empty"),
+                                   ("x" * 501, "https://a/x", "longer than 500")]:  # fmt: skip
+        with pytest.raises(GoldenQuestionInvalid, match=problem):
+            golden_question_create(project=project_a, question=question, expected_url=url)
+    assert GoldenQuestion.objects.filter(project=project_a).count() == 1
+
+
+def test_a_project_without_golden_questions_gets_no_evaluation(project_a, local_site):
+    crawl_sitemap(project_a, local_site)
+    assert retrieval_evaluate(project=project_a, trigger=RetrievalEvaluation.Trigger.ON_DEMAND) is None
+    assert not RetrievalEvaluation.objects.exists()
+    assert retrieval_quality(project=project_a).latest is None
+
+
+def test_a_crawl_that_removes_an_answered_page_lowers_recall_and_mrr_and_names_the_question(
+    project_a, project_b, local_site
+):
+    crawl_sitemap(project_a, local_site)
+    crawl_sitemap(project_b, local_site)  # another tenant of the same site keeps every page
+    hours, prices, carpets = (local_site.url(path) for path in ("en/hours.html", "en/prices.html", "ru/ceny.html"))
+    for question, url in ((SUNDAY, hours), (WINDOWS, prices), (CARPET, carpets)):
+        golden_question_create(project=project_a, question=question, expected_url=url)
+    golden_question_create(project=project_b, question=SUNDAY, expected_url=hours)
+
+    before = retrieval_evaluate(project=project_a, trigger=RetrievalEvaluation.Trigger.ON_DEMAND)
+
+    assert before is not None
+    assert before.questions == 3
+    ranks = {row["question"]: row["rank"] for row in before.results}
+    assert all(ranks.values()), ranks  # every page is found in the top three
+    assert before.recall_at_3 == 1.0
+    assert before.mrr == pytest.approx(sum(1 / rank for rank in ranks.values()) / 3)
+    assert ranks[SUNDAY] == 1
+    assert before.previous is None
+    assert evaluation_regressions(evaluation=before) == []
+
+    local_site.sitemap_set([path for path in PAGES if path != "en/hours.html"])
+    job = recrawl(project_a)
+    assert job.pages_removed == 1, job.error
+
+    after = retrieval_evaluate(project=project_a, trigger=RetrievalEvaluation.Trigger.CRAWL, job=job)
+
+    assert after.previous == before
+    assert after.job == job
+    assert after.recall_at_3 == pytest.approx(2 / 3)
+    assert after.mrr == pytest.approx(before.mrr - 1 / 3)
+    [lost] = evaluation_regressions(evaluation=after)
+    assert (lost.question, lost.expected_url, lost.previous_rank, lost.rank) == (SUNDAY, hours, 1, None)
+    quality = retrieval_quality(project=project_a)
+    assert quality.latest == after
+    assert quality.recall_change == pytest.approx(-1 / 3)
+    assert quality.recall_trend == "-0.33"
+    assert quality.crawl_evaluation == after
+    assert [r.question for r in quality.crawl_regressions] == [SUNDAY]
+    [warning] = [b for b in project_blockers(project=project_a) if b.code == "retrieval_worse"]
+    assert f"crawl #{job.pk}" in warning.title
+    assert "recall@3 1.00 → 0.67" in warning.title
+    assert f'"{SUNDAY}" (rank 1 → not found)' in warning.title
+
+    # The other tenant asks the same question of its own copy of the site: nothing changed there.
+    other = retrieval_evaluate(project=project_b, trigger=RetrievalEvaluation.Trigger.ON_DEMAND)
+    assert (other.questions, other.recall_at_3, other.previous) == (1, 1.0, None)
+    assert not [b for b in project_blockers(project=project_b) if b.code == "retrieval_worse"]
+
+    # The page comes back: the next crawl's evaluation recovers and the warning goes.
+    local_site.sitemap_set(list(PAGES))
+    job = recrawl(project_a)
+    recovered = retrieval_evaluate(project=project_a, trigger=RetrievalEvaluation.Trigger.CRAWL, job=job)
+    assert recovered.recall_at_3 == 1.0
+    assert retrieval_quality(project=project_a).recall_trend == "+0.33"
+    assert not retrieval_quality(project=project_a).crawl_made_it_worse
+    assert not [b for b in project_blockers(project=project_a) if b.code == "retrieval_worse"]
