@@ -5,6 +5,7 @@ changes between crawls.
 """
 
 import pytest
+from django.urls import reverse
 
 from console.project_health import project_blockers
 from knowledge.golden import (
@@ -20,6 +21,7 @@ from knowledge.pipeline import crawl_job_run
 from knowledge.qdrant_store import qdrant_close
 from knowledge.services import crawl_job_create
 from knowledge.vector_store import SearchHit
+from tests.factories import MembershipFactory
 from tests.knowledge.site import PAGES
 
 pytestmark = pytest.mark.django_db
@@ -134,3 +136,26 @@ def test_a_crawl_that_removes_an_answered_page_lowers_recall_and_mrr_and_names_t
     assert retrieval_quality(project=project_a).recall_trend == "+0.33"
     assert not retrieval_quality(project=project_a).crawl_made_it_worse
     assert not [b for b in project_blockers(project=project_a) if b.code == "retrieval_worse"]
+
+
+@pytest.mark.parametrize(("role", "saved"), [("operator", True), ("viewer", False)])
+def test_the_playground_saves_a_golden_question_for_an_operator_only(client, project_a, project_b, role, saved):
+    user = MembershipFactory(project=project_a, role=role).user
+    client.force_login(user)
+    data = {"project": project_a.pk, "question": SUNDAY, "expected_url": "https://alpha.example/hours"}
+
+    response = client.post(reverse("admin:knowledge_golden_save"), data, follow=True)
+
+    messages = [str(message) for message in response.context["messages"]]
+    golden = GoldenQuestion.objects.filter(project=project_a, question=SUNDAY).first()
+    if saved:
+        assert golden is not None
+        assert golden.created_by == user
+        assert messages == [f'Saved as golden question #{golden.pk}: "{SUNDAY}" -> https://alpha.example/hours']
+        assert response.redirect_chain[-1][0].startswith(reverse("admin:knowledge_search_playground") + "?project=")
+    else:
+        assert golden is None
+        assert messages[0].startswith("Nothing saved: Select a valid choice")
+    refused = client.post(reverse("admin:knowledge_golden_save"), {**data, "question": " "}, follow=True)
+    assert "Nothing saved" in str(next(iter(refused.context["messages"])))
+    assert GoldenQuestion.objects.count() == int(saved)
