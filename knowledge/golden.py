@@ -32,6 +32,10 @@ class GoldenQuestionInvalid(ValueError):
     """A golden question that cannot be stored (empty, too long): the message says which and why."""
 
 
+class RetrievalEvaluationFailed(RuntimeError):
+    """The search failed for a golden question (embedding provider down, store unreachable): nothing stored."""
+
+
 # --- golden questions ----------------------------------------------------------------------------------
 
 
@@ -78,13 +82,7 @@ def retrieval_evaluate(*, project: Project, trigger: str, job: CrawlJob | None =
     questions = list(GoldenQuestion.objects.filter(project=project).order_by("pk"))
     if not questions:
         return None
-    ranks = {
-        golden.pk: hit_rank(
-            hits=knowledge_search(project=project, query=golden.question, top_k=MAX_RESULTS),
-            expected_url=golden.expected_url,
-        )
-        for golden in questions
-    }
+    ranks = {golden.pk: _rank_of(project=project, golden=golden) for golden in questions}
     with transaction.atomic():
         # One evaluation of a project at a time picks its predecessor, so two runs never compare with the same.
         Project.objects.select_for_update().filter(pk=project.pk).first()
@@ -115,6 +113,19 @@ def retrieval_evaluate(*, project: Project, trigger: str, job: CrawlJob | None =
     return evaluation
 
 
+def _rank_of(*, project: Project, golden: GoldenQuestion) -> int | None:
+    try:
+        hits = knowledge_search(project=project, query=golden.question, top_k=MAX_RESULTS)
+    except Exception as exc:  # a half-asked set would score the failure as lost pages: nothing is stored
+        logger.exception(
+            "retrieval evaluation failed at golden question %s", golden.pk, extra={"project_id": project.pk}
+        )
+        raise RetrievalEvaluationFailed(
+            f"golden question #{golden.pk} ({golden.question!r}): the search failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    return hit_rank(hits=hits, expected_url=golden.expected_url)
+
+
 def retrieval_evaluation_request(*, project: Project, trigger: str, job: CrawlJob | None = None) -> None:
     """Evaluate on the knowledge worker (which owns the store) once the current transaction commits."""
     from knowledge.tasks import retrieval_evaluate_task
@@ -128,6 +139,7 @@ def retrieval_evaluation_request(*, project: Project, trigger: str, job: CrawlJo
 
 @dataclass(frozen=True)
 class QuestionResult:
+    question_id: int
     question: str
     expected_url: str
     rank: int | None
@@ -145,6 +157,7 @@ class QuestionResult:
 def evaluation_results(*, evaluation: RetrievalEvaluation) -> list[QuestionResult]:
     return [
         QuestionResult(
+            question_id=row["question_id"],
             question=row["question"],
             expected_url=row["expected_url"],
             rank=row.get("rank"),
@@ -194,6 +207,11 @@ def signed_change(change: float | None) -> str:
     return f"{change:+.2f}"
 
 
+def _worse(rank: int | None, lost: QuestionResult) -> bool:
+    """`rank` is still worse than where the question's page was before the crawl that lost it."""
+    return rank is None or (lost.previous_rank is not None and rank > lost.previous_rank)
+
+
 def retrieval_quality(*, project: Project) -> RetrievalQuality:
     questions = GoldenQuestion.objects.filter(project=project).count()
     evaluations = RetrievalEvaluation.objects.filter(project=project).select_related("previous", "job")
@@ -201,10 +219,15 @@ def retrieval_quality(*, project: Project) -> RetrievalQuality:
     if latest is None:
         return RetrievalQuality(questions=questions, latest=None)
     previous = latest.previous
+    results = evaluation_results(evaluation=latest)
     after_crawl = evaluations.filter(trigger=RetrievalEvaluation.Trigger.CRAWL).order_by("-created_at", "-pk").first()
     regressions = evaluation_regressions(evaluation=after_crawl) if after_crawl is not None else []
+    # What the crawl cost and is still lost now: a later evaluation that finds the page again (the operator
+    # restored it, or pointed the question elsewhere) or a deleted question ends the warning.
+    now = {result.question_id: result.rank for result in results}
+    regressions = [lost for lost in regressions if lost.question_id in now and _worse(now[lost.question_id], lost)]
     return RetrievalQuality(
-        questions=questions, latest=latest, results=evaluation_results(evaluation=latest),
+        questions=questions, latest=latest, results=results,
         recall_change=latest.recall_at_3 - previous.recall_at_3 if previous else None,
         mrr_change=latest.mrr - previous.mrr if previous else None,
         crawl_evaluation=after_crawl if regressions else None, crawl_regressions=regressions,

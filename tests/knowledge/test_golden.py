@@ -10,6 +10,7 @@ from django.urls import reverse
 from console.project_health import project_blockers
 from knowledge.golden import (
     GoldenQuestionInvalid,
+    RetrievalEvaluationFailed,
     evaluation_regressions,
     golden_question_create,
     hit_rank,
@@ -128,6 +129,13 @@ def test_a_crawl_that_removes_an_answered_page_lowers_recall_and_mrr_and_names_t
     assert (other.questions, other.recall_at_3, other.previous) == (1, 1.0, None)
     assert not [b for b in project_blockers(project=project_b) if b.code == "retrieval_worse"]
 
+    # Asking again on demand does not hide what the crawl lost while the page is still missing.
+    again = retrieval_evaluate(project=project_a, trigger=RetrievalEvaluation.Trigger.ON_DEMAND)
+    assert (again.previous, again.recall_at_3) == (after, pytest.approx(2 / 3))
+    assert evaluation_regressions(evaluation=again) == []  # nothing worse than the evaluation just before
+    assert retrieval_quality(project=project_a).recall_trend == "±0.00"
+    assert [r.question for r in retrieval_quality(project=project_a).crawl_regressions] == [SUNDAY]
+
     # The page comes back: the next crawl's evaluation recovers and the warning goes.
     local_site.sitemap_set(list(PAGES))
     job = recrawl(project_a)
@@ -159,3 +167,22 @@ def test_the_playground_saves_a_golden_question_for_an_operator_only(client, pro
     refused = client.post(reverse("admin:knowledge_golden_save"), {**data, "question": " "}, follow=True)
     assert "Nothing saved" in str(next(iter(refused.context["messages"])))
     assert GoldenQuestion.objects.count() == int(saved)
+
+
+def test_a_search_that_fails_stores_no_evaluation_and_says_which_question(
+    project_a, local_site, fake_llm, settings, caplog
+):
+    settings.EMBEDDING_MODEL, settings.EMBEDDING_DIM = "openai/text-embedding-3-small", 16  # the fake endpoint
+    assert crawl_sitemap(project_a, local_site).status == "done"
+    golden = golden_question_create(project=project_a, question=SUNDAY, expected_url=local_site.url("en/hours.html"))
+    fake_llm.fail_all("embeddings", 400, message="model not found")
+
+    with pytest.raises(RetrievalEvaluationFailed, match=f"golden question #{golden.pk} .*the search failed"):
+        retrieval_evaluate(project=project_a, trigger=RetrievalEvaluation.Trigger.ON_DEMAND)
+
+    assert not RetrievalEvaluation.objects.exists()
+    [record] = [r for r in caplog.records if r.getMessage().startswith("retrieval evaluation failed")]
+    assert record.project_id == project_a.pk
+    fake_llm.recover("embeddings")
+    evaluation = retrieval_evaluate(project=project_a, trigger=RetrievalEvaluation.Trigger.ON_DEMAND)
+    assert evaluation.questions == 1
