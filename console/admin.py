@@ -28,6 +28,8 @@ from console.project_console import (
 )
 from console.project_health import project_blockers
 from console.project_history import ProjectHistoryAdmin
+from knowledge.golden import retrieval_evaluation_request, retrieval_quality
+from knowledge.models import RetrievalEvaluation
 from knowledge.services import CrawlInputError, crawl_request
 from leads.lead_group import connect_link
 from matching.funnel import matching_funnel
@@ -100,6 +102,7 @@ class ProjectAdmin(ProjectHistoryAdmin, ModelAdmin):
         "admin/tenants/project/console/status.html",
         "admin/tenants/project/console/prompt.html",
         "admin/tenants/project/console/knowledge.html",
+        "admin/tenants/project/console/retrieval.html",
         "admin/tenants/project/console/lifecycle.html",
     ]
     # Extra cards on the dashboard (a matching funnel, ...): templates that get `project`, `board` and `period`.
@@ -245,6 +248,7 @@ class ProjectAdmin(ProjectHistoryAdmin, ModelAdmin):
             path("<int:pk>/console/webhook/", view(self.webhook_view), name="tenants_project_webhook"),
             path("<int:pk>/console/crawl/", view(self.crawl_view), name="tenants_project_crawl"),
             path("<int:pk>/console/crawls.json", view(self.crawl_progress_view), name="tenants_project_crawls"),
+            path("<int:pk>/console/evaluate/", view(self.evaluate_view), name="tenants_project_evaluate"),
             path("<int:pk>/console/lifecycle/", view(self.lifecycle_view), name="tenants_project_lifecycle"),
             *super().get_urls(),
         ]
@@ -282,6 +286,7 @@ class ProjectAdmin(ProjectHistoryAdmin, ModelAdmin):
                     ),
                     "sources": knowledge_sources_summary(project=project),
                     "crawls": crawl_progress(project=project),
+                    "retrieval": retrieval_quality(project=project) if project.kind == Project.Kind.SALES else None,
                     "crawl_form": ProjectCrawlForm(),
                     "can_operate": self._role(request, Membership.Role.OPERATOR, project),
                     "can_own": self._role(request, Membership.Role.OWNER, project),
@@ -316,6 +321,18 @@ class ProjectAdmin(ProjectHistoryAdmin, ModelAdmin):
             return self._back(project)
         self.message_user(request, f"Crawl job #{job.pk} started; its progress updates on this page.")
         return HttpResponseRedirect(reverse("admin:tenants_project_change", args=[project.pk]) + "#knowledge")
+
+    def evaluate_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        project = self._project_or_404(request, pk, Membership.Role.OPERATOR)
+        if request.method != "POST":
+            return self._back(project)
+        if not project.golden_questions.exists():
+            self.message_user(request, "No golden questions to evaluate: save some from the search playground.",
+                              messages.WARNING)  # fmt: skip
+            return self._back(project)
+        retrieval_evaluation_request(project=project, trigger=RetrievalEvaluation.Trigger.ON_DEMAND)
+        self.message_user(request, "Evaluation of the golden questions started; reload in a moment for its scores.")
+        return HttpResponseRedirect(reverse("admin:tenants_project_change", args=[project.pk]) + "#retrieval")
 
     def crawl_progress_view(self, request: HttpRequest, pk: int) -> JsonResponse:
         project = self._project_or_404(request, pk)

@@ -12,6 +12,7 @@ from bots.llm.pricing import fallback_price, unpriced_models
 from bots.llm.readiness import llm_readiness
 from bots.llm.slots import InvalidModelId, resolve_chain
 from bots.models import LLMCall
+from knowledge.golden import retrieval_quality
 from tenants.models import Project
 
 REJECTED_KEY_WINDOW = timedelta(hours=24)
@@ -20,7 +21,7 @@ REJECTED = Q(error__startswith="HTTP 401") | Q(error__startswith="HTTP 403")
 
 @dataclass(frozen=True)
 class Blocker:
-    code: str  # no_llm, key_rejected, cap_reached, no_webhook, no_price
+    code: str  # no_llm, key_rejected, cap_reached, no_webhook, no_price, retrieval_worse
     level: str  # "bad": the bot cannot answer; "warn": it answers, but something is off
     title: str
     fix: str
@@ -79,4 +80,31 @@ def project_blockers(*, project: Project) -> list[Blocker]:
             f"in / ${price.output_per_million} out per million tokens), so spend and budgets are estimates.",
             "Add the model's price under LLM → Model prices (a superuser), or set LLM_FALLBACK_PRICE_*.",
         ))  # fmt: skip
+    if project.kind == Project.Kind.SALES and (worse := _retrieval_worse(project)) is not None:
+        blockers.append(worse)
     return blockers
+
+
+def _retrieval_worse(project: Project) -> Blocker | None:
+    """The latest crawl made golden questions lose (or bury) the page that answers them."""
+    quality = retrieval_quality(project=project)
+    evaluation = quality.crawl_evaluation
+    if evaluation is None:
+        return None
+    previous = evaluation.previous
+    crawl = f"crawl #{evaluation.job_id}" if evaluation.job_id else "the latest crawl"
+    lost = "; ".join(f'"{result.question}" ({_rank_change(result.previous_rank, result.rank)})'
+                     for result in quality.crawl_regressions)  # fmt: skip
+    scores = (f"recall@3 {previous.recall_at_3:.2f} → {evaluation.recall_at_3:.2f}, MRR {previous.mrr:.2f} → "
+              f"{evaluation.mrr:.2f}") if previous else ""  # fmt: skip
+    return Blocker(
+        "retrieval_worse", "warn",
+        f"The knowledge base answers worse since {crawl}: {scores}. Lost: {lost}.",
+        "Open the crawl's report for removed or changed pages; restore the page on the site and crawl again, or "
+        "point the golden question at the page that answers it now.",
+    )  # fmt: skip
+
+
+def _rank_change(before: int | None, after: int | None) -> str:
+    was = f"rank {before}" if before else "missing"
+    return f"{was} → {'rank ' + str(after) if after else 'not found'}"

@@ -7,9 +7,16 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
+from django.utils.http import urlencode
 
-from knowledge.forms import CrawlForm, SearchForm
-from knowledge.models import Chunk, CrawlJob, Page, PageReport, Source
+from knowledge.forms import CrawlForm, GoldenQuestionSaveForm, SearchForm
+from knowledge.golden import (
+    GoldenQuestionInvalid,
+    evaluation_regressions,
+    golden_question_create,
+    retrieval_evaluation_request,
+)
+from knowledge.models import Chunk, CrawlJob, GoldenQuestion, Page, PageReport, RetrievalEvaluation, Source
 from knowledge.selectors import crawl_job_summary, source_warning
 from knowledge.services import CrawlInputError, crawl_request, knowledge_urls_delete_anywhere
 from tenants.admin_scoping import ProjectScopedAdmin, ReadOnlyAdminMixin
@@ -123,6 +130,7 @@ class CrawlJobAdmin(ReadOnlyAdminMixin, ProjectScopedAdmin):
         return [
             path("new/", self.admin_site.admin_view(self.new_crawl_view), name="knowledge_crawljob_new"),
             path("search/", self.admin_site.admin_view(self.search_view), name="knowledge_search_playground"),
+            path("search/golden/", self.admin_site.admin_view(self.golden_save_view), name="knowledge_golden_save"),
             *super().get_urls(),
         ]
 
@@ -162,9 +170,34 @@ class CrawlJobAdmin(ReadOnlyAdminMixin, ProjectScopedAdmin):
                 ).get(timeout=SEARCH_TIMEOUT_SECONDS)
             except Exception as exc:  # the operator sees why, the page still renders
                 error = f"search failed: {type(exc).__name__}: {exc}"
+        operated = projects_with_role(user=request.user, role=Membership.Role.OPERATOR)
+        can_save = bool(hits) and form.is_valid() and operated.filter(pk=form.cleaned_data["project"].pk).exists()
         context = {**self.admin_site.each_context(request), "title": "Search playground", "form": form,
-                   "hits": hits, "error": error}  # fmt: skip
+                   "hits": hits, "error": error, "can_save_golden": can_save}  # fmt: skip
         return TemplateResponse(request, "admin/knowledge/search.html", context)
+
+    def golden_save_view(self, request: HttpRequest) -> HttpResponse:
+        """Save the playground's query as a golden question, with the result the operator chose as its page."""
+        form = GoldenQuestionSaveForm(request.POST or None, user=request.user)
+        # A golden question changes what the console reports: operators and owners only, of their own projects.
+        operated = projects_with_role(user=request.user, role=Membership.Role.OPERATOR)
+        form.fields["project"].queryset = form.fields["project"].queryset.filter(pk__in=operated)
+        playground = reverse("admin:knowledge_search_playground")
+        if request.method != "POST" or not form.is_valid():
+            errors = "; ".join(str(error) for errors in form.errors.values() for error in errors)
+            self.message_user(request, f"Nothing saved: {errors or 'send the form'}", messages.ERROR)
+            return HttpResponseRedirect(playground)
+        data = form.cleaned_data
+        back = f"{playground}?{urlencode({'project': data['project'].pk, 'query': data['question']})}"
+        try:
+            golden = golden_question_create(project=data["project"], question=data["question"],
+                                            expected_url=data["expected_url"], created_by=request.user)  # fmt: skip
+        except GoldenQuestionInvalid as exc:
+            self.message_user(request, f"Nothing saved: {exc}", messages.ERROR)
+            return HttpResponseRedirect(back)
+        saved = f'Saved as golden question #{golden.pk}: "{golden.question}" -> {golden.expected_url}'
+        self.message_user(request, saved, messages.SUCCESS)
+        return HttpResponseRedirect(back)
 
 
 @admin.register(Page)
@@ -203,3 +236,50 @@ class ChunkAdmin(ReadOnlyAdminMixin, ProjectScopedAdmin):
     list_filter = ["project"]
     search_fields = ["topic", "text"]
     exclude = ["embedding"]
+
+
+@admin.register(GoldenQuestion)
+class GoldenQuestionAdmin(ProjectScopedAdmin):
+    """Each project's test set: a question and the page that must answer it (also saved from the search playground)."""
+
+    list_display = ["question", "expected_url", "project", "created_by", "created_at"]
+    list_filter = ["project"]
+    search_fields = ["question", "expected_url"]
+    fields = ["project", "question", "expected_url", "created_by", "created_at", "updated_at"]
+    readonly_fields = ["created_by", "created_at", "updated_at"]
+    actions = ["evaluate_projects"]
+
+    def save_model(self, request: HttpRequest, obj: GoldenQuestion, form: Any, change: bool) -> None:
+        if not change:
+            obj.created_by = request.user
+        super().save_model(request, obj, form, change)
+
+    @admin.action(description="Evaluate the golden questions of these projects now")
+    def evaluate_projects(self, request: HttpRequest, queryset: QuerySet[GoldenQuestion]) -> None:
+        for project_id in queryset.values_list("project", flat=True).distinct():
+            project = queryset.filter(project_id=project_id).first().project
+            retrieval_evaluation_request(project=project, trigger=RetrievalEvaluation.Trigger.ON_DEMAND)
+            self.message_user(request, f"{project}: evaluation started; its scores appear on the project console.")
+
+
+@admin.register(RetrievalEvaluation)
+class RetrievalEvaluationAdmin(ReadOnlyAdminMixin, ProjectScopedAdmin):
+    list_display = ["__str__", "project", "trigger", "job", "questions", "recall", "mrr_display", "worse",
+                    "created_at"]  # fmt: skip
+    list_filter = ["project", "trigger"]
+    readonly_fields = ["project", "trigger", "job", "previous", "questions", "recall", "mrr_display", "worse",
+                       "results", "created_at"]  # fmt: skip
+    fields = readonly_fields
+
+    @admin.display(description="Recall@3", ordering="recall_at_3")
+    def recall(self, evaluation: RetrievalEvaluation) -> str:
+        return f"{evaluation.recall_at_3:.2f}"
+
+    @admin.display(description="MRR", ordering="mrr")
+    def mrr_display(self, evaluation: RetrievalEvaluation) -> str:
+        return f"{evaluation.mrr:.2f}"
+
+    @admin.display(description="Worse than before")
+    def worse(self, evaluation: RetrievalEvaluation) -> str:
+        lost = evaluation_regressions(evaluation=evaluation)
+        return ", ".join(result.question for result in lost) or "-"

@@ -83,3 +83,10 @@ class CrawlForm(ProjectChoiceForm):
 class SearchForm(ProjectChoiceForm):
     query = forms.CharField(max_length=500)
     url_filter = forms.CharField(max_length=2000, required=False, help_text="Only this page (optional).")
+
+
+class GoldenQuestionSaveForm(ProjectChoiceForm):
+    """The search playground's "save as golden question": the query and the page chosen among its results."""
+
+    question = forms.CharField(max_length=500)
+    expected_url = forms.CharField(max_length=2000)

@@ -11,6 +11,7 @@ import hashlib
 import uuid
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
@@ -241,3 +242,59 @@ class BM25Index(models.Model):
     num_docs = models.PositiveIntegerField(default=0)
     avg_doc_len = models.FloatField(default=0.0)
     updated_at = models.DateTimeField(auto_now=True)
+
+
+class GoldenQuestion(models.Model):
+    """A question the knowledge base must answer, and the page that answers it (the operator's test set).
+
+    The expected page is kept as its URL rather than a link to the `Page` row: a crawl that removes the
+    page deletes the row, and the question must survive that to show the loss.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="golden_questions")
+    question = models.CharField(max_length=500)
+    expected_url = models.CharField(
+        max_length=2000, help_text="The page that answers it: its URL, or file:<name> for an uploaded document."
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["project", "pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "question", "expected_url"], name="golden_question_unique")
+        ]
+
+    def __str__(self) -> str:
+        return self.question
+
+
+class RetrievalEvaluation(models.Model):
+    """One run of a project's golden questions through the bot's search: recall@3, MRR and each question's rank."""
+
+    class Trigger(models.TextChoices):
+        CRAWL = "crawl", "After a crawl"
+        ON_DEMAND = "on_demand", "On demand"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="retrieval_evaluations")
+    job = models.ForeignKey(
+        CrawlJob, null=True, blank=True, on_delete=models.SET_NULL, related_name="retrieval_evaluations"
+    )
+    previous = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    trigger = models.CharField(max_length=16, choices=Trigger.choices)
+    questions = models.PositiveIntegerField(default=0)
+    recall_at_3 = models.FloatField()
+    mrr = models.FloatField()
+    # [{"question_id", "question", "expected_url", "rank" (1-3 or null: not found), "previous_rank"}]
+    results = models.JSONField(default=list)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["project", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"evaluation #{self.pk}: recall@3 {self.recall_at_3:.2f}, MRR {self.mrr:.2f}"

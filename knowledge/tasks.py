@@ -7,7 +7,8 @@ from typing import Any
 from celery import shared_task
 from django.utils import timezone
 
-from knowledge.models import CrawlJob
+from knowledge.golden import retrieval_evaluate
+from knowledge.models import CrawlJob, RetrievalEvaluation
 from knowledge.pipeline import crawl_job_run, knowledge_delete_urls
 from knowledge.search import knowledge_search
 from knowledge.services import crawl_schedules_run
@@ -20,7 +21,18 @@ STALE_CRAWL = timedelta(minutes=3)
 def crawl_job_run_task(job_id: int) -> None:
     job = CrawlJob.objects.select_related("project").get(pk=job_id)
     if job.status in (CrawlJob.Status.QUEUED, CrawlJob.Status.RUNNING):
-        crawl_job_run(job=job)
+        job = crawl_job_run(job=job)
+        if job.is_finished:  # the golden questions are asked again in a task of their own: the crawl is not slowed
+            retrieval_evaluate_task.delay(job.project_id, RetrievalEvaluation.Trigger.CRAWL, job.pk)
+
+
+@shared_task(time_limit=600, soft_time_limit=570)
+def retrieval_evaluate_task(project_id: int, trigger: str, job_id: int | None = None) -> int | None:
+    """Ask the project's golden questions where the store is; returns the evaluation's id (None: no questions)."""
+    project = Project.objects.get(pk=project_id)
+    job = CrawlJob.objects.filter(pk=job_id, project=project).first() if job_id is not None else None
+    evaluation = retrieval_evaluate(project=project, trigger=trigger, job=job)
+    return evaluation.pk if evaluation is not None else None
 
 
 @shared_task(time_limit=60, soft_time_limit=50)

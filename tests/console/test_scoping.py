@@ -7,6 +7,7 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.auth.models import Permission
 from django.urls import NoReverseMatch, reverse
 
+from knowledge.models import GoldenQuestion
 from leads.models import LeadDispatch
 from tenants.admin_scoping import scope_to_projects
 from tenants.models import Membership, Project
@@ -112,6 +113,7 @@ def test_console_pages_of_another_project_answer_like_missing_ones(client, world
         ("admin:tenants_project_webhook", project_b.pk, {}),
         ("admin:tenants_project_crawl", project_b.pk, {"urls": "https://example.com/"}),
         ("admin:tenants_project_lifecycle", project_b.pk, {"do": "delete"}),
+        ("admin:tenants_project_evaluate", project_b.pk, {}),
     ]:
         assert client.post(reverse(name, args=[pk]), data).status_code == 404, name
     beta.chat.refresh_from_db()
@@ -127,6 +129,10 @@ def test_search_playground_crawl_form_and_autocomplete_offer_only_the_members_pr
     playground = client.get(reverse("admin:knowledge_search_playground"), {"project": project_b.pk, "query": "x"})
     assert "Select a valid choice" in playground.content.decode()
     assert_clean(playground, "ZZBETA", "search playground")
+    golden = {"project": project_b.pk, "question": "ZZBETA planted", "expected_url": "https://x.example/"}
+    saved = client.post(reverse("admin:knowledge_golden_save"), golden, follow=True)
+    assert "Nothing saved: Select a valid choice" in saved.content.decode()
+    assert not GoldenQuestion.objects.filter(question="ZZBETA planted").exists()
     new_crawl = client.get(reverse("admin:knowledge_crawljob_new")).content.decode()
     assert "Alpha Cleaning" in new_crawl
     assert "Beta Repairs" not in new_crawl

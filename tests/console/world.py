@@ -7,7 +7,7 @@ from decimal import Decimal
 from django.utils import timezone
 
 from bots.models import Chat, Generation, LLMCall, Message, TelegramUpdate, Turn
-from knowledge.models import BM25Index, Chunk, CrawlJob, Page, Source, url_hash
+from knowledge.models import BM25Index, Chunk, CrawlJob, GoldenQuestion, Page, RetrievalEvaluation, Source, url_hash
 from leads.models import CrmWebhook, FollowUp, Lead, LeadDispatch
 from matching.models import Broadcast, BroadcastDelivery, Match, MatchingState, Profile
 from tenants.models import Project
@@ -67,6 +67,12 @@ def tenant_world(project: Project, marker: str, *, chat_id: int) -> World:
                                title=marker, text=marker)  # fmt: skip
     Chunk.objects.create(project=project, page=page, index=0, topic=marker, text=marker)
     BM25Index.objects.create(project=project, language="en", vocabulary={marker: 1})
+    golden = GoldenQuestion.objects.create(project=project, question=f"{marker} question", expected_url=page_url)
+    RetrievalEvaluation.objects.create(
+        project=project, job=job, trigger="crawl", questions=1, recall_at_3=0.0, mrr=0.0,
+        results=[{"question_id": golden.pk, "question": golden.question, "expected_url": page_url, "rank": None,
+                  "previous_rank": 1}],
+    )  # fmt: skip
     seeker = Profile.objects.create(project=project, chat=chat, role="seeker", summary=marker, location=marker)
     provider = Profile.objects.create(project=project, chat=other, role="provider", summary=marker)
     Match.objects.create(project=project, user_a=seeker, user_b=provider, round=1, status="qualified", reason=marker)
