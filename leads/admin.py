@@ -28,7 +28,8 @@ class LeadAdmin(ReadOnlyAdminMixin, ProjectScopedAdmin):
     date_hierarchy = "created_at"
     readonly_fields = ["project", "chat", "status", "source", "summary", "notes", "client_status", "name", "city",
                        "service", "contact", "shared_contact_display", "files_display", "determined_url",
-                       "updates_after_dispatch", "created_at", "sent_at", "refreshed_at", "transcript"]  # fmt: skip
+                       "updates_after_dispatch", "created_at", "sent_at", "refreshed_at", "topic_state",
+                       "topic_group_id", "topic_thread_id", "topic_note", "transcript"]  # fmt: skip
     fields = readonly_fields
     inlines = [LeadDispatchInline]
     actions = ["export_csv", "resend_to_crm"]

@@ -249,7 +249,11 @@ def topic_inbound_apply(*, inbound_id: int) -> None:
         turn = inbound.turn
     if turn is not None and turn.status == Turn.Status.REPLY_READY:  # also a retry after a crash right here
         turn.chat = Chat.objects.select_related("project").get(pk=turn.chat_id)
-        turn_deliver(turn=turn)
+        incoming = normalize_update(inbound.update.payload)
+        if incoming.files:  # a photo or a document: Telegram copies it, caption and all
+            _relay_copy(turn, group_id=incoming.chat_id, message_id=incoming.message_id)
+        else:
+            turn_deliver(turn=turn)
         turn.refresh_from_db(fields=["status"])
         extra = {"project_id": turn.project_id, "chat_id": turn.chat.telegram_chat_id, "turn_id": turn.pk}
         logger.info("topic message relayed to the customer: %s", turn.status, extra=extra)
@@ -280,13 +284,12 @@ def _inbound_apply(inbound: TopicInbound) -> tuple[Lead, str] | None:
         transaction.on_commit(lambda: chat_hand_back(chat=chat, operator=operator))
         return None
     text = incoming.text.strip()
+    if incoming.files:  # stored as the turn's words (what the model reads later); the file itself is copied
+        notes = [f"[the operator sent a {file.kind.replace('_', ' ')}]" for file in incoming.files]
+        text = "\n".join([text, *notes] if text else notes)
     if incoming.command or not text:
-        inbound.status = TopicInbound.Status.IGNORED
-        if incoming.command:
-            inbound.note = "a command the topic does not know"
-            return None
-        inbound.note = "only text is relayed to the customer"
-        return lead, "Only text is relayed to the customer."
+        inbound.status, inbound.note = TopicInbound.Status.IGNORED, "a command the topic does not know"
+        return None
     paused_now = chat_take_over(chat=chat, operator=operator)
     try:
         turn = chat_operator_reply_stage(chat=chat, text=text, operator=operator)
@@ -295,6 +298,24 @@ def _inbound_apply(inbound: TopicInbound) -> tuple[Lead, str] | None:
         return lead, f"Not sent: {exc}."
     inbound.turn, inbound.status = turn, TopicInbound.Status.RELAYED
     return (lead, PAUSED_NOTICE) if paused_now else None
+
+
+def _relay_copy(turn: Turn, *, group_id: int | None, message_id: int | None) -> None:
+    """Deliver a relayed file with copyMessage, under the same once-only claim as `turn_deliver`."""
+    if not Turn.objects.filter(pk=turn.pk, status=Turn.Status.REPLY_READY).update(status=Turn.Status.SENDING):
+        return
+    status, error, sent_ids = Turn.Status.SENT, "", []
+    try:
+        copied = call_with_policy(project=turn.chat.project, chat=turn.chat, method_name="copy_message",
+                                  from_chat_id=group_id, message_id=message_id)  # fmt: skip
+        sent_ids = [copied.message_id]
+    except SendOutcomeUnknown as exc:
+        status, error = Turn.Status.SEND_UNKNOWN, str(exc)
+    except SendError as exc:
+        status, error = Turn.Status.FAILED, str(exc)
+    Turn.objects.filter(pk=turn.pk).update(
+        status=status, error=error[:2000], sent_message_ids=sent_ids, finished_at=timezone.now()
+    )
 
 
 def _notice_post(lead: Lead, text: str) -> None:

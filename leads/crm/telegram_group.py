@@ -68,7 +68,9 @@ class TelegramGroupCrm:
         if refs.get("chat_id") != group_id:  # nothing posted yet, or the group changed since: start over
             refs = {"chat_id": group_id}
         try:
-            thread_id = lead_topic_thread(project=self.project, lead=lead, group_id=group_id)
+            # A post begun in the general thread is finished there (the group may have become a forum since).
+            begun_plain = len(refs) > 1 and "message_thread_id" not in refs
+            thread_id = None if begun_plain else lead_topic_thread(project=self.project, lead=lead, group_id=group_id)
             self._thread, self._lead = ({"message_thread_id": thread_id} if thread_id else {}), lead
             if thread_id:
                 refs["message_thread_id"] = thread_id

@@ -128,6 +128,19 @@ def test_the_console_and_the_topic_stay_consistent(client, shops, fake_telegram,
     assert in_topic()[0].params["message_thread_id"] == thread
     assert [c.params["text"] for c in sent(fake_telegram, shop, 23)].count("We can come on Friday.") == 1
 
+    # A photo from the topic is copied to the customer, once, and recorded as the operator's turn.
+    photo = topic_message_update(FORUM, thread, "unused", sender=OPERATOR)
+    del photo["message"]["text"]
+    photo["message"].update(caption="Our van", photo=[{"file_id": "van", "file_unique_id": "u-van", "width": 90,
+                                                       "height": 90}])  # fmt: skip
+    fake_telegram.push_update(shop.bot_token, photo)  # Telegram knows the message it will copy
+    webhook_post(client, shop, photo)
+    wait_until(lambda: sent(fake_telegram, shop, 23, "copyMessage"), what="photo copied", worker=celery_worker)
+    [copy] = sent(fake_telegram, shop, 23, "copyMessage")
+    assert (copy.params["from_chat_id"], copy.params["message_id"]) == (FORUM, photo["message"]["message_id"])
+    wait_until(lambda: Turn.objects.filter(chat=chat, reply__contains="[the operator sent a photo]", status="sent"))
+    assert Turn.objects.get(chat=chat, reply__contains="photo").reply == "Our van\n[the operator sent a photo]"
+
     # /resume in the topic hands the chat back, as the console's hand back does; the bot answers again.
     webhook_post(client, shop, topic_message_update(FORUM, thread, "/resume", sender=OPERATOR))
     wait_until(lambda: Chat.objects.get(pk=chat.pk).paused_at is None, what="resumed", worker=celery_worker)
