@@ -288,7 +288,8 @@ def _inbound_apply(inbound: TopicInbound) -> tuple[Lead, str] | None:
         notes = [f"[the operator sent a {file.kind.replace('_', ' ')}]" for file in incoming.files]
         text = "\n".join([text, *notes] if text else notes)
     if incoming.command or not text:
-        inbound.status, inbound.note = TopicInbound.Status.IGNORED, "a command the topic does not know"
+        inbound.status = TopicInbound.Status.IGNORED
+        inbound.note = "a command the topic does not know" if incoming.command else "nothing to relay"
         return None
     paused_now = chat_take_over(chat=chat, operator=operator)
     try:
