@@ -14,7 +14,7 @@ from leads.crm.telegram_group import TelegramGroupCrm
 from leads.models import Lead, TopicInbound, TopicMirror, TopicState
 from leads.services import lead_dispatch
 from leads.tasks import lead_dispatch_task
-from leads.topics import PAUSED_NOTICE, RESUMED_NOTICE, topic_inbound_apply, topic_name
+from leads.topics import PAUSED_NOTICE, RESUMED_NOTICE, topic_inbound_apply, topic_inbound_retry, topic_name
 from tests.fakes import llm_api
 from tests.telegram_updates import text_update, topic_message_update, user, webhook_post
 
@@ -236,3 +236,25 @@ def test_a_plain_group_is_unchanged_and_its_messages_reach_nobody(
     assert len(sent(fake_telegram, beta, 26)) == 1
     assert Chat.objects.get(project=beta, telegram_chat_id=26).paused_at is None
     assert not TopicInbound.objects.filter(status=TopicInbound.Status.RELAYED).exists()
+
+
+def test_a_topic_message_whose_task_was_lost_is_relayed_by_the_sweep_once(
+    client, shops, fake_telegram, fake_llm, celery_worker
+):
+    shop, _ = shops
+    lead = lead_from_conversation(client, shop, fake_telegram, fake_llm, celery_worker, 27)
+    celery_worker.kill()  # the task of the operator's message waits in the broker with nobody to run it
+    words = "Mike here: is Saturday fine?"
+    webhook_post(client, shop, topic_message_update(FORUM, lead.topic_thread_id, words, sender=OPERATOR))
+    [inbound] = TopicInbound.objects.all()
+    assert inbound.status == TopicInbound.Status.PENDING
+
+    assert topic_inbound_retry(older_than_seconds=0) == 1  # beat's sweep
+    celery_worker.start()  # and the queued task runs after all
+    wait_until(lambda: not TopicInbound.objects.filter(status=TopicInbound.Status.PENDING).exists())
+    time.sleep(3)
+    assert [c.params["text"] for c in sent(fake_telegram, shop, 27)].count(words) == 1
+    inbound.refresh_from_db()
+    assert inbound.status == TopicInbound.Status.RELAYED
+    assert inbound.turn.status == Turn.Status.SENT
+    assert topic_inbound_retry(older_than_seconds=0) == 0
