@@ -106,6 +106,12 @@ class IncomingUpdate:
     command: str | None = None  # "/start": lower-cased, without the @botname suffix
     command_args: str = ""  # what follows the command, stripped
     callback: CallbackQuery | None = None
+    # Forum groups (a lead group with topics): the topic a message belongs to, and the name of the topic
+    # a `forum_topic_created` service message announces (or that the message's topic was created with).
+    message_thread_id: int | None = None
+    is_topic_message: bool = False
+    topic_name: str | None = None
+    is_service: bool = False  # a service message (topic created, member joined, ...): nobody wrote it
 
     @property
     def has_content(self) -> bool:
@@ -182,7 +188,27 @@ def _from_message(update_id: int, message: Message) -> IncomingUpdate:
         contact=_contact(message.contact),
         command=command,
         command_args=command_args,
+        **_topic_fields(message),
     )
+
+
+def _topic_fields(message: Message) -> dict[str, Any]:
+    """Where a group message sits in a forum: its topic, and the topic's name when the update shows it."""
+    is_topic = bool(_optional(message.is_topic_message, bool, "message.is_topic_message"))
+    thread_id = _optional(message.message_thread_id, int, "message.message_thread_id") if is_topic else None
+    created = message.forum_topic_created
+    if created is None and message.reply_to_message is not None:  # a topic's messages reply to its creation
+        created = message.reply_to_message.forum_topic_created
+    name = _optional(created.name, str, "forum_topic_created.name") if created is not None else None
+    service = message.forum_topic_created is not None or any(getattr(message, key, None) for key in _SERVICE_KEYS)
+    return {"message_thread_id": thread_id, "is_topic_message": is_topic, "topic_name": name, "is_service": service}
+
+
+_SERVICE_KEYS = (
+    "new_chat_members", "left_chat_member", "new_chat_title", "new_chat_photo", "delete_chat_photo",
+    "group_chat_created", "supergroup_chat_created", "pinned_message", "forum_topic_edited", "forum_topic_closed",
+    "forum_topic_reopened", "general_forum_topic_hidden", "general_forum_topic_unhidden", "migrate_to_chat_id",
+)  # fmt: skip
 
 
 def _from_callback_query(update_id: int, query: TelegramCallbackQuery) -> IncomingUpdate:

@@ -11,6 +11,7 @@ from kombu.exceptions import OperationalError as BrokerUnavailable
 from psycopg.types.json import Jsonb
 
 from bots.gateway import IncomingUpdate, normalize_update
+from bots.kinds import group_message_received
 from bots.models import Chat, Message, QuarantinedUpdate, TelegramUpdate
 from core import metrics
 from core.log_context import log_context
@@ -25,7 +26,7 @@ QUARANTINE_ERROR_LIMIT = 4000
 
 @dataclass(frozen=True)
 class IntakeResult:
-    status: str  # "stored" | "duplicate" | "ignored"
+    status: str  # "stored" | "duplicate" | "ignored" | "taken" (by the project's kind, e.g. a lead topic)
     chat_id: int | None = None  # our Chat pk, for the task that processes it
     callback_update_id: int | None = None  # our TelegramUpdate pk when it was a button press
 
@@ -90,6 +91,10 @@ def _is_for_engine(incoming: IncomingUpdate) -> bool:
     return incoming.command in ENGINE_COMMANDS
 
 
+def _is_group_message(incoming: IncomingUpdate) -> bool:
+    return incoming.kind == "message" and incoming.chat_type in ("group", "supergroup")
+
+
 def update_receive(*, project: Project, payload: object) -> IntakeResult:
     """Store a Telegram update once and the user's message as an unanswered row. Raises MalformedUpdate."""
     incoming = normalize_update(payload)
@@ -101,6 +106,8 @@ def update_receive(*, project: Project, payload: object) -> IntakeResult:
             chat = _chat_upsert(project, incoming)
             return IntakeResult("stored", chat.pk, callback_update_id=update_pk)
         if not _is_for_engine(incoming):
+            if _is_group_message(incoming) and group_message_received(project, incoming, update_pk):
+                return IntakeResult("taken")
             return IntakeResult("ignored")
         chat = _chat_upsert(project, incoming)
         command = incoming.command if incoming.command in ENGINE_COMMANDS else ""

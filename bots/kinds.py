@@ -12,7 +12,7 @@ from typing import Any, Protocol, Self
 
 from bots.gateway import IncomingUpdate
 from bots.generations import GenerationHandler, register_generation_kind
-from bots.models import Chat, Message
+from bots.models import Chat, Message, Turn
 from bots.toolsets import ClockTools, Toolset
 from tenants.models import Project
 
@@ -23,6 +23,13 @@ MessagesHook = Callable[[Chat, list[Message]], None]
 # An inline-button press, applied idempotently (a redelivered task may call it twice); returns a short
 # notice shown to the user, or None.
 CallbackHandler = Callable[[Chat, IncomingUpdate], str | None]
+# A group message that is not an engine command (e.g. an operator writing in a lead's forum topic), with the
+# pk of its stored TelegramUpdate; called inside the webhook's transaction, so it may only store and enqueue.
+# True when the kind took it.
+GroupMessageHook = Callable[[Project, IncomingUpdate, int], bool]
+# A takeover event of a chat ("taken_over", "reply", "handed_back") with the operator's reply turn, if any;
+# called after the event is committed.
+TakeoverHook = Callable[[Chat, str, Turn | None], None]
 
 
 class KindState(Protocol):
@@ -49,6 +56,8 @@ class ProjectKind:
     on_start: StartHandler | None = None
     callbacks: Mapping[str, CallbackHandler] = field(default_factory=dict)  # by button data prefix
     generations: Mapping[str, GenerationKind] = field(default_factory=dict)  # by Generation.Kind
+    on_group_message: GroupMessageHook | None = None
+    on_takeover: TakeoverHook | None = None
 
 
 _kinds: dict[str, ProjectKind] = {}
@@ -78,6 +87,18 @@ def messages_received(chat: Chat, messages: list[Message]) -> None:
     kind = kind_of(chat.project)
     if kind is not None and kind.on_messages is not None:
         kind.on_messages(chat, messages)
+
+
+def group_message_received(project: Project, incoming: IncomingUpdate, update_pk: int) -> bool:
+    kind = kind_of(project)
+    hook = kind.on_group_message if kind is not None else None
+    return hook is not None and hook(project, incoming, update_pk)
+
+
+def takeover_happened(chat: Chat, event: str, turn: Turn | None = None) -> None:
+    kind = kind_of(chat.project)
+    if kind is not None and kind.on_takeover is not None:
+        kind.on_takeover(chat, event, turn)
 
 
 def callback_handler_for(project: Project, data: str) -> CallbackHandler | None:

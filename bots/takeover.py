@@ -12,6 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from bots.conversation import describe_message, turn_deliver, unanswered_messages
+from bots.kinds import takeover_happened
 from bots.models import Chat, Message, Turn
 
 logger = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ def chat_take_over(*, chat: Chat, operator: str) -> bool:
     chat.refresh_from_db(fields=["paused_at"])
     if paused:
         logger.info("chat taken over by an operator", extra=_log_extra(chat, operator))
+        transaction.on_commit(lambda: takeover_happened(chat, "taken_over"))
     return paused
 
 
@@ -43,6 +45,20 @@ def _refuse(chat: Chat, operator: str, reason: str) -> TakeoverRefused:
 
 def chat_operator_reply(*, chat: Chat, text: str, operator: str) -> Turn:
     """Send the operator's reply through the bot; it answers every message waiting in the chat."""
+    turn = chat_operator_reply_stage(chat=chat, text=text, operator=operator)
+    turn_deliver(turn=turn)
+    turn.refresh_from_db()
+    level = logging.INFO if turn.status == Turn.Status.SENT else logging.WARNING
+    logger.log(level, "operator reply %s", turn.status, extra={**_log_extra(turn.chat, operator), "turn_id": turn.pk})
+    takeover_happened(turn.chat, "reply", turn)
+    return turn
+
+
+def chat_operator_reply_stage(*, chat: Chat, text: str, operator: str) -> Turn:
+    """Store the operator's reply as a turn ready to send (the caller delivers it with `turn_deliver`).
+
+    Runs in the caller's transaction when there is one, so that the caller can record the turn with it.
+    """
     text = text.strip()
     if not text:
         raise _refuse(chat, operator, "the reply is empty")
@@ -60,10 +76,7 @@ def chat_operator_reply(*, chat: Chat, text: str, operator: str) -> Turn:
             user_text="\n\n".join(text for text in map(describe_message, waiting) if text), reply=text,
         )  # fmt: skip
         Message.objects.filter(pk__in=[m.pk for m in waiting]).update(turn=turn)
-    turn_deliver(turn=turn)
-    turn.refresh_from_db()
-    level = logging.INFO if turn.status == Turn.Status.SENT else logging.WARNING
-    logger.log(level, "operator reply %s", turn.status, extra={**_log_extra(locked, operator), "turn_id": turn.pk})
+    turn.chat = locked
     return turn
 
 
@@ -78,4 +91,5 @@ def chat_hand_back(*, chat: Chat, operator: str) -> bool:
     chat.refresh_from_db(fields=["paused_at"])
     if resumed:
         logger.info("chat handed back to the bot", extra=_log_extra(chat, operator))
+        takeover_happened(chat, "handed_back")
     return resumed

@@ -6,7 +6,7 @@ from django.utils.html import format_html, format_html_join
 from unfold.admin import TabularInline
 
 from leads.export import leads_write_csv
-from leads.models import CrmWebhook, FollowUp, Lead, LeadDispatch
+from leads.models import CrmWebhook, FollowUp, Lead, LeadDispatch, TopicInbound
 from leads.services import lead_resend
 from leads.transcript import lead_transcript
 from tenants.admin_scoping import ProjectScopedAdmin, ReadOnlyAdminMixin, ScopedInlineMixin
@@ -20,6 +20,17 @@ class LeadDispatchInline(ScopedInlineMixin, ReadOnlyAdminMixin, TabularInline):
     can_delete = False
 
 
+class TopicInboundInline(ScopedInlineMixin, ReadOnlyAdminMixin, TabularInline):
+    """What operators wrote in the lead's topic, and what became of it (relayed, refused and why)."""
+
+    model = TopicInbound
+    fields = ["created_at", "status", "turn", "note"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    verbose_name_plural = "messages in the lead's topic"
+
+
 @admin.register(Lead)
 class LeadAdmin(ReadOnlyAdminMixin, ProjectScopedAdmin):
     list_display = ["__str__", "project", "status", "client_status", "name", "contact", "created_at", "sent_at"]
@@ -28,9 +39,10 @@ class LeadAdmin(ReadOnlyAdminMixin, ProjectScopedAdmin):
     date_hierarchy = "created_at"
     readonly_fields = ["project", "chat", "status", "source", "summary", "notes", "client_status", "name", "city",
                        "service", "contact", "shared_contact_display", "files_display", "determined_url",
-                       "updates_after_dispatch", "created_at", "sent_at", "refreshed_at", "transcript"]  # fmt: skip
+                       "updates_after_dispatch", "created_at", "sent_at", "refreshed_at", "topic_state",
+                       "topic_group_id", "topic_thread_id", "topic_note", "transcript"]  # fmt: skip
     fields = readonly_fields
-    inlines = [LeadDispatchInline]
+    inlines = [LeadDispatchInline, TopicInboundInline]
     actions = ["export_csv", "resend_to_crm"]
     read_only_actions = ("export_csv",)
 

@@ -2,9 +2,16 @@
 
 from django.db import models
 
-from bots.models import Chat
+from bots.models import Chat, Message, TelegramUpdate, Turn
 from tenants.encryption import EncryptedTextField
 from tenants.models import Project
+
+
+class TopicState(models.TextChoices):
+    NONE = "", "No topic (not a forum)"
+    CREATING = "creating", "Topic requested (outcome not yet known)"
+    OPEN = "open", "Topic open"
+    GENERAL = "general", "In the general thread (see the note)"
 
 
 class Lead(models.Model):
@@ -33,10 +40,22 @@ class Lead(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     refreshed_at = models.DateTimeField(null=True, blank=True)
+    # The lead's own topic when the lead group is a forum (leads/topics.py).
+    topic_state = models.CharField(max_length=16, choices=TopicState.choices, default=TopicState.NONE, blank=True)
+    topic_group_id = models.BigIntegerField(null=True, blank=True, help_text="The forum group of the topic.")
+    topic_thread_id = models.BigIntegerField(null=True, blank=True, help_text="The topic's message_thread_id.")
+    topic_requested_at = models.DateTimeField(null=True, blank=True)
+    topic_note = models.CharField(max_length=500, blank=True, help_text="Why the lead has no topic, if so.")
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["project", "status", "created_at"])]
+        indexes = [
+            models.Index(fields=["project", "status", "created_at"]),
+            models.Index(
+                fields=["project", "topic_group_id", "topic_thread_id"], name="lead_topic",
+                condition=models.Q(topic_thread_id__isnull=False),
+            ),
+        ]  # fmt: skip
 
     def __str__(self) -> str:
         return f"Lead #{self.pk} ({self.project.slug})"
@@ -100,3 +119,64 @@ class FollowUp(models.Model):
 
     def __str__(self) -> str:
         return f"Follow-up of chat #{self.chat_id} (step {self.step + 1})"
+
+
+class TopicInbound(models.Model):
+    """A message written in a lead group's forum topic (an operator, or a topic being created), to apply once."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RELAYED = "relayed", "Relayed to the customer"
+        RESUMED = "resumed", "Handed back to the bot"
+        ADOPTED = "adopted", "Topic recognised"
+        IGNORED = "ignored", "Ignored"
+        REFUSED = "refused", "Refused"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="topic_inbound")
+    update = models.OneToOneField(TelegramUpdate, on_delete=models.CASCADE, related_name="topic_inbound")
+    lead = models.ForeignKey("Lead", on_delete=models.SET_NULL, null=True, blank=True, related_name="topic_inbound")
+    turn = models.OneToOneField(
+        Turn, on_delete=models.SET_NULL, null=True, blank=True, related_name="topic_inbound",
+        help_text="The operator reply this message became.",
+    )  # fmt: skip
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    note = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    done_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["status", "created_at"])]
+        verbose_name = "topic message"
+
+    def __str__(self) -> str:
+        return f"Topic message of update #{self.update_id} ({self.status})"
+
+
+class TopicMirror(models.Model):
+    """One customer message or console reply posted into the lead's topic: claimed before it is sent, once."""
+
+    class Status(models.TextChoices):
+        SENDING = "sending", "Sending (a crash here is never resent)"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+
+    lead = models.ForeignKey("Lead", on_delete=models.CASCADE, related_name="topic_mirrors")
+    message = models.OneToOneField(
+        Message, on_delete=models.CASCADE, null=True, blank=True, related_name="topic_mirror"
+    )
+    turn = models.OneToOneField(Turn, on_delete=models.CASCADE, null=True, blank=True, related_name="topic_mirror")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.SENDING)
+    group_message_id = models.BigIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(message__isnull=False) ^ models.Q(turn__isnull=False), name="mirror_one_source"
+            )
+        ]
+        verbose_name = "topic mirror"
+
+    def __str__(self) -> str:
+        return f"Mirror into the topic of lead #{self.lead_id} ({self.status})"

@@ -50,3 +50,17 @@ def webhook_post(client: Any, project: Any, update: dict) -> None:
         HTTP_X_TELEGRAM_BOT_API_SECRET_TOKEN=project.webhook_secret,
     )  # fmt: skip
     assert response.status_code == 200, response.content
+
+
+def topic_message_update(group_id: int, thread_id: int, text: str, *, sender: dict, topic_name: str = "") -> dict:
+    """A message written in a forum topic, as Telegram posts it: it replies to the topic's creation message."""
+    update = text_update(group_id, text, sender=sender)
+    message = update["message"]
+    chat = {"id": group_id, "type": "supergroup", "title": "Leads", "is_forum": True}
+    created = {"name": topic_name or f"Topic {thread_id}", "icon_color": 7322096}
+    message.update(chat=chat, message_thread_id=thread_id, is_topic_message=True)
+    message["reply_to_message"] = {
+        "message_id": thread_id, "date": message["date"], "chat": chat, "message_thread_id": thread_id,
+        "is_topic_message": True, "forum_topic_created": created,
+    }  # fmt: skip
+    return update

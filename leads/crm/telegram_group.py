@@ -7,6 +7,8 @@ their Telegram `file_id`: the same bot received them, so nothing is downloaded.
 
 Each part is recorded in the refs as soon as it is posted, and a failed attempt hands those refs back
 in its CrmError: the retry resumes where it stopped instead of posting the lead twice.
+
+In a forum group every part goes into the lead's own topic (`leads/topics.py`), created once per lead.
 """
 
 import logging
@@ -20,6 +22,7 @@ from bots.models import Chat, Message
 from bots.telegram_outbox import ChatBlocked, PermanentSendError, SendError, call_with_policy
 from leads.crm.base import CrmError, CrmPermanentError, ProgressHook, refuse_other_tenants
 from leads.models import Lead
+from leads.topics import lead_topic_gone, lead_topic_thread, thread_gone
 from leads.transcript import history_updated_at, lead_summary_text, lead_transcript
 from tenants.models import Project
 
@@ -53,6 +56,8 @@ class TelegramGroupCrm:
 
     def __init__(self, project: Project) -> None:
         self.project = project
+        self._thread: dict[str, int] = {}  # message_thread_id of the lead's topic, while posting into it
+        self._lead: Lead | None = None
 
     def send(
         self, lead: Lead, *, partial_refs: dict[str, Any] | None = None, on_progress: ProgressHook | None = None
@@ -63,6 +68,12 @@ class TelegramGroupCrm:
         if refs.get("chat_id") != group_id:  # nothing posted yet, or the group changed since: start over
             refs = {"chat_id": group_id}
         try:
+            # A post begun in the general thread is finished there (the group may have become a forum since).
+            begun_plain = len(refs) > 1 and "message_thread_id" not in refs
+            thread_id = None if begun_plain else lead_topic_thread(project=self.project, lead=lead, group_id=group_id)
+            self._thread, self._lead = ({"message_thread_id": thread_id} if thread_id else {}), lead
+            if thread_id:
+                refs["message_thread_id"] = thread_id
             self._post_parts(lead, group_id, refs, on_progress or (lambda refs: None))
         except CrmError as exc:
             exc.refs = refs
@@ -156,11 +167,10 @@ class TelegramGroupCrm:
 
         With `optional_for` (the refs), a refused request is skipped and noted there instead of failing
         the lead: a forward of a deleted message or one unusable file must not hold the lead back.
+        A post into a topic deleted meanwhile goes to the general thread instead.
         """
         try:
-            return call_with_policy(
-                project=self.project, chat=None, method_name=method_name, chat_id=group_id, **kwargs
-            )
+            return self._call_in_thread(group_id, method_name, **kwargs)
         except ChatBlocked as exc:  # Forbidden: the bot was removed from the group or cannot post there
             raise CrmPermanentError(f"the bot cannot post to lead group {group_id}: {exc}") from exc
         except PermanentSendError as exc:
@@ -171,6 +181,22 @@ class TelegramGroupCrm:
             return None
         except SendError as exc:  # transient, or timed out after the request may have arrived
             raise CrmError(str(exc)) from exc
+
+    def _call_in_thread(self, group_id: int, method_name: str, **kwargs: Any) -> Any:
+        posting = method_name.startswith(("send_", "forward_", "copy_"))
+        thread = self._thread if posting else {}
+        try:
+            return call_with_policy(
+                project=self.project, chat=None, method_name=method_name, chat_id=group_id, **kwargs, **thread
+            )
+        except PermanentSendError as exc:
+            if not (thread and thread_gone(exc) and self._lead is not None):
+                raise
+            lead_topic_gone(lead=self._lead, reason=str(exc))
+            self._thread = {}
+            return call_with_policy(
+                project=self.project, chat=None, method_name=method_name, chat_id=group_id, **kwargs
+            )
 
     def _edit(self, group_id: int, method_name: str, **kwargs: Any) -> None:
         try:

@@ -258,6 +258,8 @@ class FakeTelegram:
         self._messages: dict[tuple[str, int, int], dict[str, Any]] = {}
         self._last_message_id: dict[tuple[str, int], int] = {}
         self._ids = itertools.count(1)  # file ids, media group ids
+        self._forums: set[int] = set()  # supergroups with topics enabled (Telegram's "forum")
+        self._topics: dict[tuple[int, int], dict[str, Any]] = {}  # (chat_id, message_thread_id) -> ForumTopic
 
     # ----------------------------------------------------------------- test-side API
 
@@ -278,6 +280,27 @@ class FakeTelegram:
     def block_chat(self, token: str, chat_id: int) -> None:
         with self._cond:
             self._blocked.add((token, int(chat_id)))
+
+    def make_forum(self, chat_id: int) -> None:
+        """Turn on topics in a supergroup: getChat says ``is_forum``, createForumTopic works there."""
+        with self._cond:
+            self._forums.add(int(chat_id))
+
+    def delete_topic(self, chat_id: int, message_thread_id: int) -> None:
+        """An admin deleted the topic: sends to its thread answer "message thread not found"."""
+        with self._cond:
+            self._topics.pop((int(chat_id), int(message_thread_id)), None)
+
+    def topics(self, chat_id: int) -> dict[int, dict[str, Any]]:
+        """The forum's live topics by message_thread_id (ForumTopic objects)."""
+        with self._cond:
+            return {thread: dict(topic) for (chat, thread), topic in self._topics.items() if chat == int(chat_id)}
+
+    def stored_message(self, token: str, chat_id: int, message_id: int) -> dict[str, Any] | None:
+        """The Message object the fake keeps for a chat (e.g. a topic's forum_topic_created service message)."""
+        with self._cond:
+            message = self._messages.get((token, int(chat_id), int(message_id)))
+            return json.loads(json.dumps(message)) if message is not None else None
 
     def fail_next(
         self,
@@ -431,11 +454,11 @@ class FakeTelegram:
 
     # ----------------------------------------------------------------- model helpers (called under the lock)
 
-    @staticmethod
-    def _chat(chat_id: int) -> dict[str, Any]:
+    def _chat(self, chat_id: int) -> dict[str, Any]:
         if chat_id > 0:
             return {"id": chat_id, "type": "private", "first_name": f"User {chat_id}"}
-        return {"id": chat_id, "type": "supergroup", "title": f"Group {chat_id}"}
+        chat = {"id": chat_id, "type": "supergroup", "title": f"Group {chat_id}"}
+        return chat | ({"is_forum": True} if chat_id in self._forums else {})
 
     @staticmethod
     def _chat_id(value: Any) -> int:
@@ -460,11 +483,21 @@ class FakeTelegram:
         self._last_message_id[key] = max(self._last_message_id.get(key, 0), message_id)
         return message
 
+    def _topic_fields(self, call: TelegramCall, chat_id: int) -> dict[str, Any]:
+        """The topic fields of a message sent with ``message_thread_id`` (none without one)."""
+        thread_id = call.params.get("message_thread_id")
+        if thread_id is None:
+            return {}
+        if not isinstance(thread_id, int) or (chat_id, thread_id) not in self._topics:
+            raise ApiError(400, "Bad Request: message thread not found")
+        return {"message_thread_id": thread_id, "is_topic_message": True}
+
     def _new_message(self, call: TelegramCall, chat_id: int, content: dict[str, Any]) -> dict[str, Any]:
+        thread = self._topic_fields(call, chat_id)
         message_id = self._last_message_id.get((call.token, chat_id), 0) + 1
         message = {
             "message_id": message_id, "date": int(time.time()), "chat": self._chat(chat_id),
-            "from": self._bots[call.token], **content,
+            "from": self._bots[call.token], **thread, **content,
         }  # fmt: skip
         if markup := _inline_markup(call.params.get("reply_markup")):
             message["reply_markup"] = markup
@@ -684,9 +717,41 @@ class FakeTelegram:
         path, content = self._files[file_id]
         return {"file_id": file_id, "file_unique_id": _unique_id(file_id), "file_size": len(content), "file_path": path}
 
+    def _api_createForumTopic(self, call: TelegramCall) -> Any:
+        """A new topic: its message_thread_id is the id of its forum_topic_created service message."""
+        chat_id = self._target(call)
+        if chat_id not in self._forums:
+            raise ApiError(400, "Bad Request: the chat is not a forum")
+        name = call.params.get("name")
+        if not isinstance(name, str) or not 1 <= len(name) <= 128:
+            raise ApiError(400, "Bad Request: TOPIC_TITLE_EMPTY" if not name else "Bad Request: TOPIC_TITLE_TOO_LONG")
+        icon_color = call.params.get("icon_color", 7322096)
+        topic = {"name": name, "icon_color": int(icon_color) if str(icon_color).isdigit() else 7322096}
+        message = self._new_message(call, chat_id, {"forum_topic_created": dict(topic)})
+        thread_id = message["message_id"]
+        stored = self._messages[(call.token, chat_id, thread_id)]
+        stored.update(message_thread_id=thread_id, is_topic_message=True)
+        self._topics[(chat_id, thread_id)] = topic | {"message_thread_id": thread_id}
+        return dict(self._topics[(chat_id, thread_id)])
+
+    def _api_editForumTopic(self, call: TelegramCall) -> Any:
+        chat_id = self._target(call)
+        topic = self._topics.get((chat_id, call.params.get("message_thread_id")))  # type: ignore[arg-type]
+        if topic is None:
+            raise ApiError(400, "Bad Request: message thread not found")
+        if isinstance(name := call.params.get("name"), str) and name:
+            topic["name"] = name[:128]
+        return True
+
+    def _api_closeForumTopic(self, call: TelegramCall) -> Any:
+        chat_id = self._target(call)
+        if (chat_id, call.params.get("message_thread_id")) not in self._topics:
+            raise ApiError(400, "Bad Request: message thread not found")
+        return True
+
     def _api_getChat(self, call: TelegramCall) -> Any:
         gifts = dict.fromkeys(("unlimited_gifts", "limited_gifts", "unique_gifts", "premium_subscription"), False)
-        chat = self._chat(self._chat_id(call.params.get("chat_id")))
+        chat = self._chat(self._target(call))
         gifts["gifts_from_channels"] = False
         return chat | {"accent_color_id": 0, "max_reaction_count": 11, "accepted_gift_types": gifts}
 

@@ -273,3 +273,33 @@ def test_message_drafts_are_recorded_as_previews_and_validated_like_the_bot_api(
     assert [(d.params["draft_id"], d.params.get("text")) for d in drafts] == [(5, "Hel"), (5, "Hello"), (5, None)]
     assert drafts[1].params["message_thread_id"] == 3
     assert not fake.calls_to("sendMessage")  # a draft is never a message
+
+
+def test_forum_topics_get_their_own_threads_and_a_deleted_topic_is_refused(fake):
+    group, plain = -1009001, -1009002
+    fake.make_forum(group)
+
+    async def action(bot):
+        forum, other = await bot.get_chat(group), await bot.get_chat(plain)
+        topic = await bot.create_forum_topic(group, "Lead #7 · Anna")
+        posted = await bot.send_message(group, "summary", message_thread_id=topic.message_thread_id)
+        copy = await bot.copy_message(group, from_chat_id=group, message_id=posted.message_id,
+                                      message_thread_id=topic.message_thread_id)  # fmt: skip
+        with pytest.raises(BadRequest, match="not a forum"):
+            await bot.create_forum_topic(plain, "Lead #8")
+        fake.delete_topic(group, topic.message_thread_id)
+        with pytest.raises(BadRequest, match="thread not found"):
+            await bot.send_document(group, b"x", filename="t.txt", message_thread_id=topic.message_thread_id)
+        return forum, other, topic, posted, copy
+
+    forum, other, topic, posted, copy = run(fake, action)
+
+    assert (forum.is_forum, bool(other.is_forum)) == (True, False)  # Telegram omits the flag when false
+    assert topic.name == "Lead #7 · Anna"
+    assert (posted.message_thread_id, posted.is_topic_message) == (topic.message_thread_id, True)
+    assert posted.chat.is_forum is True
+    service = fake.stored_message(TOKEN, group, topic.message_thread_id)
+    assert service["forum_topic_created"]["name"] == "Lead #7 · Anna"
+    assert fake.calls_to("copyMessage")[0].params["message_thread_id"] == topic.message_thread_id
+    assert copy.message_id > posted.message_id
+    assert fake.topics(group) == {}
