@@ -66,11 +66,35 @@ def describe_message(message: Message) -> str:
     """A message as the model reads it: its text plus a note of what was attached."""
     parts = [message.text.strip()] if message.text.strip() else []
     for file in message.files:
+        if (heard := _speech_description(file, message.transcription)) is not None:
+            parts.append(heard)
+            continue
         name = f" '{file['file_name']}'" if file.get("file_name") else ""
         parts.append(f"[the user sent a {file['kind'].replace('_', ' ')}{name}]")
     if message.contact:
         parts.append("[the user shared their contact]")
     return "\n".join(parts)
+
+
+SPEECH_NAMES = {"voice": "voice message", "video_note": "video note", "audio": "audio"}
+
+
+def speech_length(seconds: object) -> str:
+    """0:12, 12:05: how long a recording is, as the model and the lead transcript read it."""
+    total = int(seconds) if isinstance(seconds, int | float) and seconds > 0 else 0
+    return f"{total // 60}:{total % 60:02d}"
+
+
+def _speech_description(file: dict[str, Any], transcription: dict[str, Any] | None) -> str | None:
+    """A transcribed recording: `[voice message 0:12, transcribed] what was said` (None: not a transcription)."""
+    if file.get("kind") not in SPEECH_NAMES or not transcription:
+        return None
+    name, length = SPEECH_NAMES[file["kind"]], speech_length(file.get("duration") or transcription.get("seconds"))
+    if transcription.get("status") == "done":
+        return f"[{name} {length}, transcribed] {transcription.get('text') or '(nothing audible)'}"
+    if transcription.get("status") == "too_long":
+        return f"[the user sent a {name} of {length}, too long to transcribe]"
+    return None
 
 
 def messages_to_json(messages: list[LLMMessage]) -> list[dict[str, Any]]:
@@ -109,7 +133,8 @@ def turn_open(*, chat: Chat, generation: Generation | None) -> Turn | None:
             turn = None
         if turn is not None:
             return turn
-        messages = list(unanswered_messages(chat))
+        # A voice message still being transcribed waits for the next turn (the transcription comes first).
+        messages = [message for message in unanswered_messages(chat) if not message.transcription_pending]
         if not messages:
             return None
         turn = Turn.objects.create(
