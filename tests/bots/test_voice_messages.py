@@ -128,16 +128,19 @@ def test_when_transcription_fails_the_user_is_told_and_nothing_is_lost(
 
     # Told at once, and the text of the same burst still got its answer from the model.
     assert replies(fake_telegram, project_a, 111) == [
-        in_language(project_a, VOICE_NOT_TRANSCRIBED), "Sure, we clean windows every weekday."
+        in_language(project_a, VOICE_NOT_TRANSCRIBED),
+        "Sure, we clean windows every weekday.",
     ]
     assert chat_requests(fake_llm) == ["Do you clean windows?"]
     voice = Message.objects.get(text="")
     assert voice.transcription["status"] == "failed"
     assert "503" in voice.transcription["error"]
-    assert voice.files and voice.files[0]["kind"] == "voice"  # kept, with its file
+    assert voice.files
+    assert voice.files[0]["kind"] == "voice"
     assert not voice.needs_reply
     failed = LLMCall.objects.filter(project=project_a, method="transcribe")
-    assert failed.count() == 3 and set(failed.values_list("status", flat=True)) == {"error"}  # seen by operators
+    assert failed.count() == 3
+    assert set(failed.values_list("status", flat=True)) == {"error"}
     assert Turn.objects.filter(chat__telegram_chat_id=111, status="sent").count() == 2
 
     # The provider is back: the next voice message is transcribed and answered.

@@ -14,7 +14,6 @@ import pytest
 from pydantic import BaseModel
 
 from tests.audio import wav_tone
-
 from tests.fakes.llm_api import (  # noqa: F401
     error,
     fake_llm,
