@@ -22,6 +22,7 @@ from bots.kinds import toolset_for
 from bots.llm.types import AllBackendsFailed, LLMMessage, block_from_json, block_to_json
 from bots.models import Chat, Generation, Message, Turn
 from bots.reply_drafts import reply_draft_for
+from bots.reply_edits import reply_preview_remove
 from bots.telegram_outbox import (
     ChatBlocked,
     PermanentSendError,
@@ -211,7 +212,7 @@ async def turn_compose_async(*, turn: Turn, generation_id: int | None, purpose: 
     try:
         typing = TypingIndicator(project=project, chat=chat) if chat.channel == Chat.Channel.TELEGRAM else None
         # A private chat sees the answer as it is written; the draft closes before the reply is stored.
-        draft = reply_draft_for(project=project, chat=chat, draft_id=turn.pk)
+        draft = reply_draft_for(project=project, chat=chat, draft_id=turn.pk, turn=turn)
         async with typing or nullcontext(), draft or nullcontext():
             result = await agent_run_async(
                 context=composing.context,
@@ -291,6 +292,7 @@ async def turn_deliver_async(*, turn: Turn) -> None:
     chat = turn.chat
     text = await in_db(_deliver_claim, turn)
     if text is None:
+        await reply_preview_remove(turn=turn)  # silent, or delivered by another: no preview may stay
         return
     status, error, sent_ids = Turn.Status.SENT, "", []
     try:
@@ -311,6 +313,8 @@ async def turn_deliver_async(*, turn: Turn) -> None:
         log("reply not delivered (%s): %s", "retried later" if status == Turn.Status.REPLY_READY else "given up",
             exc, extra=_log_extra(chat, turn_id=turn.pk))  # fmt: skip
     await in_db(_deliver_record, turn, status, error, sent_ids)
+    if status != Turn.Status.REPLY_READY:  # the reply is out (or never will be): the streamed preview goes
+        await reply_preview_remove(turn=turn)
 
 
 def _turn_begin(generation: Generation) -> Turn | None:

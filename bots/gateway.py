@@ -55,7 +55,10 @@ class FileRef:
     duration: int | None = None  # seconds, for voice messages, video notes, audio and video
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if data["duration"] is None:  # only recordings have one
+            del data["duration"]
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "FileRef":
