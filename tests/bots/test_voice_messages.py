@@ -5,12 +5,15 @@ import time
 from decimal import Decimal
 
 import pytest
+from django.urls import reverse
 
 from bots.llm.pricing import model_prices_ensure
 from bots.models import LLMCall, Message, Turn
 from bots.texts import FILE_RECEIVED, VOICE_NOT_TRANSCRIBED, in_language
+from tenants.models import Membership
 from tests.audio import wav_tone
 from tests.bots.test_engine_integration import replies, send, wait_until
+from tests.factories import MembershipFactory
 from tests.fakes import llm_api
 from tests.telegram_updates import message_update, text_update
 
@@ -142,6 +145,11 @@ def test_when_transcription_fails_the_user_is_told_and_nothing_is_lost(
     assert failed.count() == 3
     assert set(failed.values_list("status", flat=True)) == {"error"}
     assert Turn.objects.filter(chat__telegram_chat_id=111, status="sent").count() == 2
+    # The operator sees it on the conversation's page, with the reason.
+    client.force_login(MembershipFactory(project=project_a, role=Membership.Role.OPERATOR).user)
+    page = client.get(reverse("admin:bots_chat_change", args=[voice.chat_id])).content.decode()
+    assert 'data-transcription="failed"' in page
+    assert "not transcribed" in page
 
     # The provider is back: the next voice message is transcribed and answered.
     fake_llm.recover("transcriptions")
