@@ -40,7 +40,7 @@ class GenerationAdmin(ReadOnlyAdminMixin, ProjectScopedAdmin):
 class LLMCallAdmin(ReadOnlyAdminMixin, ProjectScopedAdmin):
     list_display = ["created_at", "project", "purpose", "model", "status", "attempt", "tokens", "latency_ms",
                     "cost_usd"]  # fmt: skip
-    list_filter = ["project", "purpose", "status", "provider"]
+    list_filter = ["project", "purpose", "method", "status", "provider"]
     date_hierarchy = "created_at"
 
     @admin.display(description="tokens in · cached · out")
@@ -50,7 +50,8 @@ class LLMCallAdmin(ReadOnlyAdminMixin, ProjectScopedAdmin):
 
 @admin.register(ModelPrice)
 class ModelPriceAdmin(ModelAdmin):
-    list_display = ["model", "input_per_million", "cached_input_per_million", "output_per_million", "updated_at"]
+    list_display = ["model", "input_per_million", "cached_input_per_million", "output_per_million", "audio_per_minute",
+                    "updated_at"]  # fmt: skip
     search_fields = ["model"]
 
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:

@@ -22,6 +22,7 @@ from bots.kinds import toolset_for
 from bots.llm.types import AllBackendsFailed, LLMMessage, block_from_json, block_to_json
 from bots.models import Chat, Generation, Message, Turn
 from bots.reply_drafts import reply_draft_for
+from bots.reply_edits import reply_preview_remove
 from bots.telegram_outbox import (
     ChatBlocked,
     PermanentSendError,
@@ -66,11 +67,35 @@ def describe_message(message: Message) -> str:
     """A message as the model reads it: its text plus a note of what was attached."""
     parts = [message.text.strip()] if message.text.strip() else []
     for file in message.files:
+        if (heard := _speech_description(file, message.transcription)) is not None:
+            parts.append(heard)
+            continue
         name = f" '{file['file_name']}'" if file.get("file_name") else ""
         parts.append(f"[the user sent a {file['kind'].replace('_', ' ')}{name}]")
     if message.contact:
         parts.append("[the user shared their contact]")
     return "\n".join(parts)
+
+
+SPEECH_NAMES = {"voice": "voice message", "video_note": "video note", "audio": "audio"}
+
+
+def speech_length(seconds: object) -> str:
+    """0:12, 12:05: how long a recording is, as the model and the lead transcript read it."""
+    total = int(seconds) if isinstance(seconds, int | float) and seconds > 0 else 0
+    return f"{total // 60}:{total % 60:02d}"
+
+
+def _speech_description(file: dict[str, Any], transcription: dict[str, Any] | None) -> str | None:
+    """A transcribed recording: `[voice message 0:12, transcribed] what was said` (None: not a transcription)."""
+    if file.get("kind") not in SPEECH_NAMES or not transcription:
+        return None
+    name, length = SPEECH_NAMES[file["kind"]], speech_length(file.get("duration") or transcription.get("seconds"))
+    if transcription.get("status") == "done":
+        return f"[{name} {length}, transcribed] {transcription.get('text') or '(nothing audible)'}"
+    if transcription.get("status") == "too_long":
+        return f"[the user sent a {name} of {length}, too long to transcribe]"
+    return None
 
 
 def messages_to_json(messages: list[LLMMessage]) -> list[dict[str, Any]]:
@@ -109,7 +134,8 @@ def turn_open(*, chat: Chat, generation: Generation | None) -> Turn | None:
             turn = None
         if turn is not None:
             return turn
-        messages = list(unanswered_messages(chat))
+        # A voice message still being transcribed waits for the next turn (the transcription comes first).
+        messages = [message for message in unanswered_messages(chat) if not message.transcription_pending]
         if not messages:
             return None
         turn = Turn.objects.create(
@@ -186,7 +212,7 @@ async def turn_compose_async(*, turn: Turn, generation_id: int | None, purpose: 
     try:
         typing = TypingIndicator(project=project, chat=chat) if chat.channel == Chat.Channel.TELEGRAM else None
         # A private chat sees the answer as it is written; the draft closes before the reply is stored.
-        draft = reply_draft_for(project=project, chat=chat, draft_id=turn.pk)
+        draft = reply_draft_for(project=project, chat=chat, draft_id=turn.pk, turn=turn)
         async with typing or nullcontext(), draft or nullcontext():
             result = await agent_run_async(
                 context=composing.context,
@@ -266,6 +292,7 @@ async def turn_deliver_async(*, turn: Turn) -> None:
     chat = turn.chat
     text = await in_db(_deliver_claim, turn)
     if text is None:
+        await reply_preview_remove(turn=turn)  # silent, or delivered by another: no preview may stay
         return
     status, error, sent_ids = Turn.Status.SENT, "", []
     try:
@@ -286,6 +313,8 @@ async def turn_deliver_async(*, turn: Turn) -> None:
         log("reply not delivered (%s): %s", "retried later" if status == Turn.Status.REPLY_READY else "given up",
             exc, extra=_log_extra(chat, turn_id=turn.pk))  # fmt: skip
     await in_db(_deliver_record, turn, status, error, sent_ids)
+    if status != Turn.Status.REPLY_READY:  # the reply is out (or never will be): the streamed preview goes
+        await reply_preview_remove(turn=turn)
 
 
 def _turn_begin(generation: Generation) -> Turn | None:

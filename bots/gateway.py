@@ -8,12 +8,15 @@ with 400 without storing anything.
 
 import math
 import re
+import warnings
 from dataclasses import asdict, dataclass
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from telegram import CallbackQuery as TelegramCallbackQuery
 from telegram import Chat as TelegramChat
 from telegram import Contact, Message, PhotoSize, Update, User
+from telegram.warnings import PTBDeprecationWarning
 
 T = TypeVar("T")
 
@@ -49,9 +52,13 @@ class FileRef:
     file_name: str
     mime_type: str
     file_size: int | None
+    duration: int | None = None  # seconds, for voice messages, video notes, audio and video
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if data["duration"] is None:  # only recordings have one
+            del data["duration"]
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "FileRef":
@@ -62,6 +69,7 @@ class FileRef:
             file_name=data.get("file_name") or "",
             mime_type=data.get("mime_type") or "",
             file_size=data.get("file_size"),
+            duration=data.get("duration"),
         )
 
 
@@ -281,7 +289,18 @@ def _file_ref(kind: str, attachment: Any) -> FileRef:
         file_name=_optional(getattr(attachment, "file_name", None), str, f"{kind}.file_name") or "",
         mime_type=_optional(getattr(attachment, "mime_type", None), str, f"{kind}.mime_type") or "",
         file_size=_optional(attachment.file_size, int, f"{kind}.file_size"),
+        duration=_duration(attachment, kind),
     )
+
+
+def _duration(attachment: Any, kind: str) -> int | None:
+    # python-telegram-bot 22 warns that `duration` will become a timedelta; accept either form.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PTBDeprecationWarning)
+        value = getattr(attachment, "duration", None)
+    if isinstance(value, timedelta):
+        return int(value.total_seconds())
+    return _optional(value, int, f"{kind}.duration")
 
 
 def _contact(contact: Contact | None) -> SharedContact | None:

@@ -12,6 +12,7 @@ from psycopg.types.json import Jsonb
 
 from bots.gateway import IncomingUpdate, normalize_update
 from bots.kinds import group_message_received
+from bots.llm.transcription import speech_file, transcription_chain
 from bots.models import Chat, Message, QuarantinedUpdate, TelegramUpdate
 from core import metrics
 from core.log_context import log_context
@@ -112,6 +113,8 @@ def update_receive(*, project: Project, payload: object) -> IntakeResult:
         chat = _chat_upsert(project, incoming)
         command = incoming.command if incoming.command in ENGINE_COMMANDS else ""
         files = [file.to_json() for file in incoming.files]
+        # A voice message or video note waits for the worker to transcribe it, then the model answers it.
+        transcription = {"status": "pending"} if speech_file(files) and transcription_chain(project=project) else None
         Message.objects.create(
             project=project,
             chat=chat,
@@ -121,8 +124,9 @@ def update_receive(*, project: Project, payload: object) -> IntakeResult:
             command_args=incoming.command_args[: Message._meta.get_field("command_args").max_length] if command else "",
             files=files,
             contact=incoming.contact.to_json() if incoming.contact else None,
+            transcription=transcription if not command else None,
             # A file without text is acknowledged without the model; commands are answered by the engine.
-            needs_reply=not command and bool(incoming.text.strip() or incoming.contact),
+            needs_reply=not command and bool(incoming.text.strip() or incoming.contact or transcription),
         )
     metrics.messages.labels(project=project.slug, stage="received").inc()
     return IntakeResult("stored", chat.pk)

@@ -134,6 +134,9 @@ class Turn(models.Model):
     blocks = models.JSONField(default=list, blank=True, help_text="The model's tool-use and tool-result blocks.")
     reply_markup = models.JSONField(null=True, blank=True)
     sent_message_ids = models.JSONField(default=list, blank=True)
+    preview_message_id = models.BigIntegerField(
+        null=True, blank=True, help_text="The edited preview of the answer as it streamed (deleted before the reply)."
+    )
     model = models.CharField(max_length=200, blank=True)
     cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal(0))
     error = models.TextField(blank=True)
@@ -161,6 +164,9 @@ class Message(models.Model):
     command_args = models.CharField(max_length=256, blank=True)
     files = models.JSONField(default=list, blank=True)
     contact = models.JSONField(null=True, blank=True)
+    transcription = models.JSONField(
+        null=True, blank=True, help_text="A voice message's transcription: status, text, duration, model, error."
+    )
     needs_reply = models.BooleanField(default=True, help_text="False for messages answered without the model.")
     processed_at = models.DateTimeField(null=True, blank=True, help_text="Commands and acknowledgements done.")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -171,6 +177,11 @@ class Message(models.Model):
             models.Index(fields=["created_at"], condition=Q(turn__isnull=True, needs_reply=True), name="unanswered"),
             models.Index(fields=["created_at"], condition=Q(processed_at__isnull=True), name="unprocessed"),
         ]
+
+    @property
+    def transcription_pending(self) -> bool:
+        """A voice message waiting for the worker to transcribe it: no turn may take it yet."""
+        return (self.transcription or {}).get("status") == "pending"
 
 
 class Generation(models.Model):
@@ -229,12 +240,15 @@ class Generation(models.Model):
 
 
 class ModelPrice(models.Model):
-    """USD per million tokens for one `provider/model`; operators edit these in the admin."""
+    """USD per million tokens (or per minute of audio) for one `provider/model`; operators edit these in the admin."""
 
     model = models.CharField(max_length=200, unique=True, help_text="provider/model, as in the model slots.")
     input_per_million = models.DecimalField(max_digits=10, decimal_places=4)
     cached_input_per_million = models.DecimalField(max_digits=10, decimal_places=4, default=Decimal(0))
     output_per_million = models.DecimalField(max_digits=10, decimal_places=4)
+    audio_per_minute = models.DecimalField(
+        max_digits=10, decimal_places=4, default=Decimal(0), help_text="Transcription models: USD per minute of audio."
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

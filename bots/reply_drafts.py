@@ -8,8 +8,10 @@ The model's stream never waits for Telegram: the listener (`ReplyDraft.show`) on
 and a task of the turn sends it, at most once every DRAFT_INTERVAL_SECONDS. Drafts are best effort:
 - 429: the next update waits the `retry_after` Telegram asked for (longer than DRAFT_MAX_WAIT_SECONDS: the
   preview stops for this turn);
-- the method unknown (404) or refused (400): no preview for this turn; a 404 also switches drafts off for
-  the bot in this process for DRAFTS_OFF_SECONDS (a Bot API server without drafts);
+- the method unknown (404) or refused (400): the turn's preview goes on as an edited message instead
+  (`bots/reply_edits.py`, throttled, deleted once the reply is out); a 404 also switches drafts off for the
+  bot in this process for DRAFTS_OFF_SECONDS (a Bot API server without drafts), and its turns preview by
+  edits from the start, as does a turn that already has a preview message (composed again after a crash);
 - blocked (403) or any other failure: no more preview for this turn; the reply's delivery handles the rest;
 - a timeout or a network failure: that update is skipped.
 """
@@ -23,7 +25,8 @@ from django.conf import settings
 from telegram.error import BadRequest, EndPointNotFound, Forbidden, InvalidToken, NetworkError, RetryAfter
 from telegram.warnings import PTBDeprecationWarning
 
-from bots.models import Chat
+from bots.models import Chat, Turn
+from bots.reply_edits import EditedPreview
 from bots.telegram_client import bot_for_token
 from bots.text_split import split_message
 from core.log_redaction import redact
@@ -43,13 +46,17 @@ TEXT_LIMIT = 4096
 _drafts_off_until: dict[str, float] = {}
 
 
-def reply_draft_for(*, project: Project, chat: Chat, draft_id: int) -> "ReplyDraft | None":
-    """A draft for this turn's answer, or None where replies do not stream (setting, chat type, channel)."""
+def reply_draft_for(*, project: Project, chat: Chat, draft_id: int, turn: Turn | None = None) -> "ReplyDraft | None":
+    """A draft for this turn's answer, or None where replies do not stream (setting, chat type, channel).
+
+    Where drafts are off for the bot, or the turn has a preview message already, it previews by edits."""
     if not settings.TELEGRAM_STREAM_REPLIES or chat.channel != Chat.Channel.TELEGRAM or chat.chat_type != "private":
         return None
-    if chat.blocked_at is not None or _drafts_off_until.get(project.bot_token, 0.0) > time.monotonic():
+    if chat.blocked_at is not None:
         return None
-    return ReplyDraft(project=project, chat=chat, draft_id=draft_id)
+    edits = _drafts_off_until.get(project.bot_token, 0.0) > time.monotonic()
+    edits = edits or (turn is not None and turn.preview_message_id is not None)
+    return ReplyDraft(project=project, chat=chat, draft_id=draft_id, turn=turn, edits=edits)
 
 
 def draft_preview(text: str) -> str:
@@ -61,8 +68,14 @@ def draft_preview(text: str) -> str:
 class ReplyDraft:
     """An async context around the model's answer: `show(text)` while it streams; exit before the reply."""
 
-    def __init__(self, *, project: Project, chat: Chat, draft_id: int, interval: float = DRAFT_INTERVAL_SECONDS):
+    def __init__(
+        self, *, project: Project, chat: Chat, draft_id: int, interval: float = DRAFT_INTERVAL_SECONDS,
+        turn: Turn | None = None, edits: bool = False,
+    ) -> None:  # fmt: skip
         self._project, self._chat, self._draft_id, self._interval = project, chat, draft_id, interval
+        self._turn = turn
+        # The fallback where drafts are unavailable: an ordinary message, edited as the answer grows.
+        self.edits = EditedPreview(project=project, chat=chat, turn=turn) if edits else None
         self._latest = ""
         self._shown = ""
         self._changed = asyncio.Event()
@@ -94,11 +107,27 @@ class ReplyDraft:
             text = draft_preview(self._latest)
             if not text or text == self._shown:
                 continue
-            self._sending = asyncio.create_task(self._send(text))
+            self._sending = asyncio.create_task(self._update(text))
             wait = await self._sending
             if wait is None:
                 return
             await asyncio.sleep(max(self._interval, wait))
+
+    async def _update(self, text: str) -> float | None:
+        if self.edits is None:
+            return await self._send(text)
+        before = self.edits.updates
+        wait = await self.edits.show(text)
+        if self.edits.updates > before:
+            self._shown = text
+        else:
+            self._changed.set()  # the text is still to show once the wait is over
+        return wait
+
+    def _fall_back_to_edits(self) -> float:
+        self.edits = EditedPreview(project=self._project, chat=self._chat, turn=self._turn)
+        self._changed.set()  # the text the draft did not show goes into the first edit
+        return 0.0
 
     async def _send(self, text: str) -> float | None:
         """Send one update; the seconds to wait before the next one, or None when the preview stops."""
@@ -115,9 +144,12 @@ class ReplyDraft:
             return seconds if seconds <= DRAFT_MAX_WAIT_SECONDS else None
         except (InvalidToken, EndPointNotFound) as exc:  # 404: this Bot API server has no drafts
             _drafts_off_until[self._project.bot_token] = time.monotonic() + DRAFTS_OFF_SECONDS
-            self._log("unavailable, drafts off for this bot", exc)
-            return None
-        except (BadRequest, Forbidden) as exc:  # BadRequest before NetworkError, of which it is a subclass
+            self._log("unavailable, drafts off for this bot; previewing by edits", exc)
+            return self._fall_back_to_edits()
+        except BadRequest as exc:  # before NetworkError, of which it is a subclass
+            self._log("refused, previewing by edits for this turn", exc)
+            return self._fall_back_to_edits()
+        except Forbidden as exc:
             self._log("refused, no preview for this turn", exc)
             return None
         except (NetworkError, TimeoutError) as exc:

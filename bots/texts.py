@@ -12,6 +12,9 @@ LLM_UNAVAILABLE = _("Sorry, I cannot answer right now. Please write again a litt
 TEMPORARILY_UNAVAILABLE = _(
     "The assistant is temporarily unavailable. Your message is saved and we will get back to you."
 )
+VOICE_NOT_TRANSCRIBED = _(
+    "Sorry, I could not listen to your voice message just now. It is saved; please write your question as text."
+)
 DEBUG_ON = _("Debug mode is on: replies will show how they were made.")
 DEBUG_OFF = _("Debug mode is off.")
 

@@ -83,7 +83,7 @@ class ProjectAdmin(ProjectHistoryAdmin, ModelAdmin):
         (None, {"fields": ["slug", "name", "kind", "language"]}),
         ("Prompts", {"fields": ["prompt", "start_reply", "unavailable_reply", "price_url"]}),
         ("Models (provider/model; empty: the platform default)",
-         {"fields": ["model_toolcaller", "model_extract", "model_summary"]}),
+         {"fields": ["model_toolcaller", "model_extract", "model_summary", "model_transcription"]}),
         ("Budget", {"fields": ["weekly_budget_usd", "weekly_cap_usd"]}),
         ("Follow-ups and quiet hours", {"fields": ["followup_steps", "quiet_hours_start", "quiet_hours_end",
                                                    "timezone"]}),

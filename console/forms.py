@@ -39,6 +39,7 @@ class ProjectForm(forms.ModelForm):
         fields = [
             "slug", "name", "kind", "language", "bot_token", "webhook_secret", "lead_group_id", "prompt",
             "start_reply", "unavailable_reply", "price_url", "model_toolcaller", "model_extract", "model_summary",
+            "model_transcription",
             "weekly_budget_usd", "weekly_cap_usd", "followup_steps", "quiet_hours_start", "quiet_hours_end",
             "timezone", "similarity_threshold",
         ]  # fmt: skip

@@ -15,6 +15,8 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import override
 
+from bots.conversation import speech_length
+from bots.llm.transcription import SPEECH_KINDS
 from bots.models import Chat, Message, Turn
 from leads.models import Lead
 from tenants.models import Project
@@ -139,7 +141,13 @@ def _bot_lines(lead: Lead) -> list[_Line]:
 def _message_text(message: Message) -> str:
     """The message's text, then a marker per attached file."""
     parts = [message.text.strip()] if message.text.strip() else []
-    parts += [file_marker(file) for file in message.files]
+    heard = message.transcription or {}
+    for file in message.files:
+        marker = file_marker(file)
+        if heard.get("status") == "done" and file.get("kind") in SPEECH_KINDS:
+            # `[voice message 0:12] what was said`: the recording stays a file of the lead; its words read here.
+            marker = f"{marker[:-1]} {speech_length(file.get('duration') or heard.get('seconds'))}] {heard.get('text')}"
+        parts.append(marker)
     if message.contact and not parts:
         parts.append(f"[{CONTACT_MARKER}]")
     return "\n".join(parts)

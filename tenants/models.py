@@ -90,6 +90,14 @@ class Project(models.Model):
         validators=[validate_model_chain],
         help_text="provider/model; empty: default.",
     )
+    model_transcription = models.CharField(
+        "transcription model",
+        max_length=200,
+        blank=True,
+        validators=[validate_model_chain],
+        help_text="provider/model of an OpenAI-compatible /audio/transcriptions endpoint; empty: the default "
+        "(TRANSCRIPTION_MODEL; unset: voice messages are not transcribed).",
+    )
 
     weekly_budget_usd = models.DecimalField(
         "weekly budget (USD)",

@@ -243,6 +243,7 @@ PROJECT_SETTINGS: dict[str, ProjectSetting] = {
         ProjectSetting("model_toolcaller", _model_chain),
         ProjectSetting("model_extract", _model_chain),
         ProjectSetting("model_summary", _model_chain),
+        ProjectSetting("model_transcription", _model_chain),
         ProjectSetting("weekly_budget_usd", _optional_decimal),
         ProjectSetting("weekly_cap_usd", _optional_decimal),
         ProjectSetting("followup_steps", parse_followup_steps, format_followup_steps),

@@ -281,3 +281,23 @@ def reply_blocks(message: Any) -> tuple[Block, ...]:
             )
         )
     return tuple(blocks)
+
+
+async def transcribe_async(
+    *, ref: ModelRef, audio: bytes, filename: str, mime_type: str, timeout: float
+) -> tuple[str, float | None]:
+    """One `/audio/transcriptions` request: the text heard and, when the server says, the audio's seconds.
+
+    Whisper models answer `verbose_json` (with the duration); the newer transcription models only `json`.
+    """
+    client = async_openai_client(api_key=next_api_key(protocol="openai"))
+    verbose = "whisper" in ref.model.lower()
+    response: Any = await client.audio.transcriptions.create(
+        model=ref.model, file=(filename, audio, mime_type or "application/octet-stream"),
+        response_format="verbose_json" if verbose else "json", timeout=timeout,
+    )  # fmt: skip
+    text = getattr(response, "text", None)
+    if not isinstance(text, str):
+        raise MalformedResponse(f"{ref.id} answered a transcription without text")
+    duration = getattr(response, "duration", None)
+    return text.strip(), float(duration) if isinstance(duration, int | float) and duration > 0 else None

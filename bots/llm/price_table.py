@@ -48,3 +48,12 @@ PRICE_TABLE: list[tuple[str, str, str, str]] = [
     ("llamacpp/*", "0", "0", "0"),
     ("local/*", "0", "0", "0"),
 ]
+
+# Transcription models (OpenAI-compatible /audio/transcriptions): USD per minute of audio.
+TRANSCRIPTION_PRICE_TABLE: list[tuple[str, str]] = [
+    ("openai/whisper-1", "0.006"),
+    ("openai/gpt-4o-transcribe", "0.006"),
+    ("openai/gpt-4o-mini-transcribe", "0.003"),
+    ("groq/whisper-large-v3", "0.00185"),
+    ("groq/whisper-large-v3-turbo", "0.00067"),
+]

@@ -1,8 +1,9 @@
-"""Cost of one LLM call in USD, from the operator-editable `ModelPrice` table (USD per million tokens).
+"""Cost of one LLM call in USD, from the operator-editable `ModelPrice` table (USD per million tokens, and
+USD per minute of audio for transcription models).
 
 A model without a row (exact `provider/model`, or a `provider/*` row for the whole provider) is counted
-at the fallback price (LLM_FALLBACK_PRICE_*_PER_MILLION), never at $0: budgets and caps keep working,
-and the console warns that the model has no price of its own.
+at the fallback price (LLM_FALLBACK_PRICE_*_PER_MILLION, LLM_FALLBACK_PRICE_AUDIO_PER_MINUTE), never at
+$0: budgets and caps keep working, and the console warns that the model has no price of its own.
 """
 
 import logging
@@ -12,13 +13,14 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
 
-from bots.llm.price_table import PRICE_TABLE
+from bots.llm.price_table import PRICE_TABLE, TRANSCRIPTION_PRICE_TABLE
 from bots.llm.types import Usage
 from bots.models import ModelPrice
 
 logger = logging.getLogger(__name__)
 
 MILLION = Decimal(1_000_000)
+SECONDS_PER_MINUTE = Decimal(60)
 MICRO_DOLLAR = Decimal("0.000001")  # the precision of the cost columns
 
 _warned_lock = threading.Lock()
@@ -31,6 +33,7 @@ class Price:
     cached_input_per_million: Decimal
     output_per_million: Decimal
     row: str  # the ModelPrice row that priced it, or "" for the fallback price
+    audio_per_minute: Decimal = Decimal(0)
 
 
 def fallback_price() -> Price:
@@ -39,6 +42,7 @@ def fallback_price() -> Price:
         cached_input_per_million=Decimal(str(settings.LLM_FALLBACK_PRICE_INPUT_PER_MILLION)),
         output_per_million=Decimal(str(settings.LLM_FALLBACK_PRICE_OUTPUT_PER_MILLION)),
         row="",
+        audio_per_minute=Decimal(str(settings.LLM_FALLBACK_PRICE_AUDIO_PER_MINUTE)),
     )
 
 
@@ -49,7 +53,10 @@ def model_price(*, model: str) -> Price:
     row = rows.get(model) or rows.get(f"{provider}/*")
     if row is None:
         return fallback_price()
-    return Price(row.input_per_million, row.cached_input_per_million, row.output_per_million, row=row.model)
+    return Price(
+        row.input_per_million, row.cached_input_per_million, row.output_per_million, row=row.model,
+        audio_per_minute=row.audio_per_minute,
+    )  # fmt: skip
 
 
 def unpriced_models(*, models: list[str]) -> list[str]:
@@ -58,12 +65,13 @@ def unpriced_models(*, models: list[str]) -> list[str]:
 
 
 def call_cost_usd(*, model: str, usage: Usage) -> Decimal:
-    """(input - cached) * input + cached * cached_input + output * output, per million tokens.
+    """(input - cached) * input + cached * cached_input + output * output, per million tokens, plus the
+    minutes of audio a transcription heard at the audio price.
 
     `model` is the full `provider/model` id. An unpriced model is counted at the fallback price and
     logged once per process.
     """
-    if not (usage.input_tokens or usage.output_tokens):
+    if not (usage.input_tokens or usage.output_tokens or usage.audio_seconds):
         return Decimal(0)
     price = model_price(model=model)
     if not price.row:
@@ -74,6 +82,8 @@ def call_cost_usd(*, model: str, usage: Usage) -> Decimal:
         + cached * price.cached_input_per_million
         + usage.output_tokens * price.output_per_million
     ) / MILLION
+    if usage.audio_seconds:
+        cost += Decimal(str(usage.audio_seconds)) / SECONDS_PER_MINUTE * price.audio_per_minute
     return cost.quantize(MICRO_DOLLAR, rounding=ROUND_HALF_UP)
 
 
@@ -86,6 +96,11 @@ def model_prices_ensure() -> int:
         for model, inp, cached, out in PRICE_TABLE
         if model not in existing
     ]  # fmt: skip
+    missing += [
+        ModelPrice(model=model, input_per_million=0, output_per_million=0, audio_per_minute=Decimal(per_minute))
+        for model, per_minute in TRANSCRIPTION_PRICE_TABLE
+        if model not in existing
+    ]
     ModelPrice.objects.bulk_create(missing, ignore_conflicts=True)
     return len(missing)
 

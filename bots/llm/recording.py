@@ -9,7 +9,7 @@ from bots.models import LLMCall
 from core import metrics
 from core.log_redaction import redact
 
-Method = Literal["tools", "structured", "embed"]
+Method = Literal["tools", "structured", "embed", "transcribe"]
 
 MAX_ERROR_CHARS = 4000
 

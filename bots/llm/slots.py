@@ -16,14 +16,17 @@ from bots.llm.local_server import detected_default_model
 from bots.llm.types import LLMError
 from tenants.models import Project
 
-Slot = Literal["toolcaller", "extract", "summary"]
+Slot = Literal["toolcaller", "extract", "summary", "transcription"]
 Protocol = Literal["openai", "anthropic"]
 
 SLOT_SETTINGS: dict[str, str] = {
     "toolcaller": "LLM_MODEL_TOOLCALLER",
     "extract": "LLM_MODEL_EXTRACT",
     "summary": "LLM_MODEL_SUMMARY",
+    "transcription": "TRANSCRIPTION_MODEL",
 }
+# Slots that may be left unset: the capability is off (no local server stands in for them).
+OPTIONAL_SLOTS = frozenset({"transcription"})
 
 
 class InvalidModelId(LLMError):
@@ -64,12 +67,18 @@ def parse_chain(value: str) -> list[ModelRef]:
 
 
 def resolve_chain(*, project: Project | None, slot: Slot) -> list[ModelRef]:
-    """The project's override for the slot when non-blank, else the settings default."""
+    """The project's override for the slot when non-blank, else the settings default.
+
+    An optional slot (transcription) left blank in both resolves to an empty chain: the capability is off.
+    """
     if slot not in SLOT_SETTINGS:
         raise ValueError(f"unknown model slot {slot!r}; expected one of {sorted(SLOT_SETTINGS)}")
     override = getattr(project, f"model_{slot}", "") if project is not None else ""
     if override and override.strip():
         return parse_chain(override)
+    if slot in OPTIONAL_SLOTS:
+        default = getattr(settings, SLOT_SETTINGS[slot], "") or ""
+        return parse_chain(default) if default.strip() else []
     if (local := detected_default_model()) is not None:
         return parse_chain(local)
     return parse_chain(getattr(settings, SLOT_SETTINGS[slot]))

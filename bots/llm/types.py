@@ -78,11 +78,13 @@ class ToolCallRequest:
 
 @dataclass(frozen=True)
 class Usage:
-    """Token counts; `input_tokens` counts the whole prompt, cached tokens included."""
+    """Token counts; `input_tokens` counts the whole prompt, cached tokens included. A transcription is
+    billed by the seconds of audio it heard (`audio_seconds`)."""
 
     input_tokens: int = 0
     output_tokens: int = 0
     cached_tokens: int = 0
+    audio_seconds: float = 0.0
 
 
 @dataclass(frozen=True)

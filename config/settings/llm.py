@@ -11,6 +11,12 @@ DEFAULT_LLM_MODEL = "openai/gpt-4.1-mini"
 LLM_MODEL_TOOLCALLER = env.str("LLM_MODEL_TOOLCALLER", default=DEFAULT_LLM_MODEL)
 LLM_MODEL_EXTRACT = env.str("LLM_MODEL_EXTRACT", default=DEFAULT_LLM_MODEL)
 LLM_MODEL_SUMMARY = env.str("LLM_MODEL_SUMMARY", default=DEFAULT_LLM_MODEL)
+# Voice messages and video notes are transcribed by this model (an OpenAI-compatible /audio/transcriptions
+# endpoint at OPENAI_BASE_URL, e.g. openai/whisper-1) before the turn; unset (and no project override): they
+# are acknowledged and kept, as any file. Longer recordings than the cap are not sent for transcription.
+TRANSCRIPTION_MODEL = env.str("TRANSCRIPTION_MODEL", default="")
+TRANSCRIPTION_MAX_SECONDS = env.int("TRANSCRIPTION_MAX_SECONDS", default=300)
+TRANSCRIPTION_TIMEOUT_SECONDS = env.float("TRANSCRIPTION_TIMEOUT_SECONDS", default=120.0)
 # A first run without keys: a local Ollama on its default port is used when OPENAI_API_KEYS is empty and
 # OPENAI_BASE_URL is OpenAI's own (with Ollama's first model while the slots keep the default model).
 # Probed lazily, never at import.
@@ -30,6 +36,8 @@ GENERATION_LEASE_SECONDS = env.float("GENERATION_LEASE_SECONDS", default=10.0)
 # so that budgets and caps still work; the console warns about it. USD per million tokens.
 LLM_FALLBACK_PRICE_INPUT_PER_MILLION = env.float("LLM_FALLBACK_PRICE_INPUT_PER_MILLION", default=3.0)
 LLM_FALLBACK_PRICE_OUTPUT_PER_MILLION = env.float("LLM_FALLBACK_PRICE_OUTPUT_PER_MILLION", default=15.0)
+# The same for a transcription model without a price: USD per minute of audio.
+LLM_FALLBACK_PRICE_AUDIO_PER_MINUTE = env.float("LLM_FALLBACK_PRICE_AUDIO_PER_MINUTE", default=0.006)
 
 # The async turn runner of each worker process (bots/turn_runner.py): at most TURNS_IN_FLIGHT_MAX
 # generations in flight per process (waiting on the model or Telegram costs no thread), their database

@@ -87,6 +87,8 @@ def test_voice_video_note_and_video(kind, attachment):
     assert file.file_name == attachment.get("file_name", "")
     assert file.mime_type == attachment.get("mime_type", "")
     assert file.file_size == attachment.get("file_size")
+    assert file.duration == attachment["duration"]  # what a transcription is capped and billed by
+    assert file.to_json()["duration"] == attachment["duration"]
     assert incoming.text == ""
     assert incoming.has_content
 

@@ -70,13 +70,13 @@ def test_a_429_is_waited_out_before_the_next_update(project, fake_telegram):
     assert calls[1].at - calls[0].at >= 0.95
 
 
-def test_a_refused_draft_stops_the_preview_and_never_raises(project, fake_telegram):
+def test_a_draft_refused_by_a_blocked_chat_stops_the_preview_and_never_raises(project, fake_telegram):
     chat = chat_of(project, 41)
-    fake_telegram.fail_next("sendMessageDraft", status=400, description="Bad Request: TEXTDRAFT_PEER_INVALID")
+    fake_telegram.fail_next("sendMessageDraft", status=403, description="Forbidden: bot was blocked by the user")
     run_sync(stream_words(ReplyDraft(project=project, chat=chat, draft_id=9), words=20, every=0.05))
     assert len(fake_telegram.calls_to("sendMessageDraft", token=project.bot_token)) == 1
-    # A 400 concerns this chat only: the bot's next turn may preview again.
-    assert reply_draft_for(project=project, chat=chat, draft_id=10) is not None
+    assert not fake_telegram.calls_to("sendMessage")  # no fallback preview for a chat that refuses the bot
+    # (a draft refused with 400 falls back to an edited message: tests/bots/test_reply_edits.py)
 
 
 def test_a_long_answer_previews_the_part_being_written():

@@ -8,6 +8,7 @@ import pytest
 from bots.generations import generations_recover_expired_leases
 from bots.models import LLMCall, Message, Turn
 from bots.reply_drafts import DRAFT_INTERVAL_SECONDS
+from bots.reply_edits import EDIT_INTERVAL_SECONDS, UNFINISHED
 from bots.tasks import generations_process_due_task
 from tests.bots.test_engine_integration import replies, send, wait_until
 from tests.fakes import llm_api
@@ -19,6 +20,11 @@ ANSWER = (
     "Window cleaning costs 30 EUR per hour, materials included. We come on weekdays between 8 and 18, and a "
     "typical flat takes about two hours. Shall I book you in?"
 )
+
+
+def chat_texts(fake_telegram, project, chat_id: int) -> list[str]:
+    """What the chat shows now: the bot's messages, edited and not deleted."""
+    return [m["text"] for m in fake_telegram.chat_messages(project.bot_token, chat_id)]
 
 
 @pytest.fixture
@@ -78,22 +84,71 @@ def test_tool_rounds_then_a_streamed_answer(client, bots, fake_telegram, fake_ll
     assert [b["type"] for m in turn.blocks for b in m["blocks"]] == ["tool_use", "tool_result", "text"]
 
 
-def test_without_drafts_on_the_server_the_reply_still_goes_once(client, bots, fake_telegram, fake_llm, celery_worker):
-    project_a, _ = bots
+def test_without_drafts_on_the_server_the_answer_streams_by_edits_and_the_reply_goes_once(
+    client, bots, fake_telegram, fake_llm, celery_worker
+):
+    project_a, project_b = bots
     fake_telegram.fail_next("sendMessageDraft", status=404, description="Not Found: method not found", times=100)
     fake_llm.openai.push(
-        llm_api.streamed(ANSWER, first_token_after=0.2, total=1.5),
+        llm_api.streamed(ANSWER, first_token_after=0.2, total=4.0),
         llm_api.streamed("Second answer, also whole.", first_token_after=0.2, total=1.0),
     )
     send(client, project_a, text_update(111, "How much is window cleaning?"))
-    fake_telegram.wait_for("sendMessage", token=project_a.bot_token, timeout=30)
+    wait_until(lambda: len(fake_telegram.calls_to("deleteMessage")) == 1, what="the preview deleted")
     send(client, project_a, text_update(111, "And on Sundays?"))
-    fake_telegram.wait_for("sendMessage", count=2, token=project_a.bot_token, timeout=30)
+    wait_until(lambda: len(fake_telegram.calls_to("deleteMessage")) == 2, what="the second preview deleted")
     time.sleep(0.5)
 
-    assert replies(fake_telegram, project_a, 111) == [ANSWER, "Second answer, also whole."]
+    # What the chat shows: the two complete replies, each once; the previews are gone.
+    assert chat_texts(fake_telegram, project_a, 111) == [ANSWER, "Second answer, also whole."]
+    sent = fake_telegram.calls_to("sendMessage", token=project_a.bot_token)
+    previews = [c for c in sent if c.params.get("disable_notification")]
+    assert [c.params["text"] for c in sent if c not in previews] == [ANSWER, "Second answer, also whole."]
+    assert len(previews) == 2  # one silent preview message per turn
+    first_preview = previews[0].result["message_id"]
+    edits = [c for c in fake_telegram.calls_to("editMessageText") if c.params["message_id"] == first_preview]
+    assert edits  # the first answer grew in its preview
+    assert all(ANSWER.startswith(c.params["text"].removesuffix(UNFINISHED)) for c in [previews[0], *edits])
+    assert all(b.at - a.at >= EDIT_INTERVAL_SECONDS - 0.05 for a, b in itertools.pairwise([previews[0], *edits]))
+    assert [c.params["message_id"] for c in fake_telegram.calls_to("deleteMessage")] == [
+        p.result["message_id"] for p in previews
+    ]
     # One refused draft switches drafts off for this bot in the worker: the next turn does not try.
     assert len(fake_telegram.calls_to("sendMessageDraft", token=project_a.bot_token)) == 1
+    assert not fake_telegram.calls_to("sendMessage", token=project_b.bot_token)
+    assert set(Turn.objects.values_list("status", "preview_message_id")) == {("sent", None)}
+
+
+def test_a_worker_killed_while_streaming_by_edits_still_leaves_exactly_one_complete_reply(
+    client, bots, fake_telegram, fake_llm, celery_worker
+):
+    project_a, _ = bots
+    fake_telegram.fail_next("sendMessageDraft", status=404, description="Not Found: method not found", times=100)
+    fake_llm.openai.push(llm_api.streamed("never " * 40 + "finished", first_token_after=0.2, total=30.0))
+    send(client, project_a, text_update(111, "Are you there?"))
+    wait_until(lambda: fake_telegram.calls_to("editMessageText"), what="an edit", worker=celery_worker)
+    celery_worker.kill()
+    [half] = chat_texts(fake_telegram, project_a, 111)
+    assert half.startswith("never")
+    assert half.endswith(UNFINISHED)
+    assert Turn.objects.get().preview_message_id is not None  # the turn knows its preview
+
+    fake_llm.reset()
+    fake_llm.openai.push(llm_api.streamed("Yes, I am here, and this answer is complete.", first_token_after=0.2,
+                                          total=3.0))  # fmt: skip
+    celery_worker.start()
+    wait_until(lambda: generations_recover_expired_leases() > 0, timeout=20, what="lease expiry")
+    generations_process_due_task.delay()
+    wait_until(lambda: fake_telegram.calls_to("deleteMessage"), what="the preview deleted", worker=celery_worker)
+    time.sleep(1.5)
+
+    assert chat_texts(fake_telegram, project_a, 111) == ["Yes, I am here, and this answer is complete."]
+    sent = fake_telegram.calls_to("sendMessage", token=project_a.bot_token)
+    assert [c.params.get("disable_notification") for c in sent] == [True, None]  # the recovered turn edited
+    assert sent[1].params["text"] == "Yes, I am here, and this answer is complete."
+    turn = Turn.objects.get()
+    assert (turn.status, turn.preview_message_id) == ("sent", None)
+    assert turn.sent_message_ids == [sent[1].result["message_id"]]
 
 
 def test_a_worker_killed_mid_stream_leaves_no_half_reply_and_answers_once(

@@ -15,6 +15,11 @@ final usage chunk when ``stream_options.include_usage`` is set; Anthropic ``mess
 ``first_token_delay`` seconds, then one word every ``token_delay`` seconds (both per reply); the same
 reply asked for without streaming comes whole when its last word would have.
 
+Transcriptions (``POST /v1/audio/transcriptions``, multipart with ``model`` and ``file``): the upload's bytes
+are recorded (``LLMRequest.upload``) and answered with the scripted text, else the text set for those exact
+bytes (``transcriptions.set``); ``response_format`` json (with usage in seconds), verbose_json (with the
+duration, measured from a WAV upload) or text.
+
 Usage semantics follow OpenAI: ``prompt_tokens`` is the whole prompt, ``cached_tokens`` the part read from the
 cache. For Anthropic that becomes ``input_tokens = prompt_tokens - cached_tokens - cache_creation_tokens``,
 ``cache_read_input_tokens = cached_tokens`` and ``cache_creation_input_tokens = cache_creation_tokens``.
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
 import math
 import random
@@ -32,6 +38,7 @@ import struct
 import threading
 import time
 import uuid
+import wave
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -44,8 +51,11 @@ from werkzeug.wrappers import Request, Response
 # Hundreds of clients connect at once in the scale benchmark: a listen backlog beyond werkzeug's 128.
 ThreadedWSGIServer.request_queue_size = 4096
 
-Api = Literal["openai", "anthropic", "embeddings"]
-ROUTES: dict[str, Api] = {"/chat/completions": "openai", "/messages": "anthropic", "/embeddings": "embeddings"}
+Api = Literal["openai", "anthropic", "embeddings", "transcriptions"]
+ROUTES: dict[str, Api] = {
+    "/chat/completions": "openai", "/messages": "anthropic", "/embeddings": "embeddings",
+    "/audio/transcriptions": "transcriptions",
+}  # fmt: skip
 
 OPENAI_ERRORS = {
     400: ("invalid_request_error", None),
@@ -91,6 +101,7 @@ class Reply:
     raw: str | dict[str, Any] | None = None
     content_type: str = "application/json"
     vectors: tuple[tuple[float, ...], ...] | None = None
+    audio_seconds: float | None = None  # transcriptions: the duration to report (default: the WAV's own)
     delay: float = 0.0  # before the answer starts (headers included)
     first_token_delay: float = 0.0  # streaming: after the headers, before the first token
     token_delay: float = 0.0  # streaming: between tokens
@@ -194,6 +205,20 @@ def vectors(vecs: list[list[float]], *, delay: float = 0.0) -> Reply:
     return Reply(vectors=tuple(tuple(v) for v in vecs), delay=delay)
 
 
+def transcription(content: str, *, seconds: float | None = None, delay: float = 0.0) -> Reply:
+    """A transcription reply: ``content`` heard, ``seconds`` long (default: measured from a WAV upload)."""
+    return Reply(content=content, audio_seconds=seconds, delay=delay)
+
+
+def wav_seconds(data: bytes) -> float | None:
+    """The length of a WAV upload, read with the stdlib; None for other formats."""
+    try:
+        with wave.open(io.BytesIO(data)) as audio:
+            return audio.getnframes() / float(audio.getframerate())
+    except (wave.Error, EOFError, ZeroDivisionError):
+        return None
+
+
 def fake_vector(text: str, dimensions: int) -> list[float]:
     """Deterministic L2-normalised vector for ``text``."""
     rng = random.Random(hashlib.sha256(text.encode()).digest())
@@ -212,6 +237,7 @@ class LLMRequest:
     headers: dict[str, str]
     body: dict[str, Any]
     at: float = field(default_factory=time.time)
+    upload: bytes = b""  # transcriptions: the audio file's bytes (the form fields are in ``body``)
 
     @property
     def api_key(self) -> str | None:
@@ -257,6 +283,20 @@ class Script:
         return self.responder(request) if self.responder else None
 
 
+class TranscriptionsScript(Script):
+    def __init__(self, lock: threading.Lock) -> None:
+        super().__init__(lock)
+        self.heard: dict[bytes, str] = {}
+
+    def set(self, audio: bytes, content: str) -> None:
+        """Always transcribe exactly these bytes as ``content`` (when no scripted reply applies)."""
+        self.heard[bytes(audio)] = content
+
+    def clear(self) -> None:
+        super().clear()
+        self.heard.clear()
+
+
 class EmbeddingsScript(Script):
     def __init__(self, lock: threading.Lock, dimensions: int) -> None:
         super().__init__(lock)
@@ -285,6 +325,7 @@ class FakeLLM:
         self.openai = Script(self._lock)
         self.anthropic = Script(self._lock)
         self.embeddings = EmbeddingsScript(self._lock, embedding_dimensions)
+        self.transcriptions = TranscriptionsScript(self._lock)
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -350,7 +391,10 @@ class FakeLLM:
 
     @property
     def _scripts(self) -> dict[Api, Script]:
-        return {"openai": self.openai, "anthropic": self.anthropic, "embeddings": self.embeddings}
+        return {
+            "openai": self.openai, "anthropic": self.anthropic, "embeddings": self.embeddings,
+            "transcriptions": self.transcriptions,
+        }  # fmt: skip
 
     # HTTP
     @Request.application
@@ -359,18 +403,28 @@ class FakeLLM:
         api = next((a for suffix, a in ROUTES.items() if path.endswith(suffix)), None)
         if api is None or request.method != "POST":
             return _error("openai", error(404, message=f"fake LLM: no route {request.method} {path}"))
-        try:
-            body = json.loads(request.get_data(as_text=True) or "{}")
-        except ValueError:
-            body = {}
-        body = body if isinstance(body, dict) else {"_raw": body}
-        recorded = LLMRequest(api, path, {k.lower(): v for k, v in request.headers.items()}, body)
+        upload = b""
+        if api == "transcriptions":  # multipart/form-data: the form fields, and the audio as a file part
+            body = {key: request.form[key] for key in request.form}
+            if (part := request.files.get("file")) is not None:
+                upload = part.read()
+                body["file"] = {"filename": part.filename, "content_type": part.content_type, "size": len(upload)}
+        else:
+            try:
+                body = json.loads(request.get_data(as_text=True) or "{}")
+            except ValueError:
+                body = {}
+            body = body if isinstance(body, dict) else {"_raw": body}
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        recorded = LLMRequest(api, path, headers, body, upload=upload)
         with self._cond:
             self._requests.append(recorded)
             self._cond.notify_all()
 
         protocol = "anthropic" if api == "anthropic" else "openai"
-        reply = self._scripts[api].next_reply(recorded) or (text("ok") if api != "embeddings" else Reply())
+        reply = self._scripts[api].next_reply(recorded) or (
+            text("ok") if api not in ("embeddings", "transcriptions") else Reply()
+        )
         if reply.delay:
             time.sleep(reply.delay)
         if reply.raw is not None:
@@ -383,6 +437,8 @@ class FakeLLM:
             return _error(protocol, reply)
         if api == "embeddings":
             return _json(self._embeddings(body, reply))
+        if api == "transcriptions":
+            return self._transcription(recorded, reply)
         if body.get("stream") is True:
             events = _anthropic_events(body, reply) if api == "anthropic" else _openai_chunks(body, reply)
             return _sse(events, reply)
@@ -390,6 +446,36 @@ class FakeLLM:
             pieces = len(_tokens(reply.content)) + len(reply.calls)
             time.sleep(reply.first_token_delay + reply.token_delay * max(0, pieces - 1))
         return _json(_anthropic_message(body, reply) if api == "anthropic" else _openai_completion(body, reply))
+
+    def _transcription(self, request: LLMRequest, reply: Reply) -> Response:
+        """OpenAI's /audio/transcriptions answer: ``json`` (text, usage in seconds) or ``verbose_json``."""
+        if not request.body.get("model") or "file" not in request.body:
+            return _error("openai", error(400, message="model and file are required"))
+        fmt = request.body.get("response_format", "json")
+        if fmt not in ("json", "verbose_json", "text"):
+            return _error("openai", error(400, message=f"response_format {fmt!r} is not supported"))
+        heard = reply.content if reply.content is not None else self.transcriptions.heard.get(request.upload)
+        if heard is None:
+            heard = f"audio {hashlib.sha256(request.upload).hexdigest()[:8]}"
+        seconds = reply.audio_seconds if reply.audio_seconds is not None else wav_seconds(request.upload) or 1.0
+        if fmt == "text":
+            return Response(heard, 200, content_type="text/plain")
+        if fmt == "verbose_json":
+            segment = {
+                "id": 0,
+                "seek": 0,
+                "start": 0.0,
+                "end": seconds,
+                "text": heard,
+                "tokens": [],
+                "temperature": 0.0,
+                "avg_logprob": -0.2,
+                "compression_ratio": 1.0,
+                "no_speech_prob": 0.01,
+            }
+            return _json({"task": "transcribe", "language": "english", "duration": seconds, "text": heard,
+                          "segments": [segment]})  # fmt: skip
+        return _json({"text": heard, "usage": {"type": "duration", "seconds": math.ceil(seconds)}})
 
     def _embeddings(self, body: dict[str, Any], reply: Reply) -> dict[str, Any]:
         inputs = body.get("input", [])

@@ -97,6 +97,7 @@ class TelegramCall:
     at: float
     failed_status: int | None = None  # HTTP status of an error answer, None when the call succeeded
     done: bool = False  # the answer has been produced (False while a scripted delay is running)
+    result: Any = None  # what a successful call answered (the sent Message, True, ...)
 
     @property
     def ok(self) -> bool:
@@ -365,6 +366,12 @@ class FakeTelegram:
         calls = [c for c in self.calls_to("sendMessageDraft", token) if c.ok]
         return [c for c in calls if chat_id is None or c.params.get("chat_id") == chat_id]
 
+    def chat_messages(self, token: str, chat_id: int) -> list[dict[str, Any]]:
+        """The messages the bot's chat shows now (sent, edited, not deleted), in message_id order."""
+        with self._cond:
+            found = [dict(m) for (t, c, _), m in self._messages.items() if t == token and c == chat_id]
+        return sorted(found, key=lambda message: message["message_id"])
+
     def wait_for(
         self, method: str, count: int = 1, timeout: float = 10.0, token: str | None = None
     ) -> list[TelegramCall]:
@@ -433,6 +440,7 @@ class FakeTelegram:
                 logger.exception("fake Telegram failed on %s", method)
                 status, body = 500, ApiError(500, f"Internal Server Error: fake failed: {exc!r}").body()
             call.failed_status = None if status == 200 else status
+            call.result = body.get("result")
             call.done = True
             self._cond.notify_all()
             return self._json(status, body)

@@ -13,6 +13,7 @@ import openai
 import pytest
 from pydantic import BaseModel
 
+from tests.audio import wav_tone
 from tests.fakes.llm_api import (  # noqa: F401
     error,
     fake_llm,
@@ -23,6 +24,7 @@ from tests.fakes.llm_api import (  # noqa: F401
     text,
     tool_call,
     tool_calls,
+    transcription,
     vectors,
 )
 
@@ -317,3 +319,29 @@ def test_streaming_chat_completions_speak_server_sent_events_with_pacing_tool_de
     assert len(deltas) > 2
     assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
     assert all(c["choices"] for c in chunks)
+
+
+def test_audio_transcriptions_take_a_multipart_upload_and_answer_by_its_bytes(fake_llm):
+    hello, other = wav_tone(seconds=2.5), wav_tone(seconds=1.0, frequency=880)
+    fake_llm.transcriptions.set(hello, "Hello, I need my windows cleaned.")
+    client = oai(fake_llm)
+
+    verbose = client.audio.transcriptions.create(
+        model="whisper-1", file=("voice.oga", hello, "audio/ogg"), response_format="verbose_json"
+    )
+    plain = client.audio.transcriptions.create(model="gpt-4o-mini-transcribe", file=("v.wav", other, "audio/wav"))
+    fake_llm.transcriptions.push(transcription("scripted words", seconds=7), error(503))
+    scripted = client.audio.transcriptions.create(model="whisper-1", file=("a.wav", other), response_format="json")
+    with pytest.raises(openai.InternalServerError):
+        client.audio.transcriptions.create(model="whisper-1", file=("a.wav", other))
+
+    assert (verbose.text, verbose.duration) == ("Hello, I need my windows cleaned.", 2.5)
+    assert plain.text.startswith("audio ")  # unknown bytes: a stable text of their own
+    assert scripted.text == "scripted words"
+    first, second, *_ = fake_llm.requests_to("transcriptions")
+    assert first.path == "/v1/audio/transcriptions"
+    assert (first.body["model"], first.body["response_format"]) == ("whisper-1", "verbose_json")
+    assert first.body["file"]["filename"] == "voice.oga"
+    assert first.upload == hello
+    assert (second.body["model"], second.upload) == ("gpt-4o-mini-transcribe", other)
+    assert len(fake_llm.requests_to("transcriptions")) == 4

@@ -260,3 +260,19 @@ def test_russian_labels(project_b):
     assert "история обновлена: 2025-03-01 09:00" in summary
     assert "Клиент: Hello" in transcript
     assert "[фото]" in transcript
+
+
+def test_a_transcribed_voice_message_reads_as_its_words_and_stays_a_file(project_a):
+    history = chat_history(project_a)
+    voice = history.client(files=[VOICE | {"duration": 12}])
+    Message.objects.filter(pk=voice.pk).update(
+        transcription={"status": "done", "text": "Do you clean windows on Saturdays?", "seconds": 11.6}
+    )
+    history.client(files=[VIDEO_NOTE | {"duration": 5}])  # not transcribed: a marker only
+    lead = Lead.objects.create(project=project_a, chat=history.chat, files=[VOICE, VIDEO_NOTE])
+
+    text = lead_transcript(lead)
+
+    assert "Client: [voice message 0:12] Do you clean windows on Saturdays?" in text
+    assert "Client: [video note]\n" in text
+    assert "Files: 2" in lead_summary_text(lead)

@@ -21,7 +21,8 @@ CRAWL_SCHEDULE = "crawl_schedule"  # off, hourly, daily or weekly for every know
 # What `show` prints; the token and the webhook secret are only ever reported as set or not.
 SHOWN_FIELDS = [
     "slug", "name", "kind", "language", "bot_username", "bot_id", "lead_group_id", "start_reply",
-    "price_url", "model_toolcaller", "model_extract", "model_summary", "weekly_budget_usd", "weekly_cap_usd",
+    "price_url", "model_toolcaller", "model_extract", "model_summary", "model_transcription",
+    "weekly_budget_usd", "weekly_cap_usd",
     "followup_steps", "quiet_hours_start", "quiet_hours_end", "timezone", "similarity_threshold",
     "webhook_registered_at", "created_at", "deleted_at",
 ]  # fmt: skip

@@ -95,3 +95,13 @@ def test_a_provider_row_prices_all_its_models_and_an_exact_row_wins():
     usage = Usage(input_tokens=1_000_000, output_tokens=1_000_000)
     assert call_cost_usd(model="vllm/anything", usage=usage) == 0
     assert call_cost_usd(model="vllm/big", usage=usage) == Decimal("3.000000")
+
+
+def test_transcription_is_priced_per_minute_of_audio_and_an_unpriced_model_at_the_fallback(settings):
+    pricing.model_prices_ensure()  # the maintained table's transcription rows
+    settings.LLM_FALLBACK_PRICE_AUDIO_PER_MINUTE = 0.01
+
+    assert ModelPrice.objects.get(model="openai/whisper-1").audio_per_minute == Decimal("0.006")
+    assert call_cost_usd(model="openai/whisper-1", usage=Usage(audio_seconds=90)) == Decimal("0.009000")
+    assert call_cost_usd(model="openai/gpt-4o-mini-transcribe", usage=Usage(audio_seconds=30)) == Decimal("0.001500")
+    assert call_cost_usd(model="acme/ears-1", usage=Usage(audio_seconds=60)) == Decimal("0.010000")  # never $0

@@ -3,6 +3,7 @@
 import pytest
 
 from bots.llm.slots import InvalidModelId, ModelRef, parse_chain, parse_model_id, resolve_chain
+from tests.factories import ProjectFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -50,3 +51,14 @@ def test_project_override_wins_and_blank_means_the_default(project_a, project_b,
     assert resolve_chain(project=None, slot="extract") == [ModelRef("openai", "gpt-test")]
     with pytest.raises(ValueError, match="unknown model slot"):
         resolve_chain(project=project_a, slot="poetry")
+
+
+def test_the_transcription_slot_is_optional_and_a_project_may_set_its_own(settings):
+    settings.TRANSCRIPTION_MODEL = ""
+    project = ProjectFactory.build(model_transcription="")
+    assert resolve_chain(project=project, slot="transcription") == []  # unset: voice messages stay files
+    settings.TRANSCRIPTION_MODEL = "openai/whisper-1"
+    assert [ref.id for ref in resolve_chain(project=project, slot="transcription")] == ["openai/whisper-1"]
+    project.model_transcription = "groq/whisper-large-v3,openai/gpt-4o-mini-transcribe"
+    chain = resolve_chain(project=project, slot="transcription")
+    assert [ref.id for ref in chain] == ["groq/whisper-large-v3", "openai/gpt-4o-mini-transcribe"]
