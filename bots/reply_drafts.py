@@ -47,6 +47,8 @@ def reply_draft_for(*, project: Project, chat: Chat, draft_id: int) -> "ReplyDra
     """A draft for this turn's answer, or None where replies do not stream (setting, chat type, channel)."""
     if not settings.TELEGRAM_STREAM_REPLIES or chat.channel != Chat.Channel.TELEGRAM or chat.chat_type != "private":
         return None
+    if chat.business_connection_id:  # sendMessageDraft has no business_connection_id: it would reach another chat
+        return None
     if chat.blocked_at is not None or _drafts_off_until.get(project.bot_token, 0.0) > time.monotonic():
         return None
     return ReplyDraft(project=project, chat=chat, draft_id=draft_id)
