@@ -1,12 +1,19 @@
 """Telegram Business end to end: webhook -> real Celery worker -> fake LLM -> fake Telegram, through a connection."""
 
+import json
+
 import pytest
+from django.urls import reverse
 
 from bots.business import business_pauses_end
+from bots.gateway import normalize_update
 from bots.models import BusinessConnection, Chat, Message, Turn
 from bots.takeover import chat_hand_back, chat_take_over
 from bots.telegram_outbox import PermanentSendError, call_with_policy, send_chat_action, send_text
+from tenants.models import Membership
+from tenants.project_settings import PROJECT_SETTINGS, SettingInvalid, setting_parse
 from tests.bots.test_engine_integration import replies, wait_until
+from tests.factories import MembershipFactory
 from tests.fakes import llm_api
 from tests.telegram_updates import (
     business_connection_update,
@@ -286,3 +293,58 @@ def test_typing_and_a_document_go_through_the_connection_and_a_forward_is_refuse
     with pytest.raises(PermanentSendError, match="can_reply"):
         send_text(project=project_a, chat=chat, text="hello")
     assert not fake_telegram.calls_to("sendMessage")
+
+
+@pytest.mark.django_db
+def test_the_console_shows_the_connection_and_the_chat_origin_to_its_project_only(client, fake_telegram, project_a,
+                                                                                   project_b):  # fmt: skip
+    fake_telegram.register_bot(project_a.bot_token, "alpha_bot")
+    connect(client, fake_telegram, project_a, can_reply=False)
+    webhook_post(client, project_a, business_message_update("bc-1", CUSTOMER, "Hello"))
+    chat = Chat.objects.get(project=project_a, business_connection_id="bc-1")
+    connection = BusinessConnection.objects.get(project=project_a)
+
+    client.force_login(MembershipFactory(project=project_a, role=Membership.Role.VIEWER).user)
+    listing = client.get(reverse("admin:bots_businessconnection_changelist")).content.decode()
+    assert "@olga_shop" in listing
+    page = client.get(reverse("admin:bots_businessconnection_change", args=[connection.pk])).content.decode()
+    assert "Olga @olga_shop (user 900)" in page
+    assert "can_read_messages" not in page  # only what was granted: nothing
+    transcript = client.get(reverse("admin:bots_chat_change", args=[chat.pk])).content.decode()
+    assert "Telegram Business: written to" in transcript
+    assert "the bot may not reply" in transcript
+
+    client.force_login(MembershipFactory(project=project_b, role=Membership.Role.OWNER).user)
+    assert client.get(reverse("admin:bots_businessconnection_change", args=[connection.pk])).status_code in (302, 404)
+    assert "olga_shop" not in client.get(reverse("admin:bots_businessconnection_changelist")).content.decode()
+
+
+@pytest.mark.django_db
+def test_updates_that_are_not_business_messages_are_refused_and_store_nothing(client, fake_telegram, project_a):
+    fake_telegram.register_bot(project_a.bot_token, "alpha_bot")
+    broken = business_message_update("bc-1", CUSTOMER, "Hello")
+    del broken["business_message"]["business_connection_id"]
+    response = client.post(
+        f"/telegram/webhook/{project_a.slug}/", data=json.dumps(broken), content_type="application/json",
+        HTTP_X_TELEGRAM_BOT_API_SECRET_TOKEN=project_a.webhook_secret,
+    )  # fmt: skip
+    assert response.status_code == 400
+    assert b"business_connection_id is missing" in response.content
+    assert not Chat.objects.exists()
+
+    # Telegram before Bot API 9.0 sent one `can_reply` field instead of the rights: still read.
+    legacy = fake_telegram.connect_business(project_a.bot_token, "bc-old", owner=OWNER)
+    del legacy["rights"]
+    legacy["can_reply"] = True
+    assert normalize_update(business_connection_update(legacy)).business_connection.can_reply
+    # A `/start` written to a business is the customer's text, not a command to the bot.
+    assert normalize_update(business_message_update("bc-1", CUSTOMER, "/start")).command is None
+
+
+def test_the_quiet_period_setting_is_a_duration_within_bounds():
+    assert setting_parse(key="business_quiet_seconds", text="30m") == 1800
+    assert setting_parse(key="business_quiet_seconds", text="2h") == 7200
+    assert PROJECT_SETTINGS["business_quiet_seconds"].format(1800) == "30m"
+    for text in ("1s", "31d", "soon"):
+        with pytest.raises(SettingInvalid, match="business_quiet_seconds"):
+            setting_parse(key="business_quiet_seconds", text=text)
