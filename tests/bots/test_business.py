@@ -348,3 +348,19 @@ def test_the_quiet_period_setting_is_a_duration_within_bounds():
     for text in ("1s", "31d", "soon"):
         with pytest.raises(SettingInvalid, match="business_quiet_seconds"):
             setting_parse(key="business_quiet_seconds", text=text)
+
+
+def test_a_reply_being_written_when_the_owner_writes_is_not_sent(client, bots, fake_telegram, fake_llm, celery_worker):
+    project_a, _ = bots
+    connect(client, fake_telegram, project_a)
+    fake_llm.openai.push(llm_api.text("the bot's late answer", delay=3.0))
+    webhook_post(client, project_a, business_message_update("bc-1", CUSTOMER, "Is it in stock?"))
+    fake_llm.wait_for("openai", 1, timeout=30)
+    webhook_post(client, project_a, business_message_update("bc-1", CUSTOMER, "Yes, two left.", sender=OWNER))
+    wait_until(lambda: Turn.objects.filter(trigger="user", status="silent").exists(), what="the withheld reply",
+               worker=celery_worker)  # fmt: skip
+
+    assert not business_sends(fake_telegram, project_a)
+    withheld = Turn.objects.get(trigger="user")
+    assert (withheld.reply, withheld.blocks) == ("", [])
+    assert "the business owner took the chat over meanwhile: the bot's late answer" in withheld.error
