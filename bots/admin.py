@@ -7,7 +7,7 @@ from django.utils.safestring import SafeString
 from unfold.admin import ModelAdmin
 
 from bots import trace_admin  # noqa: F401  (registers the per-turn trace admin, kept in its own module)
-from bots.models import Generation, LLMCall, ModelPrice, QuarantinedUpdate
+from bots.models import BusinessConnection, Generation, LLMCall, ModelPrice, QuarantinedUpdate
 from bots.selectors import spend_by_week
 from tenants.admin_scoping import ProjectScopedAdmin, ReadOnlyAdminMixin
 from tenants.selectors import projects_for_user
@@ -87,3 +87,32 @@ class QuarantinedUpdateAdmin(ReadOnlyAdminMixin, ProjectScopedAdmin):
             '<pre style="white-space: pre-wrap; max-height: 40em; overflow: auto">{}{}</pre><p>{} bytes</p>',
             text[: self.BODY_SHOWN], more, len(body),
         )  # fmt: skip
+
+
+@admin.register(BusinessConnection)
+class BusinessConnectionAdmin(ReadOnlyAdminMixin, ProjectScopedAdmin):
+    """Telegram Business accounts connected to a project's bot, as Telegram last reported them."""
+
+    list_display = ["__str__", "project", "owner", "may_reply_display", "granted_rights", "is_enabled",
+                    "connected_at", "updated_at"]  # fmt: skip
+    list_filter = ["project", "is_enabled", "can_reply"]
+    search_fields = ["connection_id", "username", "first_name", "=user_id"]
+    fields = ["project", "connection_id", "owner", "user_chat_id", "is_enabled", "can_reply", "granted_rights",
+              "connected_at", "last_update_id", "created_at", "updated_at"]  # fmt: skip
+    readonly_fields = fields
+
+    @admin.display(description="owner")
+    def owner(self, connection: BusinessConnection) -> str:
+        if connection.user_id is None:
+            return "unconfirmed: Telegram never reported this connection (reconnect the bot in Telegram Business)"
+        name = " ".join(part for part in (connection.first_name, connection.last_name) if part)
+        handle = f" @{connection.username}" if connection.username else ""
+        return f"{name}{handle} (user {connection.user_id})"
+
+    @admin.display(description="answers customers", boolean=True)
+    def may_reply_display(self, connection: BusinessConnection) -> bool:
+        return connection.may_reply
+
+    @admin.display(description="rights granted")
+    def granted_rights(self, connection: BusinessConnection) -> str:
+        return ", ".join(sorted(connection.rights)) or "none"

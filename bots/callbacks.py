@@ -33,7 +33,10 @@ def callback_process(*, update_id: int) -> None:
         return
     notice: str | None = None
     try:
-        chat = Chat.objects.select_related("project").get(project=update.project, telegram_chat_id=incoming.chat_id)
+        chat = Chat.objects.select_related("project").get(
+            project=update.project, telegram_chat_id=incoming.chat_id,
+            business_connection_id=incoming.business_connection_id,
+        )  # fmt: skip
         handler = callback_handler_for(update.project, incoming.callback.data)
         notice = handler(chat, incoming) if handler is not None else None
         TelegramUpdate.objects.filter(pk=update.pk).update(processed_at=timezone.now())

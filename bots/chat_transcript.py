@@ -31,7 +31,8 @@ class TranscriptItem:
         if self.message is not None:
             return "user"
         assert self.turn is not None
-        return {Turn.Trigger.OPERATOR: "operator", Turn.Trigger.SYSTEM: "system"}.get(self.turn.trigger, "bot")
+        speakers = {Turn.Trigger.OPERATOR: "operator", Turn.Trigger.SYSTEM: "system", Turn.Trigger.OWNER: "owner"}
+        return speakers.get(self.turn.trigger, "bot")
 
     @property
     def problem(self) -> str:

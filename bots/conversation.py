@@ -267,7 +267,16 @@ def _deliver_claim(turn: Turn) -> str | None:
         )
         return None
     # The conditional update is the claim: a second deliverer of the same turn changes nothing and leaves.
-    if not Turn.objects.filter(pk=turn.pk, status=Turn.Status.REPLY_READY).update(status=Turn.Status.SENDING):
+    claim = Turn.objects.filter(pk=turn.pk, status=Turn.Status.REPLY_READY)
+    if chat.business_connection_id and turn.trigger in (Turn.Trigger.USER, Turn.Trigger.TIMER):
+        claim = claim.filter(chat__paused_at__isnull=True)  # the business owner wrote while the reply was written
+    if not claim.update(status=Turn.Status.SENDING):
+        # Not sent, and not replayed to the model as said: the customer's words stay, then the owner's.
+        unsent = f"not sent, the business owner took the chat over meanwhile: {turn.reply}"
+        if chat.business_connection_id and Turn.objects.filter(pk=turn.pk, status=Turn.Status.REPLY_READY).update(
+            status=Turn.Status.SILENT, finished_at=now, reply="", blocks=[], error=unsent[:2000]
+        ):
+            logger.info("reply not sent: the chat was taken over meanwhile", extra=_log_extra(chat, turn_id=turn.pk))
         return None
     if chat.channel == Chat.Channel.TERMINAL:  # `manage.py chat` reads replies from the database
         Turn.objects.filter(pk=turn.pk).update(status=Turn.Status.SENT, finished_at=now)

@@ -9,13 +9,14 @@ with 400 without storing anything.
 import math
 import re
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import timedelta
 from typing import Any, TypeVar
 
+from telegram import BusinessConnection as TelegramBusinessConnection
+from telegram import BusinessMessagesDeleted, Contact, Message, PhotoSize, Update, User
 from telegram import CallbackQuery as TelegramCallbackQuery
 from telegram import Chat as TelegramChat
-from telegram import Contact, Message, PhotoSize, Update, User
 from telegram.warnings import PTBDeprecationWarning
 
 T = TypeVar("T")
@@ -25,6 +26,8 @@ INT64 = (-(2**63), 2**63 - 1)
 # Real updates nest a few levels (a reply inside a message inside the update); a bomb nests thousands.
 MAX_DEPTH = 32
 HANDLED_KINDS = ("message", "callback_query")
+# Telegram Business (bots/business.py): a connected account's state, and the messages of its chats.
+BUSINESS_KINDS = ("business_connection", "business_message", "edited_business_message", "deleted_business_messages")
 FILE_KINDS = ("photo", "video", "document", "voice", "video_note", "audio", "animation", "sticker")
 # A leading bot command as Telegram recognises one: `/name` or `/name@botname`, then a space or the end.
 _COMMAND = re.compile(r"/(?P<name>[A-Za-z0-9_]{1,64})(?:@[A-Za-z0-9_]+)?(?=\s|$)")
@@ -101,6 +104,22 @@ class CallbackQuery:
 
 
 @dataclass(frozen=True)
+class BusinessConnectionInfo:
+    """A `business_connection` update: the owner connected, changed the rights of, or disconnected the bot."""
+
+    id: str
+    owner: Sender
+    user_chat_id: int
+    date: int  # Unix time
+    is_enabled: bool
+    rights: dict[str, bool]  # the granted rights only, e.g. {"can_reply": True}
+
+    @property
+    def can_reply(self) -> bool:
+        return bool(self.rights.get("can_reply"))
+
+
+@dataclass(frozen=True)
 class IncomingUpdate:
     update_id: int
     kind: str  # "message" | "callback_query" | "ignored"
@@ -120,6 +139,12 @@ class IncomingUpdate:
     is_topic_message: bool = False
     topic_name: str | None = None
     is_service: bool = False  # a service message (topic created, member joined, ...): nobody wrote it
+    # Telegram Business: the connection a business message came through ("" elsewhere), whether a bot sent it
+    # on the owner's behalf, the connection's new state, and the ids of deleted business messages.
+    business_connection_id: str = ""
+    sent_by_business_bot: bool = False
+    business_connection: BusinessConnectionInfo | None = None
+    deleted_message_ids: tuple[int, ...] = ()
 
     @property
     def has_content(self) -> bool:
@@ -134,7 +159,7 @@ def normalize_update(payload: object) -> IncomingUpdate:
     if not _is_int(update_id):
         raise MalformedUpdate("update_id is missing or not an integer")
     _check_storable(payload, update_id)
-    kind = next((key for key in HANDLED_KINDS if key in payload), None)
+    kind = next((key for key in (*HANDLED_KINDS, *BUSINESS_KINDS) if key in payload), None)
     if kind is None:
         # Edits, channel posts, membership changes, polls, types newer than our parser: acknowledged unread,
         # so a shape the parser does not know yet never makes Telegram redeliver it forever.
@@ -149,6 +174,8 @@ def normalize_update(payload: object) -> IncomingUpdate:
         return _from_message(update_id, update.message)
     if update.callback_query is not None:
         return _from_callback_query(update_id, update.callback_query)
+    if kind in BUSINESS_KINDS:
+        return _from_business(update_id, kind, update)
     return IncomingUpdate(update_id=update_id, kind="ignored")
 
 
@@ -239,6 +266,52 @@ def _from_callback_query(update_id: int, query: TelegramCallbackQuery) -> Incomi
         sender=_sender(query.from_user, "callback_query.from"),
         message_id=message_id,
         callback=callback,
+        # A button on a message the bot sent in a business chat: the press belongs to that chat.
+        business_connection_id=_optional(getattr(query.message, "business_connection_id", None), str,
+                                         "callback_query.message.business_connection_id") or "",
+    )  # fmt: skip
+
+
+def _from_business(update_id: int, kind: str, update: Update) -> IncomingUpdate:
+    if update.business_connection is not None:
+        return IncomingUpdate(
+            update_id=update_id, kind=kind, business_connection=_business_connection(update.business_connection)
+        )
+    if update.deleted_business_messages is not None:
+        deleted: BusinessMessagesDeleted = update.deleted_business_messages
+        chat_id, chat_type = _chat(deleted.chat, "deleted_business_messages.chat")
+        ids = tuple(_required(m, int, "deleted_business_messages.message_ids[]") for m in deleted.message_ids or ())
+        return IncomingUpdate(
+            update_id=update_id, kind=kind, chat_id=chat_id, chat_type=chat_type, deleted_message_ids=ids,
+            business_connection_id=_required(deleted.business_connection_id, str, f"{kind}.business_connection_id"),
+        )  # fmt: skip
+    message = update.business_message or update.edited_business_message
+    if message is None:
+        return IncomingUpdate(update_id=update_id, kind="ignored")
+    incoming = _from_message(update_id, message)
+    return replace(
+        incoming, kind=kind, command=None, command_args="",  # a customer writes to a business, not to a bot
+        business_connection_id=_required(message.business_connection_id, str, f"{kind}.business_connection_id"),
+        sent_by_business_bot=message.sender_business_bot is not None,
+    )  # fmt: skip
+
+
+def _business_connection(connection: TelegramBusinessConnection) -> BusinessConnectionInfo:
+    owner = _sender(connection.user, "business_connection.user")
+    if owner is None:
+        raise MalformedUpdate("business_connection.user is missing")
+    rights = connection.rights.to_dict() if connection.rights is not None else {}
+    legacy = connection.api_kwargs.get("can_reply")  # before Bot API 9.0 the one right was a field of its own
+    if connection.rights is None and isinstance(legacy, bool):
+        rights = {"can_reply": legacy}
+    date = connection.date
+    return BusinessConnectionInfo(
+        id=_required(connection.id, str, "business_connection.id"),
+        owner=owner,
+        user_chat_id=_required(connection.user_chat_id, int, "business_connection.user_chat_id"),
+        date=int(date.timestamp()) if date is not None else 0,
+        is_enabled=_required(connection.is_enabled, bool, "business_connection.is_enabled"),
+        rights={key: True for key, value in rights.items() if key.startswith("can_") and value is True},
     )
 
 

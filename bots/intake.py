@@ -10,6 +10,7 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerUnavailable
 from psycopg.types.json import Jsonb
 
+from bots.business import business_message_route, business_owner_wrote, business_update_apply
 from bots.gateway import IncomingUpdate, normalize_update
 from bots.kinds import group_message_received
 from bots.llm.transcription import speech_file, transcription_chain
@@ -39,7 +40,8 @@ def _chat_upsert(project: Project, incoming: IncomingUpdate) -> Chat:
     """
     sender = incoming.sender
     profile = {}
-    if sender is not None and incoming.chat_type == "private":
+    # The chat's own user: in a business chat the owner writes too, and his name is not the customer's.
+    if sender is not None and incoming.chat_type == "private" and sender.user_id == incoming.chat_id:
         profile = {
             "user_id": sender.user_id, "username": _fit("username", sender.username),
             "first_name": _fit("first_name", sender.first_name), "last_name": _fit("last_name", sender.last_name),
@@ -47,12 +49,12 @@ def _chat_upsert(project: Project, incoming: IncomingUpdate) -> Chat:
         }  # fmt: skip
     chat = Chat(
         project=project, telegram_chat_id=incoming.chat_id, chat_type=_fit("chat_type", incoming.chat_type),
-        last_user_message_at=timezone.now(), **profile,
+        business_connection_id=incoming.business_connection_id, last_user_message_at=timezone.now(), **profile,
     )  # fmt: skip
     Chat.objects.bulk_create(
         [chat],
         update_conflicts=True,
-        unique_fields=["project", "telegram_chat_id"],
+        unique_fields=["project", "telegram_chat_id", "business_connection_id"],
         update_fields=["last_user_message_at", *profile],
     )
     return chat
@@ -106,7 +108,19 @@ def update_receive(*, project: Project, payload: object) -> IntakeResult:
         if incoming.kind == "callback_query" and incoming.chat_id is not None:
             chat = _chat_upsert(project, incoming)
             return IntakeResult("stored", chat.pk, callback_update_id=update_pk)
-        if not _is_for_engine(incoming):
+        may_reply = True
+        if incoming.kind in ("business_connection", "edited_business_message", "deleted_business_messages"):
+            business_update_apply(project=project, incoming=incoming)
+            return IntakeResult("ignored")
+        if incoming.kind == "business_message":  # Telegram Business: bots/business.py
+            route = business_message_route(project=project, incoming=incoming)
+            if route.author == "bot" or not incoming.has_content:
+                return IntakeResult("ignored")
+            if route.author == "owner":
+                business_owner_wrote(project=project, chat=_chat_upsert(project, incoming), incoming=incoming)
+                return IntakeResult("ignored")
+            may_reply = route.may_reply
+        elif not _is_for_engine(incoming):
             if _is_group_message(incoming) and group_message_received(project, incoming, update_pk):
                 return IntakeResult("taken")
             return IntakeResult("ignored")
@@ -126,8 +140,12 @@ def update_receive(*, project: Project, payload: object) -> IntakeResult:
             contact=incoming.contact.to_json() if incoming.contact else None,
             transcription=transcription if not command else None,
             # A file without text is acknowledged without the model; commands are answered by the engine.
-            needs_reply=not command and bool(incoming.text.strip() or incoming.contact or transcription),
+            needs_reply=may_reply and not command and bool(incoming.text.strip() or incoming.contact or transcription),
+            # A business chat the bot may not answer keeps the message in its history, and nothing more happens.
+            processed_at=None if may_reply else timezone.now(),
         )
+        if not may_reply:
+            return IntakeResult("ignored")
     metrics.messages.labels(project=project.slug, stage="received").inc()
     return IntakeResult("stored", chat.pk)
 

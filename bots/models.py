@@ -29,19 +29,64 @@ class Chat(models.Model):
     debug = models.BooleanField(default=False)
     blocked_at = models.DateTimeField(null=True, blank=True, help_text="The user blocked the bot.")
     paused_at = models.DateTimeField(null=True, blank=True, help_text="An operator took the chat over.")
+    # Telegram Business: the chat is a customer's chat with the business owner's own account, reached through
+    # this connection (empty: the customer's chat with the bot itself). Part of the chat's key.
+    business_connection_id = models.CharField(max_length=128, blank=True, default="")
+    paused_until = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="The pause ends by itself then (the business owner wrote); empty: until handed back.",
+    )
     last_user_message_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["project", "telegram_chat_id"], name="chat_unique_per_project"),
+            models.UniqueConstraint(
+                fields=["project", "telegram_chat_id", "business_connection_id"], name="chat_unique_per_project"
+            ),
         ]
-        indexes = [models.Index(fields=["project", "-last_user_message_at"])]
+        indexes = [
+            models.Index(fields=["project", "-last_user_message_at"]),
+            models.Index(fields=["paused_until"], condition=Q(paused_until__isnull=False), name="chat_pause_ends"),
+        ]
 
     def __str__(self) -> str:
         name = f"@{self.username}" if self.username else (self.first_name or str(self.telegram_chat_id))
         return f"{name} ({self.project.slug})"
+
+
+class BusinessConnection(models.Model):
+    """A Telegram Business account connected to the project's bot, as the last `business_connection` said."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="business_connections")
+    connection_id = models.CharField(max_length=128)
+    user_id = models.BigIntegerField(null=True, blank=True, help_text="The business owner's Telegram user id.")
+    user_chat_id = models.BigIntegerField(null=True, blank=True, help_text="The owner's private chat with the bot.")
+    username = models.CharField(max_length=64, blank=True)
+    first_name = models.CharField(max_length=128, blank=True)
+    last_name = models.CharField(max_length=128, blank=True)
+    rights = models.JSONField(default=dict, blank=True, help_text="The rights the owner granted (can_reply, ...).")
+    can_reply = models.BooleanField(default=False, help_text="The bot may send messages in the owner's chats.")
+    is_enabled = models.BooleanField(default=False)
+    connected_at = models.DateTimeField(null=True, blank=True, help_text="When the owner connected the bot.")
+    last_update_id = models.BigIntegerField(default=0, help_text="The update this row is from; older ones are ignored.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "connection_id"], name="business_connection_unique"),
+        ]
+
+    def __str__(self) -> str:
+        owner = f"@{self.username}" if self.username else (self.first_name or str(self.user_id or "?"))
+        return f"Business account {owner} ({self.project.slug})"
+
+    @property
+    def may_reply(self) -> bool:
+        return self.is_enabled and self.can_reply
 
 
 class TelegramUpdate(models.Model):
@@ -100,6 +145,7 @@ class Turn(models.Model):
         USER = "user", "User message"
         TIMER = "timer", "Follow-up timer"
         OPERATOR = "operator", "Operator"
+        OWNER = "owner", "Business owner (in Telegram)"
         SYSTEM = "system", "System"
 
     class Status(models.TextChoices):

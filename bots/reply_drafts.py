@@ -52,6 +52,8 @@ def reply_draft_for(*, project: Project, chat: Chat, draft_id: int, turn: Turn |
     Where drafts are off for the bot, or the turn has a preview message already, it previews by edits."""
     if not settings.TELEGRAM_STREAM_REPLIES or chat.channel != Chat.Channel.TELEGRAM or chat.chat_type != "private":
         return None
+    if chat.business_connection_id:  # sendMessageDraft has no business_connection_id: it would reach another chat
+        return None
     if chat.blocked_at is not None:
         return None
     edits = _drafts_off_until.get(project.bot_token, 0.0) > time.monotonic()

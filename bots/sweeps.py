@@ -14,6 +14,7 @@ import redis
 from django.conf import settings
 from django.utils import timezone
 
+from bots.business import business_pauses_end
 from bots.conversation import unanswered_messages
 from bots.generations import generation_schedule, generations_recover_expired_leases, next_due_at
 from bots.models import Chat, Generation, Message, TelegramUpdate, Turn
@@ -67,6 +68,7 @@ def engine_sweep_run(*, stale_after: timedelta) -> dict[str, int]:
     from bots.tasks import callback_process_task, chat_process_task, generations_kick_now
 
     counts = {"requeued_generations": generations_recover_expired_leases(), "presses": 0, "chats": 0, "turns": 0}
+    counts["business_resumed"] = business_pauses_end()
     now = timezone.now()
     stale = now - stale_after
     # A press that still fails after PRESS_GIVE_UP_AFTER (its handler keeps raising) stops being retried.

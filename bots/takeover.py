@@ -31,7 +31,9 @@ def _log_extra(chat: Chat, operator: str) -> dict[str, object]:
 def chat_take_over(*, chat: Chat, operator: str) -> bool:
     """Pause the bot for this chat. Returns False when it was paused already (nothing changes)."""
     paused = bool(Chat.objects.filter(pk=chat.pk, paused_at__isnull=True).update(paused_at=timezone.now()))
-    chat.refresh_from_db(fields=["paused_at"])
+    # A pause the business owner started ends by itself; the operator's lasts until handed back.
+    Chat.objects.filter(pk=chat.pk, paused_until__isnull=False).update(paused_until=None)
+    chat.refresh_from_db(fields=["paused_at", "paused_until"])
     if paused:
         logger.info("chat taken over by an operator", extra=_log_extra(chat, operator))
         transaction.on_commit(lambda: takeover_happened(chat, "taken_over"))
@@ -85,10 +87,12 @@ def chat_hand_back(*, chat: Chat, operator: str) -> bool:
     from bots.tasks import chat_process_task
 
     with transaction.atomic():
-        resumed = bool(Chat.objects.filter(pk=chat.pk, paused_at__isnull=False).update(paused_at=None))
+        resumed = bool(
+            Chat.objects.filter(pk=chat.pk, paused_at__isnull=False).update(paused_at=None, paused_until=None)
+        )
         if resumed and unanswered_messages(chat).exists():
             transaction.on_commit(lambda: chat_process_task.delay(chat.pk))
-    chat.refresh_from_db(fields=["paused_at"])
+    chat.refresh_from_db(fields=["paused_at", "paused_until"])
     if resumed:
         logger.info("chat handed back to the bot", extra=_log_extra(chat, operator))
         takeover_happened(chat, "handed_back")

@@ -16,18 +16,21 @@ no thread. The synchronous names run it on the process loop for synchronous call
 
 import asyncio
 import concurrent.futures
+import inspect
 import logging
 import warnings
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import httpx
 from django.conf import settings
 from django.utils import timezone
-from telegram import ForceReply, InlineKeyboardMarkup, ReplyKeyboardMarkup, ReplyKeyboardRemove
+from telegram import Bot, ForceReply, InlineKeyboardMarkup, ReplyKeyboardMarkup, ReplyKeyboardRemove
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.warnings import PTBDeprecationWarning
 
+from bots.business_connections import business_send_refusal
 from bots.event_loop import in_db, pause, process_loop, run_sync
 from bots.models import Chat
 from bots.telegram_client import bot_for_token
@@ -158,8 +161,9 @@ async def send_chat_action_async(*, project: Project, chat: Chat, action: str = 
         bot = bot_for_token(project.bot_token)
         # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that arrives as
         # the call completes, and the typing loop would then outlive its turn.
+        business = {"business_connection_id": chat.business_connection_id} if chat.business_connection_id else {}
         async with asyncio.timeout(CHAT_ACTION_TIMEOUT_SECONDS):
-            await bot.send_chat_action(chat_id=chat.telegram_chat_id, action=action)
+            await bot.send_chat_action(chat_id=chat.telegram_chat_id, action=action, **business)
     except Exception as exc:
         extra = {"project_id": project.pk, "chat_id": chat.telegram_chat_id}
         logger.info("chat action %s failed: %s", action, redact(f"{type(exc).__name__}: {exc}"), extra=extra)
@@ -219,6 +223,8 @@ async def call_with_policy_async(*, project: Project, chat: Chat | None, method_
         kwargs.setdefault("chat_id", chat.telegram_chat_id)
         _refuse_if_blocked(project, chat)
     call = _Call(project=project, chat=chat, method_name=method_name, chat_id=kwargs.get("chat_id"))
+    if chat is not None and chat.business_connection_id and kwargs["chat_id"] == chat.telegram_chat_id:
+        await _business_connection_check(call, chat, kwargs)
     bot = bot_for_token(project.bot_token)
     rate_limited = network_failures = 0
     while True:
@@ -246,6 +252,26 @@ async def call_with_policy_async(*, project: Project, chat: Chat | None, method_
             raise _failure(SendOutcomeUnknown, call, _MAYBE_ARRIVED, exc) from exc
         except TelegramError as exc:  # InvalidToken, ChatMigrated, Conflict, ...: not fixed by resending
             raise _failure(PermanentSendError, call, "refused", exc) from exc
+
+
+@cache
+def _takes_business_connection(method_name: str) -> bool:
+    method = getattr(Bot, method_name, None)
+    return method is not None and "business_connection_id" in inspect.signature(method).parameters
+
+
+async def _business_connection_check(call: _Call, chat: Chat, kwargs: dict[str, Any]) -> None:
+    """A business chat is reached only through its connection, and only while it grants the bot `can_reply`.
+
+    Without the connection, the same chat id would be the customer's chat with the bot itself: a method that
+    takes no `business_connection_id` (forwardMessage, copyMessage, ...) is refused rather than sent there.
+    """
+    if not _takes_business_connection(call.method_name):
+        raise _failure(PermanentSendError, call, "refused", ValueError("not available in a business chat"))
+    kwargs.setdefault("business_connection_id", chat.business_connection_id)
+    refusal = await in_db(business_send_refusal, project_id=call.project.pk, connection_id=chat.business_connection_id)
+    if refusal is not None:
+        raise _failure(PermanentSendError, call, "refused", PermissionError(refusal))
 
 
 async def _call_once(method: Any, kwargs: dict[str, Any]) -> Any:

@@ -15,7 +15,11 @@ from tenants.models import Project
 
 logger = logging.getLogger(__name__)
 
-ALLOWED_UPDATES = ["message", "edited_message", "callback_query", "my_chat_member"]
+ALLOWED_UPDATES = [
+    "message", "edited_message", "callback_query", "my_chat_member",
+    # Telegram Business (bots/business.py)
+    "business_connection", "business_message", "edited_business_message", "deleted_business_messages",
+]  # fmt: skip
 
 
 def project_webhook_url(*, project: Project) -> str:

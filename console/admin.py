@@ -89,6 +89,7 @@ class ProjectAdmin(ProjectHistoryAdmin, ModelAdmin):
                                                    "timezone"]}),
         ("Telegram", {"fields": ["bot_token", "webhook_secret", "bot_username", "bot_id", "webhook_registered_at",
                                  "lead_group_id"]}),
+        ("Telegram Business", {"fields": ["business_quiet_seconds"]}),
         ("Matching", {"fields": ["matching_paused", "matching_max_open_introductions", "matching_interval_minutes",
                                  "similarity_threshold", "similarity_threshold_seeker", "similarity_threshold_provider",
                                  "matching_outcome_delay_hours"], "classes": ["collapse"]}),

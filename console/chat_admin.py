@@ -10,6 +10,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 from unfold.admin import TabularInline
 
+from bots.business_connections import business_connection_for
 from bots.chat_transcript import chat_transcript
 from bots.models import Chat, Turn
 from bots.takeover import TakeoverRefused, chat_hand_back, chat_operator_reply, chat_take_over
@@ -38,13 +39,14 @@ class ChatAdmin(ProjectScopedAdmin):
 
     list_display = ["__str__", "project", "conversation_state", "telegram_chat_id", "channel", "messages_count",
                     "unanswered_turns", "last_user_message_at"]  # fmt: skip
-    list_filter = ["project", "channel", ("paused_at", admin.EmptyFieldListFilter)]
+    list_filter = ["project", "channel", ("paused_at", admin.EmptyFieldListFilter),
+                   ("business_connection_id", admin.EmptyFieldListFilter)]  # fmt: skip
     search_fields = ["username", "first_name", "last_name", "=telegram_chat_id", "messages__text"]
     list_select_related = ["project"]
     ordering = ["-last_user_message_at"]
     readonly_fields = ["project", "telegram_chat_id", "user_id", "username", "first_name", "last_name", "state",
-                       "blocked_at", "last_user_message_at", "created_at"]  # fmt: skip
-    fields = [*readonly_fields, "debug", "paused_at"]
+                       "blocked_at", "last_user_message_at", "created_at", "business_connection_id"]  # fmt: skip
+    fields = [*readonly_fields, "debug", "paused_at", "paused_until"]
     inlines = [TurnInline]
     read_only_actions = ("export_json",)
     actions = ["take_over", "hand_back", "export_json"]
@@ -81,7 +83,8 @@ class ChatAdmin(ProjectScopedAdmin):
         if chat.blocked_at:
             return format_html('<span style="{}">{}</span>', PILL_BAD, "blocked the bot")
         if chat.paused_at:
-            return format_html('<span style="color:#92400e;font-weight:600">{}</span>', "operator has it")
+            who = "business owner has it" if chat.paused_until else "operator has it"
+            return format_html('<span style="color:#92400e;font-weight:600">{}</span>', who)
         return "bot answers"
 
     # The transcript replaces the plain change form -----------------------------------------------------
@@ -121,6 +124,11 @@ class ChatAdmin(ProjectScopedAdmin):
             "transcript": transcript,
             "problems": sum(1 for item in transcript.items if item.problem),
             "leads": Lead.objects.filter(project=chat.project, chat=chat),
+            "business_connection": business_connection_for(
+                project_id=chat.project_id, connection_id=chat.business_connection_id
+            )
+            if chat.business_connection_id
+            else None,
             "can_operate": user_has_role(user=request.user, role=Membership.Role.OPERATOR, project_id=chat.project_id),
             "can_own": user_has_role(user=request.user, role=Membership.Role.OWNER, project_id=chat.project_id),
         }

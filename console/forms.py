@@ -34,6 +34,13 @@ class ProjectForm(forms.ModelForm):
         "Empty: no follow-ups.",
     )
 
+    business_quiet_seconds = forms.CharField(
+        label="Business quiet period",
+        initial="30m",
+        help_text="Telegram Business: after the owner writes in a chat himself, the bot stays silent there this long "
+        "from his last message (5s to 30d, e.g. 30m or 2h).",
+    )
+
     class Meta:
         model = Project
         fields = [
@@ -41,7 +48,7 @@ class ProjectForm(forms.ModelForm):
             "start_reply", "unavailable_reply", "price_url", "model_toolcaller", "model_extract", "model_summary",
             "model_transcription",
             "weekly_budget_usd", "weekly_cap_usd", "followup_steps", "quiet_hours_start", "quiet_hours_end",
-            "timezone", "similarity_threshold",
+            "timezone", "similarity_threshold", "business_quiet_seconds",
         ]  # fmt: skip
         widgets = {
             "prompt": forms.Textarea(attrs={"rows": 12, "class": "vLargeTextField console-prompt"}),
@@ -56,6 +63,9 @@ class ProjectForm(forms.ModelForm):
         steps = self.initial.get("followup_steps")
         if isinstance(steps, list):
             self.initial["followup_steps"] = PROJECT_SETTINGS["followup_steps"].format(steps)
+        quiet = self.initial.get("business_quiet_seconds")
+        if isinstance(quiet, int):
+            self.initial["business_quiet_seconds"] = PROJECT_SETTINGS["business_quiet_seconds"].format(quiet)
 
     def _parsed(self, key: str, text: str) -> Any:
         """The setting's one parser (shared with `project set`); its message becomes the field's error."""
@@ -85,6 +95,9 @@ class ProjectForm(forms.ModelForm):
 
     def clean_followup_steps(self) -> list[int]:
         return self._parsed("followup_steps", self.cleaned_data["followup_steps"])
+
+    def clean_business_quiet_seconds(self) -> int:
+        return self._parsed("business_quiet_seconds", self.cleaned_data["business_quiet_seconds"])
 
 
 class ProjectCrawlForm(forms.Form):

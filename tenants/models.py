@@ -8,9 +8,11 @@ from simple_history.models import HistoricalRecords
 
 from tenants.encryption import EncryptedTextField
 from tenants.project_settings import (
+    MAX_BUSINESS_QUIET_SECONDS,
     MAX_MATCHING_INTERVAL_MINUTES,
     MAX_OPEN_INTRODUCTIONS,
     MAX_OUTCOME_DELAY_HOURS,
+    MIN_BUSINESS_QUIET_SECONDS,
     validate_bot_token,
     validate_followup_steps,
     validate_model_chain,
@@ -154,6 +156,12 @@ class Project(models.Model):
     matching_outcome_delay_hours = models.PositiveIntegerField(
         default=72, validators=[MaxValueValidator(MAX_OUTCOME_DELAY_HOURS)],
         help_text="Matching: hours after a connection until both are asked whether it worked out.",
+    )  # fmt: skip
+    business_quiet_seconds = models.PositiveIntegerField(
+        "business quiet period", default=1800,
+        validators=[MinValueValidator(MIN_BUSINESS_QUIET_SECONDS), MaxValueValidator(MAX_BUSINESS_QUIET_SECONDS)],
+        help_text="Telegram Business: after the owner writes in a chat himself, the bot stays silent there this "
+        "long (seconds; typed as 30m, 2h), from the owner's last message.",
     )  # fmt: skip
 
     created_at = models.DateTimeField(auto_now_add=True)

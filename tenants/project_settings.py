@@ -32,6 +32,8 @@ MAX_FOLLOWUP_SECONDS = 30 * 86400
 MAX_OPEN_INTRODUCTIONS = 100
 MAX_MATCHING_INTERVAL_MINUTES = 7 * 24 * 60
 MAX_OUTCOME_DELAY_HOURS = 90 * 24
+MIN_BUSINESS_QUIET_SECONDS = 5
+MAX_BUSINESS_QUIET_SECONDS = 30 * 86400
 
 
 # Validators (model fields and parsers alike) ----------------------------------------------------------
@@ -113,6 +115,14 @@ def parse_followup_steps(text: str) -> list[int]:
 
 def format_followup_steps(value: list[int] | None) -> str:
     return ", ".join(format_duration(step) for step in value or [])
+
+
+def parse_business_quiet_period(text: str) -> int:
+    """How long the bot keeps out of a business chat after the owner wrote there: 5s to 30d."""
+    seconds = parse_duration(text)
+    if not MIN_BUSINESS_QUIET_SECONDS <= seconds <= MAX_BUSINESS_QUIET_SECONDS:
+        raise SettingInvalid(f"a duration from {MIN_BUSINESS_QUIET_SECONDS}s to 30d, e.g. 30m or 2h")
+    return seconds
 
 
 # The other kinds of text ---------------------------------------------------------------------------------
@@ -257,6 +267,7 @@ PROJECT_SETTINGS: dict[str, ProjectSetting] = {
         ProjectSetting("matching_interval_minutes", _whole_number(1, MAX_MATCHING_INTERVAL_MINUTES)),
         ProjectSetting("matching_paused", _yes_or_no, _format_yes_or_no),
         ProjectSetting("matching_outcome_delay_hours", _whole_number(0, MAX_OUTCOME_DELAY_HOURS)),
+        ProjectSetting("business_quiet_seconds", parse_business_quiet_period, format_duration),
     ]
 }
 

@@ -64,3 +64,47 @@ def topic_message_update(group_id: int, thread_id: int, text: str, *, sender: di
         "is_topic_message": True, "forum_topic_created": created,
     }  # fmt: skip
     return update
+
+
+# Telegram Business ------------------------------------------------------------------------------------------
+
+
+def business_connection_update(connection: dict, *, update_id: int | None = None) -> dict:
+    """The owner connected, reconfigured or disconnected the bot (`connection` as FakeTelegram.connect_business
+    returns it)."""
+    return {"update_id": update_id if update_id is not None else next(_update_ids), "business_connection": connection}
+
+
+def business_message_update(
+    connection_id: str,
+    chat_id: int,
+    text: str,
+    *,
+    sender: dict | None = None,
+    edited: bool = False,
+    message_id: int | None = None,
+    update_id: int | None = None,
+    **fields: Any,
+) -> dict:
+    """A message in a business chat: by default the customer's (`chat_id` is the customer); `sender` the owner's
+    user for the owner's own message."""
+    customer = user(chat_id, first_name="Carl", username="carl")
+    message = {
+        "message_id": message_id if message_id is not None else next(_message_ids), "date": int(time.time()),
+        "chat": {"id": chat_id, "type": "private", "first_name": customer["first_name"]},
+        "from": sender or customer, "business_connection_id": connection_id, "text": text, **fields,
+    }  # fmt: skip
+    if edited:
+        message["edit_date"] = int(time.time())
+    kind = "edited_business_message" if edited else "business_message"
+    return {"update_id": update_id if update_id is not None else next(_update_ids), kind: message}
+
+
+def deleted_business_messages_update(connection_id: str, chat_id: int, message_ids: list[int]) -> dict:
+    return {
+        "update_id": next(_update_ids),
+        "deleted_business_messages": {
+            "business_connection_id": connection_id, "message_ids": message_ids,
+            "chat": {"id": chat_id, "type": "private", "first_name": "Carl"},
+        },
+    }  # fmt: skip

@@ -121,8 +121,8 @@ class TelegramGroupCrm:
 
     def _forward_last_message(self, lead: Lead, group_id: int, refs: dict[str, Any]) -> int | None:
         """Forward the customer's last message, so that managers can open the profile; None if there is none."""
-        if lead.chat.channel != Chat.Channel.TELEGRAM:
-            return None
+        if lead.chat.channel != Chat.Channel.TELEGRAM or lead.chat.business_connection_id:
+            return None  # a business chat's messages are the owner's: the bot cannot forward them
         last = (
             Message.objects.filter(project_id=lead.project_id, chat_id=lead.chat_id, telegram_message_id__isnull=False)
             .order_by("-created_at", "-pk")

@@ -9,6 +9,11 @@ assert on what a bot sent. Form values are decoded the way Telegram reads them: 
 Python objects, integer fields (``chat_id``, ``message_id``, ``offset``, ...) become ints, flag fields become
 bools, and ``attach://name`` references are replaced by the uploaded :class:`UploadedFile`.
 
+Telegram Business: ``connect_business`` makes a connection known (``getBusinessConnection`` answers it); a send
+with ``business_connection_id`` is refused unless that connection is the bot's, enabled and grants
+``can_reply``, and the message it makes is the business account's (``from`` the owner, ``sender_business_bot``
+the bot, ``business_connection_id`` set), numbered in the business chat, not in the bot's chat with that user.
+
 Pytest fixtures: ``fake_telegram_server`` (one server per session) and ``fake_telegram`` (the same server,
 ``reset()`` before each test).
 """
@@ -261,6 +266,7 @@ class FakeTelegram:
         self._ids = itertools.count(1)  # file ids, media group ids
         self._forums: set[int] = set()  # supergroups with topics enabled (Telegram's "forum")
         self._topics: dict[tuple[int, int], dict[str, Any]] = {}  # (chat_id, message_thread_id) -> ForumTopic
+        self._business: dict[tuple[str, str], dict[str, Any]] = {}  # (token, connection id) -> BusinessConnection
 
     # ----------------------------------------------------------------- test-side API
 
@@ -277,6 +283,27 @@ class FakeTelegram:
         with self._cond:
             self._bots[token] = user
         return dict(user)
+
+    def connect_business(
+        self,
+        token: str,
+        connection_id: str,
+        *,
+        owner: dict[str, Any],
+        can_reply: bool = True,
+        is_enabled: bool = True,
+        rights: dict[str, bool] | None = None,
+    ) -> dict[str, Any]:
+        """The owner connects (or reconfigures, or with ``is_enabled=False`` disconnects) the bot; returns the
+        BusinessConnection object as Telegram sends it in a ``business_connection`` update."""
+        granted = {"can_reply": can_reply, "can_read_messages": can_reply} | (rights or {})
+        connection = {
+            "id": connection_id, "user": owner, "user_chat_id": owner["id"], "date": int(time.time()),
+            "is_enabled": is_enabled, "rights": {key: value for key, value in granted.items() if value},
+        }  # fmt: skip
+        with self._cond:
+            self._business[(token, connection_id)] = connection
+        return dict(connection)
 
     def block_chat(self, token: str, chat_id: int) -> None:
         with self._cond:
@@ -480,9 +507,22 @@ class FakeTelegram:
 
     def _target(self, call: TelegramCall) -> int:
         chat_id = self._chat_id(call.params.get("chat_id"))
+        if (connection_id := call.params.get("business_connection_id")) is not None:
+            connection = self._business.get((call.token, str(connection_id)))
+            if connection is None or not connection["is_enabled"]:
+                raise ApiError(400, "Bad Request: BUSINESS_CONNECTION_INVALID")
+            if not connection["rights"].get("can_reply"):
+                raise ApiError(400, "Bad Request: BUSINESS_CONNECTION_NOT_ALLOWED")
+            return chat_id  # the business account's chat: the customer cannot have blocked the bot there
         if (call.token, chat_id) in self._blocked:
             raise ApiError(403, "Forbidden: bot was blocked by the user")
         return chat_id
+
+    @staticmethod
+    def _space(call: TelegramCall) -> str:
+        """Whose message ids: the bot's chats, or a business connection's chats (numbered apart)."""
+        connection_id = call.params.get("business_connection_id")
+        return call.token if connection_id is None else f"{call.token}#business:{connection_id}"
 
     def _remember(self, token: str, message: dict[str, Any]) -> dict[str, Any]:
         chat_id, message_id = message["chat"]["id"], message["message_id"]
@@ -502,14 +542,19 @@ class FakeTelegram:
 
     def _new_message(self, call: TelegramCall, chat_id: int, content: dict[str, Any]) -> dict[str, Any]:
         thread = self._topic_fields(call, chat_id)
-        message_id = self._last_message_id.get((call.token, chat_id), 0) + 1
+        space = self._space(call)
+        message_id = self._last_message_id.get((space, chat_id), 0) + 1
         message = {
             "message_id": message_id, "date": int(time.time()), "chat": self._chat(chat_id),
             "from": self._bots[call.token], **thread, **content,
         }  # fmt: skip
+        if (connection_id := call.params.get("business_connection_id")) is not None:
+            connection = self._business[(call.token, str(connection_id))]
+            message |= {"from": connection["user"], "sender_business_bot": self._bots[call.token],
+                        "business_connection_id": str(connection_id)}  # fmt: skip
         if markup := _inline_markup(call.params.get("reply_markup")):
             message["reply_markup"] = markup
-        return dict(self._remember(call.token, message))
+        return dict(self._remember(space, message))
 
     def _media(self, kind: str, value: Any, params: dict[str, Any]) -> Any:
         """The Bot API object (PhotoSize list, Document, Video, ...) for an uploaded file or a file_id/URL."""
@@ -539,10 +584,10 @@ class FakeTelegram:
         message_id = call.params.get("message_id")
         if not isinstance(message_id, int):
             raise ApiError(400, "Bad Request: message identifier is not specified")
-        stored = self._messages.get((call.token, chat_id, message_id))
+        stored = self._messages.get((self._space(call), chat_id, message_id))
         if stored is None:
             stored = {"message_id": message_id, "date": int(time.time()), "chat": self._chat(chat_id)}
-            stored = self._remember(call.token, stored | {"from": self._bots[call.token]})
+            stored = self._remember(self._space(call), stored | {"from": self._bots[call.token]})
         return stored
 
     def _edit(self, call: TelegramCall, changes: dict[str, Any], drop: Iterable[str] = ()) -> Any:
@@ -712,6 +757,12 @@ class FakeTelegram:
             _check_caption(call.params)
             content["caption"] = call.params["caption"]
         return {"message_id": self._new_message(call, chat_id, content)["message_id"]}
+
+    def _api_getBusinessConnection(self, call: TelegramCall) -> Any:
+        connection = self._business.get((call.token, str(call.params.get("business_connection_id"))))
+        if connection is None:
+            raise ApiError(400, "Bad Request: BUSINESS_CONNECTION_INVALID")
+        return dict(connection)
 
     def _api_answerCallbackQuery(self, call: TelegramCall) -> Any:
         if not call.params.get("callback_query_id"):
