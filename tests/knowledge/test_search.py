@@ -66,7 +66,7 @@ def test_nonsense_query_returns_nothing_under_the_minimum_score(alpha_site, proj
     hits = knowledge_search(project=project_a, query="quantum chromodynamics of neutron stars")
 
     assert len(hits) <= MAX_RESULTS
-    assert all(hit.score >= 0.5 for hit in hits)
+    assert all(hit.score >= search_module.MIN_FUSED_SCORE for hit in hits)
 
 
 def test_url_filter_restricts_results_to_one_url(alpha_site, project_a):

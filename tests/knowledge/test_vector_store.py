@@ -12,6 +12,7 @@ from qdrant_client import QdrantClient, models
 from bots.llm.embeddings import embed_texts, embedding_dim, embedding_model_id
 from knowledge import vector_store
 from knowledge.bm25 import SparseVector, analyze, bm25_document_vector, bm25_fit, bm25_query_vector, bm25_stats_save
+from knowledge.fusion import HYBRID_FUSION, HybridFusion
 from knowledge.models import Chunk, Page, url_hash
 from knowledge.qdrant_store import ClientEngine, qdrant_close, store_engine
 from knowledge.vector_store import (
@@ -347,7 +348,7 @@ def test_hybrid_puts_the_right_chunk_first(alpha_site, project_a, question, expe
 
     assert hits, question
     assert alpha_site.key_of(hits[0].chunk_id) == expected
-    assert all(hit.score >= 0.5 for hit in hits)
+    assert all(hit.score >= HYBRID_FUSION.min_score for hit in hits)
 
 
 def test_hybrid_returns_at_most_three_results_whatever_the_limit(alpha_site, project_a):
@@ -370,8 +371,9 @@ def test_hybrid_drops_fused_scores_under_the_minimum(project_a):
     )
     query = {"collection": collection, "dense": [1.0, 0.0, 0.0, 0.0], "sparse": SparseVector([], [])}
 
-    unfiltered = hybrid_query(**query, min_score=0.0)
-    filtered = hybrid_query(**query)
+    dbsf = HybridFusion("dbsf", prefetch_limit=6, min_score=0.5)
+    unfiltered = hybrid_query(**query, fusion=dbsf, min_score=0.0)
+    filtered = hybrid_query(**query, fusion=dbsf)
 
     assert len(unfiltered) == 3
     assert any(hit.score < 0.5 for hit in unfiltered)
@@ -383,7 +385,30 @@ def test_hybrid_nonsense_query_returns_only_scores_at_or_above_the_minimum(alpha
     hits = search(alpha_site, project_a, "quantum chromodynamics of neutron stars")
 
     assert len(hits) <= 3
-    assert all(hit.score >= 0.5 for hit in hits)
+    assert all(hit.score >= HYBRID_FUSION.min_score for hit in hits)
+
+
+@pytest.mark.parametrize(("weights", "first"), [((1.0, 3.0), "words"), ((3.0, 1.0), "meaning")])
+def test_rrf_weights_decide_between_the_dense_and_the_bm25_favourite(project_a, weights, first):
+    collection = collection_ensure(project_id=project_a.pk, model_id="test/tiny", dim=4)
+    meaning = ChunkPoint(
+        str(uuid.uuid4()), [1.0, 0.0, 0.0, 0.0], SparseVector([], []), {"project_id": 1, "chunk_id": 1}
+    )
+    words = ChunkPoint(
+        str(uuid.uuid4()), [0.0, 1.0, 0.0, 0.0], SparseVector([5], [1.0]), {"project_id": 1, "chunk_id": 2}
+    )
+    other = ChunkPoint(
+        str(uuid.uuid4()), [0.5, 0.5, 0.0, 0.0], SparseVector([7], [1.0]), {"project_id": 1, "chunk_id": 3}
+    )
+    points_upsert(collection=collection, points=[meaning, words, other])
+    fusion = HybridFusion("rrf", prefetch_limit=2, rrf_k=60, weights=weights, min_score=0.0)  # "words": BM25 only
+
+    hits = hybrid_query(
+        collection=collection, dense=[1.0, 0.0, 0.0, 0.0], sparse=SparseVector([5], [1.0]), fusion=fusion
+    )
+
+    assert hits[0].chunk_id == {"meaning": 1, "words": 2}[first]
+    assert [hit.score for hit in hits] == sorted((hit.score for hit in hits), reverse=True)
 
 
 def test_hybrid_url_filter_restricts_results_to_that_url(alpha_site, project_a):
