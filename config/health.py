@@ -3,7 +3,7 @@
 from django.conf import settings
 from django.db import connection
 
-from knowledge.qdrant_store import qdrant
+from knowledge.qdrant_store import store_engine
 from knowledge.store_owner import store_is_embedded, store_owner_pid, store_reachable_here
 
 CHECK_TIMEOUT_SECONDS = 2.0
@@ -29,11 +29,11 @@ def check_redis() -> None:
 
 def check_qdrant() -> None:
     if not store_is_embedded():
-        qdrant().get_collections()
+        store_engine().names()
         return
     # The embedded store: only its owner (the worker) may open it, so check that the owner is alive.
     if store_reachable_here():
-        qdrant().get_collections()
+        store_engine().names()
         return
     if store_owner_pid() is None:
         raise RuntimeError(f"no worker owns the embedded vector store at {settings.QDRANT_PATH}: start the worker")

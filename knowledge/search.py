@@ -1,8 +1,8 @@
 """Hybrid knowledge search for the sales agent's `hybrid_search` tool.
 
 The query is embedded with the current embedding model and turned into a BM25 query vector with the
-project's persisted statistics; Qdrant fuses both with DBSF. At most three results come back whatever
-the model asks for, and fused scores under 0.5 are dropped: the model itself is the reranker.
+project's persisted statistics; the store fuses both (`knowledge.fusion`). At most three results come back
+whatever the model asks for, and fused scores under the minimum are dropped: the model itself is the reranker.
 """
 
 import threading
@@ -12,13 +12,14 @@ from datetime import datetime
 from bots.llm.embeddings import embed_texts, embedding_dim, embedding_model_id
 from bots.llm.types import CallContext
 from knowledge.bm25 import BM25Stats, SparseVector, analyze, bm25_query_vector, bm25_stats_load
+from knowledge.fusion import HYBRID_FUSION, HYBRID_MAX_RESULTS
 from knowledge.models import BM25Index
 from knowledge.store_owner import store_reachable_here
 from knowledge.vector_store import SearchHit, collection_exists, collection_name, hybrid_query
 from tenants.models import Project
 
-MAX_RESULTS = 3
-MIN_FUSED_SCORE = 0.5
+MAX_RESULTS = HYBRID_MAX_RESULTS
+MIN_FUSED_SCORE = HYBRID_FUSION.min_score  # tuned with the other fusion parameters in knowledge.fusion
 _EMPTY_SPARSE = SparseVector(indices=[], values=[])
 
 

@@ -1,19 +1,21 @@
-"""The knowledge base's Qdrant store: one collection per project and embedding model, hybrid queries.
+"""The knowledge base's vector store: one collection per project and embedding model, hybrid queries.
 
 Every point carries a named dense vector (cosine) and a named BM25 sparse vector; Qdrant applies the
 IDF part of BM25 itself (`Modifier.IDF`), so documents send only the saturated term frequencies.
+The functions below are the store's one interface; `knowledge.qdrant_store.store_engine` picks the engine
+(a Qdrant server with QDRANT_URL, else the embedded Qdrant Edge store under QDRANT_PATH).
 
 Tenant isolation: a project's points live only in its own collections (the project id is part of the
 name), so a query can never reach another project's chunks. As a second line of defence against a
 wrong collection name or a mislabelled point, the query functions take an optional `project_id` and
 drop (and log) any hit whose payload says otherwise; `knowledge.search` always passes it. This is a
-check on the at most few hits returned, not a Qdrant filter: a must-filter on `project_id` doubled
-the local-mode query time (brute force evaluates it per point in Python: 17 -> 34 ms at 1k points,
-180 -> 380 ms at 10k) for a condition that the collection already guarantees.
+check on the at most few hits returned, not a filter: the collection already guarantees it, and
+round 1's brute-force local mode paid double per query for the filter.
 
-Hybrid scores come from Qdrant's DBSF fusion: each prefetch's scores are normalised against their own
-distribution (mean ± 3 sigma) and summed, so a fused score says how much a chunk stands out among the
-candidates of this query in both rankings (up to about 2), not an absolute similarity.
+Hybrid scores come from Qdrant's fusion with the parameters of `knowledge.fusion` (DBSF by default: each
+prefetch's scores are normalised against their own distribution, mean ± 3 sigma, and summed, so a fused
+score says how much a chunk stands out among the candidates of this query in both rankings, up to about
+2, not an absolute similarity).
 """
 
 from __future__ import annotations
@@ -22,32 +24,18 @@ import hashlib
 import logging
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from knowledge.bm25 import SparseVector
-from knowledge.qdrant_store import is_local_mode, qdrant
-
-if TYPE_CHECKING:
-    from qdrant_client import models
-else:
-
-    class _LazyModels:
-        """`qdrant_client.models` on first use: the package takes 1-2 s to import (its gRPC and async
-        clients), which every process start-up (web, commands) would pay for without a store call."""
-
-        def __getattr__(self, name: str) -> Any:
-            from qdrant_client import models
-
-            return getattr(models, name)
-
-    models = _LazyModels()
+from knowledge.edge_store import DENSE as DENSE
+from knowledge.edge_store import SPARSE as SPARSE
+from knowledge.edge_store import RawHit, StoredPoint
+from knowledge.fusion import HYBRID_FUSION, HybridFusion
+from knowledge.fusion import HYBRID_MAX_RESULTS as HYBRID_MAX_RESULTS
+from knowledge.qdrant_store import store_engine
 
 logger = logging.getLogger(__name__)
 
-DENSE = "dense"
-SPARSE = "bm25"
-HYBRID_MAX_RESULTS = 3  # the sales reference's server-side cap: the model reranks three results at most
-PREFETCH_FACTOR = 2  # each prefetch returns limit * 2 candidates for the fusion
 UPDATE_BATCH_SIZE = 100
 _SLUG_MAX = 40
 
@@ -85,86 +73,54 @@ def collection_name(*, project_id: int, model_id: str, dim: int) -> str:
 
 def collection_ensure(*, project_id: int, model_id: str, dim: int) -> str:
     """Create the collection if missing (idempotent, safe when two workers race) and return its name."""
-    from qdrant_client.http.exceptions import UnexpectedResponse  # imported with the client (see _LazyModels)
-
     name = collection_name(project_id=project_id, model_id=model_id, dim=dim)
-    client = qdrant()
-    if not client.collection_exists(name):
-        try:
-            client.create_collection(
-                collection_name=name,
-                vectors_config={DENSE: models.VectorParams(size=dim, distance=models.Distance.COSINE)},
-                sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
-            )
-        except (UnexpectedResponse, ValueError):
-            # Another worker created it between our check and our call (409 on a server, ValueError
-            # in local mode); anything else is a real error.
-            if not client.collection_exists(name):
-                raise
-    _payload_indexes_ensure(name)
+    store_engine().create(name, dim)
     return name
 
 
-def _payload_indexes_ensure(name: str) -> None:
-    # Local mode has no payload indexes (it scans) and warns on each new one, so only a server gets
-    # them. Creating an existing index is a no-op on the server, so a crash between the collection and
-    # its indexes heals on the next call.
-    if is_local_mode():
-        return
-    client = qdrant()
-    client.create_payload_index(collection_name=name, field_name="url", field_schema=models.PayloadSchemaType.KEYWORD)
-
-
 def collection_exists(*, collection: str) -> bool:
-    return bool(qdrant().collection_exists(collection))
+    return bool(store_engine().exists(collection))
 
 
 def collection_drop(*, collection: str) -> None:
-    qdrant().delete_collection(collection)
+    store_engine().drop(collection)
+
+
+def collection_dim(*, collection: str) -> int:
+    return store_engine().dim(collection)
+
+
+def collection_names() -> list[str]:
+    return store_engine().names()
+
+
+def collection_optimize(*, collection: str) -> None:
+    """The embedded engine builds its HNSW indexes (blocking the process: offline only); a server does it itself."""
+    store_engine().optimize(collection)
 
 
 # --- points ----------------------------------------------------------------------------------------------
 
 
 def points_upsert(*, collection: str, points: list[ChunkPoint], batch_size: int = 50) -> None:
-    client = qdrant()
+    engine = store_engine()
     for start in range(0, len(points), batch_size):
-        batch = points[start : start + batch_size]
-        client.upsert(collection_name=collection, points=[_point_struct(point) for point in batch], wait=True)
-
-
-def _point_struct(point: ChunkPoint) -> models.PointStruct:
-    vectors: dict[str, Any] = {DENSE: point.dense}
-    # An empty sparse vector is left out: the point then simply has no BM25 vector (Qdrant servers
-    # have mis-parsed empty sparse vectors inside named-vector maps, qdrant/qdrant#4910).
-    if point.sparse.indices:
-        vectors[SPARSE] = _sparse(point.sparse)
-    return models.PointStruct(id=point.point_id, vector=vectors, payload=point.payload)
+        engine.upsert(collection, points[start : start + batch_size])
 
 
 def points_update_sparse(
     *, collection: str, vectors: dict[str, SparseVector], batch_size: int = UPDATE_BATCH_SIZE
 ) -> None:
     """Replace the BM25 vectors of existing points (after a crawl changed the corpus statistics)."""
-    client = qdrant()
+    engine = store_engine()
     items = list(vectors.items())
     for start in range(0, len(items), batch_size):
-        batch = items[start : start + batch_size]
-        updates = [models.PointVectors(id=pid, vector={SPARSE: _sparse(vec)}) for pid, vec in batch if vec.indices]
-        emptied = [pid for pid, vec in batch if not vec.indices]
-        if updates:
-            client.update_vectors(collection_name=collection, points=updates, wait=True)
-        if emptied:
-            client.delete_vectors(
-                collection_name=collection, vectors=[SPARSE], points=models.PointIdsList(points=emptied), wait=True
-            )
+        engine.update_sparse(collection, dict(items[start : start + batch_size]))
 
 
 def points_delete_by_urls(*, collection: str, urls: list[str]) -> None:
-    if not urls:
-        return
-    selector = models.FilterSelector(filter=_filter(urls=urls))
-    qdrant().delete(collection_name=collection, points_selector=selector, wait=True)
+    if urls:
+        store_engine().delete_urls(collection, list(urls))
 
 
 def points_replace(*, collection: str, points: list[ChunkPoint], delete_ids: list[str]) -> None:
@@ -174,22 +130,29 @@ def points_replace(*, collection: str, points: list[ChunkPoint], delete_ids: lis
     under its lock (a search sees both operations or neither), and a search that still meets both versions
     on a server keeps only the newest version of each page (`_hits`).
     """
-    operations: list[Any] = []
-    if points:
-        operations.append(models.UpsertOperation(upsert=models.PointsList(points=[_point_struct(p) for p in points])))
-    if delete_ids:
-        operations.append(models.DeleteOperation(delete=models.PointIdsList(points=list(delete_ids))))
-    if operations:
-        qdrant().batch_update_points(collection_name=collection, update_operations=operations, wait=True)
+    if points or delete_ids:
+        store_engine().replace(collection, list(points), list(delete_ids))
 
 
 def points_delete_by_ids(*, collection: str, point_ids: list[str]) -> None:
     if point_ids:
-        qdrant().delete(collection_name=collection, points_selector=models.PointIdsList(points=point_ids), wait=True)
+        store_engine().delete_ids(collection, list(point_ids))
 
 
 def points_count(*, collection: str) -> int:
-    return int(qdrant().count(collection_name=collection, exact=True).count)
+    return store_engine().count(collection)
+
+
+def points_retrieve(*, collection: str, point_ids: list[str]) -> list[StoredPoint]:
+    return store_engine().retrieve(collection, [str(i) for i in point_ids])
+
+
+def points_all(*, collection: str) -> list[StoredPoint]:
+    return store_engine().scroll(collection)
+
+
+def points_set_payload(*, collection: str, point_ids: list[str], payload: dict[str, Any]) -> None:
+    store_engine().set_payload(collection, [str(i) for i in point_ids], payload)
 
 
 # --- queries ---------------------------------------------------------------------------------------------
@@ -200,30 +163,23 @@ def hybrid_query(
     collection: str,
     dense: list[float],
     sparse: SparseVector,
-    limit: int = 3,
+    limit: int = HYBRID_MAX_RESULTS,
     url_filter: str | None = None,
-    min_score: float = 0.5,
+    min_score: float | None = None,
     project_id: int | None = None,
+    fusion: HybridFusion | None = None,
 ) -> list[SearchHit]:
-    """Dense + BM25 prefetches fused with DBSF; fused scores under `min_score` dropped; at most 3 hits.
+    """Dense + BM25 prefetches fused (`knowledge.fusion`); fused scores under the minimum dropped; at most 3 hits.
 
     A sparse vector without terms (no query word is in the project's vocabulary) leaves only the dense
-    prefetch, still normalised by DBSF so that scores and `min_score` keep one meaning.
+    prefetch, still normalised by the fusion so that scores and the minimum keep one meaning.
     """
+    fusion = fusion or HYBRID_FUSION
+    if min_score is not None:
+        fusion = HybridFusion(**{**fusion.__dict__, "min_score": float(min_score)})
     capped = max(1, min(int(limit), HYBRID_MAX_RESULTS))
-    prefetch = [models.Prefetch(query=dense, using=DENSE, limit=capped * PREFETCH_FACTOR)]
-    if sparse.indices:
-        prefetch.append(models.Prefetch(query=_sparse(sparse), using=SPARSE, limit=capped * PREFETCH_FACTOR))
-    response = qdrant().query_points(
-        collection_name=collection,
-        prefetch=prefetch,
-        query=models.FusionQuery(fusion=models.Fusion.DBSF),
-        query_filter=_filter(url=url_filter),
-        score_threshold=min_score,
-        limit=capped,
-        with_payload=True,
-    )
-    return _hits(response.points, project_id=project_id)
+    raw = store_engine().hybrid(collection, dense=dense, sparse=sparse, limit=capped, url=url_filter, fusion=fusion)
+    return _hits(raw, project_id=project_id)
 
 
 def dense_query(
@@ -235,15 +191,7 @@ def dense_query(
     project_id: int | None = None,
 ) -> list[SearchHit]:
     """Cosine similarity only, no threshold and no cap: a baseline for the search quality benchmark."""
-    response = qdrant().query_points(
-        collection_name=collection,
-        query=dense,
-        using=DENSE,
-        query_filter=_filter(url=url_filter),
-        limit=limit,
-        with_payload=True,
-    )
-    return _hits(response.points, project_id=project_id)
+    return _hits(store_engine().nearest(collection, dense=dense, limit=limit, url=url_filter), project_id=project_id)
 
 
 def sparse_query(
@@ -257,44 +205,23 @@ def sparse_query(
     """BM25 only (IDF applied by Qdrant), no threshold and no cap: the other benchmark baseline."""
     if not sparse.indices:
         return []
-    response = qdrant().query_points(
-        collection_name=collection,
-        query=_sparse(sparse),
-        using=SPARSE,
-        query_filter=_filter(url=url_filter),
-        limit=limit,
-        with_payload=True,
-    )
-    return _hits(response.points, project_id=project_id)
+    raw = store_engine().nearest_sparse(collection, sparse=sparse, limit=limit, url=url_filter)
+    return _hits(raw, project_id=project_id)
 
 
 # --- conversions -----------------------------------------------------------------------------------------
 
 
-def _sparse(vector: SparseVector) -> models.SparseVector:
-    return models.SparseVector(indices=list(vector.indices), values=list(vector.values))
-
-
-def _filter(*, url: str | None = None, urls: list[str] | None = None) -> models.Filter | None:
-    must: list[models.Condition] = []
-    if url is not None:
-        must.append(models.FieldCondition(key="url", match=models.MatchValue(value=url)))
-    if urls:
-        must.append(models.FieldCondition(key="url", match=models.MatchAny(any=list(urls))))
-    return models.Filter(must=must) if must else None
-
-
-def _hits(points: list[models.ScoredPoint], *, project_id: int | None) -> list[SearchHit]:
+def _hits(points: list[RawHit], *, project_id: int | None) -> list[SearchHit]:
     points = _newest_page_versions(points)
     return [_hit(point) for point in points if project_id is None or _belongs_to(point, project_id)]
 
 
-def _newest_page_versions(points: list[models.ScoredPoint]) -> list[models.ScoredPoint]:
+def _newest_page_versions(points: list[RawHit]) -> list[RawHit]:
     """While a changed page swaps its chunks, only its newest version among the hits is kept."""
 
-    def page_and_version(point: models.ScoredPoint) -> tuple[Any, int]:
-        payload = point.payload or {}
-        return payload.get("page_id"), int(payload.get("page_version") or 0)
+    def page_and_version(point: RawHit) -> tuple[Any, int]:
+        return point.payload.get("page_id"), int(point.payload.get("page_version") or 0)
 
     newest: dict[Any, int] = {}
     for page, version in map(page_and_version, points):
@@ -302,17 +229,17 @@ def _newest_page_versions(points: list[models.ScoredPoint]) -> list[models.Score
     return [point for point in points if page_and_version(point)[1] == newest[page_and_version(point)[0]]]
 
 
-def _belongs_to(point: models.ScoredPoint, project_id: int) -> bool:
-    owner = (point.payload or {}).get("project_id")
+def _belongs_to(point: RawHit, project_id: int) -> bool:
+    owner = point.payload.get("project_id")
     if owner == project_id:
         return True
     # Never shown to the model; loud because it means a collection holds another tenant's point.
-    logger.error("qdrant point %s has project_id %r, expected %s: hit dropped", point.id, owner, project_id)
+    logger.error("qdrant point %s has project_id %r, expected %s: hit dropped", point.point_id, owner, project_id)
     return False
 
 
-def _hit(point: models.ScoredPoint) -> SearchHit:
-    payload = point.payload or {}
+def _hit(point: RawHit) -> SearchHit:
+    payload = point.payload
     return SearchHit(
         score=float(point.score),
         url=str(payload.get("url", "")),

@@ -1,4 +1,7 @@
-"""A Celery worker on the embedded store becomes its one owner when it starts, or refuses to start."""
+"""A Celery worker on the embedded store becomes its one owner when it starts, or refuses to start.
+
+The new owner rebuilds an embedded store left by the previous engine from the database (`knowledge.store_rebuild`).
+"""
 
 import logging
 import sys
@@ -33,3 +36,17 @@ def store_owner_claim_at_worker_start(sender: Any = None, **kwargs: Any) -> None
         sys.stderr.write(f"switchboard: refusing to start: {exc}\n")
         raise SystemExit(1) from None
     logger.info("this worker owns the embedded vector store")
+    _upgrade_store()
+
+
+def _upgrade_store() -> None:
+    """Round 1's local-mode data (or a store never rebuilt) is rebuilt from the database before any task runs."""
+    from knowledge.store_rebuild import store_upgrade_if_needed  # the pipeline's imports: only in the owner
+
+    try:
+        rebuilt = store_upgrade_if_needed()
+    except Exception:  # the worker still serves; the next start tries again (the marker is written last)
+        logger.exception("the embedded vector store could not be rebuilt from the database")
+        return
+    if rebuilt is not None:
+        logger.info("embedded vector store rebuilt: %s chunks in %s projects", sum(rebuilt.values()), len(rebuilt))

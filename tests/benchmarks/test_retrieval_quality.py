@@ -14,6 +14,7 @@ import pytest
 from bots.llm.embeddings import embed_texts
 from console.demo import demo_site_files
 from knowledge.bm25 import analyze, bm25_document_vector, bm25_fit, bm25_query_vector, bm25_stats_load
+from knowledge.fusion import HYBRID_FUSION, HybridFusion
 from knowledge.models import Chunk
 from knowledge.pipeline import _collection, crawl_job_run
 from knowledge.qdrant_store import qdrant_close
@@ -88,7 +89,7 @@ def test_retrieval_quality_per_method(project_a):
     methods["bm25 (no stemming)"] = lambda q: sparse_query(
         collection=plain_collection, sparse=bm25_query_vector(analyze(q["question"], q["language"], stem=False),
                                                               plain_stats), limit=DEPTH)  # fmt: skip
-    methods["hybrid (DBSF, >=0.5, top 3)"] = lambda q: hybrid_query(
+    methods["hybrid (shipped fusion, top 3)"] = lambda q: hybrid_query(
         collection=collection, dense=dense_of[q["question"]], sparse=stemmed(q), limit=3
     )
 
@@ -111,4 +112,25 @@ def test_retrieval_quality_per_method(project_a):
         figure("Retrieval quality (demo site)", f"{name}: recall@3 en / ru / all, MRR all",
                f"{per_language} / {recall:.2f}, {mrr:.2f}")  # fmt: skip
     note("Retrieval quality (demo site)", f"{len(QUESTIONS)} questions over {job.pages_done} pages, {chunks} chunks.")
-    assert results[("hybrid (DBSF, >=0.5, top 3)", "all")][0] > 0
+    assert results[("hybrid (shipped fusion, top 3)", "all")][0] > 0
+
+    # Fusion tuning (knowledge/fusion.py): every candidate on the same questions, per language half.
+    candidates = [HybridFusion("dbsf", prefetch, min_score=floor) for prefetch in (3, 6, 10, 20, 50)
+                  for floor in (0.0, 0.3, 0.5)]  # fmt: skip
+    candidates += [HybridFusion("rrf", prefetch, rrf_k=k, weights=weights, min_score=0.0)
+                   for prefetch in (6, 20) for k in (2, 10, 60)
+                   for weights in ((1.0, 1.0), (1.0, 1.5), (1.0, 2.0), (1.0, 3.0), (2.0, 1.0))]  # fmt: skip
+    lines = [f"{'fusion':44} {'en r@3':>6} {'ru r@3':>6} {'all':>5} {'MRR':>5}"]
+    for fusion in candidates:
+        row = {}
+        for language in ("en", "ru", "all"):
+            subset = [q for q in QUESTIONS if language in ("all", q["language"])]
+            rankings = [([page_of(hit) for hit in hybrid_query(collection=collection, dense=dense_of[q["question"]],
+                          sparse=stemmed(q), limit=3, fusion=fusion)], q["expected"]) for q in subset]  # fmt: skip
+            row[language] = scores(rankings)
+        shipped = " <- shipped" if fusion == HYBRID_FUSION else ""
+        name = (f"{fusion.method} prefetch={fusion.prefetch_limit} min={fusion.min_score}" if fusion.method == "dbsf"
+                else f"rrf prefetch={fusion.prefetch_limit} k={fusion.rrf_k} w={fusion.weights}")  # fmt: skip
+        lines.append(f"{name:44} {row['en'][0]:6.2f} {row['ru'][0]:6.2f} {row['all'][0]:5.2f} {row['all'][1]:5.2f}"
+                     f"{shipped}")  # fmt: skip
+    print("\n".join(lines))

@@ -7,10 +7,10 @@ import pytest
 from knowledge import pipeline
 from knowledge.models import Chunk
 from knowledge.pipeline import crawl_job_run
-from knowledge.qdrant_store import qdrant, qdrant_close
+from knowledge.qdrant_store import qdrant_close
 from knowledge.search import knowledge_search
 from knowledge.services import crawl_job_create
-from knowledge.vector_store import DENSE, points_count
+from knowledge.vector_store import collection_dim, points_count
 
 pytestmark = pytest.mark.django_db
 
@@ -31,7 +31,7 @@ def crawl(project, site, **kwargs):
 
 
 def dense_size(collection: str) -> int:
-    return qdrant().get_collection(collection).config.params.vectors[DENSE].size
+    return collection_dim(collection=collection)
 
 
 @pytest.mark.parametrize("dim", [256, 384, 512, 1536])

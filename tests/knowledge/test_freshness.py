@@ -21,7 +21,7 @@ from tests.knowledge.site import PAGES
 pytestmark = pytest.mark.django_db
 
 OLD_PRICE, NEW_PRICE = "7 dollars per window", "9 dollars per window"
-STORE_WRITES = {"upsert", "delete", "batch_update_points", "update_vectors", "delete_vectors", "set_payload"}
+STORE_WRITES = {"upsert", "replace", "update_sparse", "delete_ids", "delete_urls", "set_payload"}
 
 
 @pytest.fixture(autouse=True)
@@ -206,7 +206,7 @@ def test_no_search_during_the_swap_finds_both_versions_or_neither(project_a, pro
 
     # A search right after every write request the store receives during the crawl (between two requests
     # is where a swap done in two steps would show both versions or neither), and a thread searching all along.
-    store = vector_store.qdrant
+    store = vector_store.store_engine
 
     class SearchAfterEachWrite:
         def __init__(self, client) -> None:
@@ -224,7 +224,7 @@ def test_no_search_during_the_swap_finds_both_versions_or_neither(project_a, pro
 
             return write
 
-    monkeypatch.setattr(vector_store, "qdrant", lambda: SearchAfterEachWrite(store()))
+    monkeypatch.setattr(vector_store, "store_engine", lambda: SearchAfterEachWrite(store()))
     running = threading.Event()
     running.set()
 

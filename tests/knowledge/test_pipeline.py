@@ -5,9 +5,10 @@ import pytest
 from knowledge import pipeline
 from knowledge.models import Chunk, CrawlJob, Page
 from knowledge.pipeline import crawl_job_run, knowledge_delete_urls
-from knowledge.qdrant_store import qdrant, qdrant_close
+from knowledge.qdrant_store import qdrant_close
 from knowledge.search import knowledge_search
 from knowledge.services import crawl_job_create
+from knowledge.vector_store import points_count
 
 pytestmark = pytest.mark.django_db
 
@@ -108,10 +109,10 @@ def test_deleting_urls_removes_exactly_their_chunks(project_a, local_site):
     crawl(project_a, urls)
     hours_chunks = Chunk.objects.filter(page__url=urls[1]).count()
     collection = pipeline._collection(project_a)
-    before = qdrant().count(collection).count
+    before = points_count(collection=collection)
 
     assert knowledge_delete_urls(project=project_a, urls=[urls[0]]) == 1
-    assert qdrant().count(collection).count == before - (before - hours_chunks)
+    assert points_count(collection=collection) == before - (before - hours_chunks)
     assert not Page.objects.filter(url=urls[0]).exists()
     assert all(hit.url == urls[1] for hit in knowledge_search(project=project_a, query="window washing price"))
 

@@ -9,9 +9,9 @@ from bots.models import LLMCall
 from knowledge import search as search_module
 from knowledge.bm25 import analyze, bm25_document_vector, bm25_fit, bm25_stats_load, bm25_stats_save
 from knowledge.models import BM25Index
-from knowledge.qdrant_store import qdrant, qdrant_close
+from knowledge.qdrant_store import qdrant_close
 from knowledge.search import MAX_RESULTS, bm25_stats_cache_clear, format_hits_for_model, knowledge_search
-from knowledge.vector_store import ChunkPoint, SearchHit, collection_ensure, points_count, points_upsert
+from knowledge.vector_store import ChunkPoint, SearchHit, collection_ensure, points_all, points_count, points_upsert
 from tests.knowledge.test_vector_store import CLEANING_SITE, SITE, IndexedSite, index_site
 
 pytestmark = pytest.mark.django_db
@@ -66,7 +66,7 @@ def test_nonsense_query_returns_nothing_under_the_minimum_score(alpha_site, proj
     hits = knowledge_search(project=project_a, query="quantum chromodynamics of neutron stars")
 
     assert len(hits) <= MAX_RESULTS
-    assert all(hit.score >= 0.5 for hit in hits)
+    assert all(hit.score >= search_module.MIN_FUSED_SCORE for hit in hits)
 
 
 def test_url_filter_restricts_results_to_one_url(alpha_site, project_a):
@@ -82,7 +82,7 @@ def test_a_project_only_ever_finds_its_own_chunks(alpha_site, project_a, project
     for project, site, other in ((project_a, alpha_site, beta_site), (project_b, beta_site, alpha_site)):
         hits = knowledge_search(project=project, query="Do you wash windows?")
         own_ids = {chunk.pk for chunk in site.chunks.values()}
-        points = qdrant().scroll(site.collection, limit=100)[0]
+        points = points_all(collection=site.collection)
 
         assert hits
         assert {hit.chunk_id for hit in hits} <= own_ids

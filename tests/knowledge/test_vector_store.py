@@ -1,5 +1,7 @@
-"""The Qdrant store against a real `:memory:` Qdrant, real offline embeddings and real BM25 vectors."""
+"""The vector store against the real embedded engine (Qdrant Edge in a temporary directory), real offline
+embeddings and real BM25 vectors; `test_collection_ensure_indexes_url_on_a_server_only` checks the server engine."""
 
+import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -10,19 +12,25 @@ from qdrant_client import QdrantClient, models
 from bots.llm.embeddings import embed_texts, embedding_dim, embedding_model_id
 from knowledge import vector_store
 from knowledge.bm25 import SparseVector, analyze, bm25_document_vector, bm25_fit, bm25_query_vector, bm25_stats_save
+from knowledge.fusion import HYBRID_FUSION, HybridFusion
 from knowledge.models import Chunk, Page, url_hash
-from knowledge.qdrant_store import qdrant, qdrant_close
+from knowledge.qdrant_store import ClientEngine, qdrant_close, store_engine
 from knowledge.vector_store import (
     DENSE,
     SPARSE,
     ChunkPoint,
+    collection_dim,
     collection_drop,
     collection_ensure,
+    collection_exists,
     collection_name,
     dense_query,
     hybrid_query,
+    points_all,
     points_count,
     points_delete_by_urls,
+    points_retrieve,
+    points_set_payload,
     points_update_sparse,
     points_upsert,
     sparse_query,
@@ -204,52 +212,52 @@ def test_collection_ensure_creates_named_dense_and_idf_sparse_vectors_once(proje
     name = collection_ensure(project_id=project_a.pk, model_id=embedding_model_id(), dim=embedding_dim())
     again = collection_ensure(project_id=project_a.pk, model_id=embedding_model_id(), dim=embedding_dim())
 
-    config = qdrant().get_collection(name).config.params
+    config = store_engine().shards_dir.joinpath(name, "edge_config.json").read_text()
     assert again == name
-    assert config.vectors[DENSE].size == 512
-    assert config.vectors[DENSE].distance == models.Distance.COSINE
-    assert config.sparse_vectors[SPARSE].modifier == models.Modifier.IDF
+    assert collection_dim(collection=name) == 512
+    assert json.loads(config)["vectors"][DENSE] == {"size": 512, "distance": "Cosine"}
+    assert json.loads(config)["sparse_vectors"][SPARSE]["modifier"] == "idf"
 
 
-def test_collection_ensure_indexes_url_on_a_server_only(project_a, monkeypatch):
+def test_collection_ensure_indexes_url_on_a_server_and_in_edge_not_in_local_mode(project_a, monkeypatch):
+    name = collection_ensure(project_id=project_a.pk, model_id="test/tiny", dim=4)
+    assert "url" in store_engine()._shard(name).info().payload_schema  # Edge: a keyword index on url
+
     calls = []
     monkeypatch.setattr(QdrantClient, "create_payload_index", lambda self, *args, **kwargs: calls.append(kwargs))
-    collection_ensure(project_id=project_a.pk, model_id="test/tiny", dim=4)
+    local = ClientEngine(QdrantClient(location=":memory:"), server=False)
+    local.create(name, 4)
     assert calls == []  # local mode scans payloads and warns about indexes
-
-    monkeypatch.setattr(vector_store, "is_local_mode", lambda: False)
-    name = collection_ensure(project_id=project_a.pk, model_id="test/tiny", dim=4)
+    ClientEngine(local.client, server=True).create(name, 4)
 
     assert calls == [{"collection_name": name, "field_name": "url", "field_schema": models.PayloadSchemaType.KEYWORD}]
 
 
-def test_collection_ensure_survives_a_concurrent_creation(project_a, monkeypatch):
+def test_collection_ensure_survives_a_concurrent_creation_on_a_server(project_a, monkeypatch):
     name = collection_name(project_id=project_a.pk, model_id="test/tiny", dim=4)
-    qdrant().create_collection(
+    engine = ClientEngine(QdrantClient(location=":memory:"), server=False)
+    engine.client.create_collection(
         name, vectors_config={DENSE: models.VectorParams(size=4, distance=models.Distance.COSINE)}
     )
+    checks = []
 
-    class OtherWorkerWasFaster:
+    def other_worker_was_faster(collection: str) -> bool:
         """Our existence check says "missing"; the other worker's collection is there by the create call."""
+        checks.append(collection)
+        return len(checks) > 1
 
-        checks = 0
+    monkeypatch.setattr(engine, "exists", other_worker_was_faster)
 
-        def __getattr__(self, attribute: str):
-            if attribute != "collection_exists":
-                return getattr(qdrant(), attribute)
-            self.checks += 1
-            return lambda name: self.checks > 1
-
-    monkeypatch.setattr(vector_store, "qdrant", OtherWorkerWasFaster)
-
-    assert collection_ensure(project_id=project_a.pk, model_id="test/tiny", dim=4) == name
+    engine.create(name, 4)
+    assert len(checks) == 2
 
 
 def test_collection_drop_removes_the_collection_and_tolerates_a_missing_one(alpha_site):
     collection_drop(collection=alpha_site.collection)
     collection_drop(collection=alpha_site.collection)
 
-    assert not qdrant().collection_exists(alpha_site.collection)
+    assert not collection_exists(collection=alpha_site.collection)
+    assert not store_engine().shards_dir.joinpath(alpha_site.collection).exists()
 
 
 # --- points ----------------------------------------------------------------------------------------------
@@ -259,9 +267,9 @@ def test_upsert_in_batches_counts_every_point_and_is_idempotent(project_a):
     site = index_site(project_a)
     assert points_count(collection=site.collection) == len(CLEANING_SITE)
 
-    stored = qdrant().retrieve(site.collection, [str(site.chunks["prices"].point_id)], with_vectors=True)[0]
+    [stored] = points_retrieve(collection=site.collection, point_ids=[str(site.chunks["prices"].point_id)])
     again = ChunkPoint(
-        point_id=str(stored.id), dense=stored.vector[DENSE], sparse=SparseVector([], []), payload=stored.payload
+        point_id=stored.point_id, dense=stored.dense, sparse=SparseVector([], []), payload=stored.payload
     )
     points_upsert(collection=site.collection, points=[again] * 3, batch_size=2)
 
@@ -270,10 +278,11 @@ def test_upsert_in_batches_counts_every_point_and_is_idempotent(project_a):
 
 def test_points_carry_dense_and_bm25_vectors_and_the_payload(alpha_site, project_a):
     chunk = alpha_site.chunks["windows"]
-    [record] = qdrant().retrieve(alpha_site.collection, [str(chunk.point_id)], with_vectors=True)
+    [record] = points_retrieve(collection=alpha_site.collection, point_ids=[str(chunk.point_id)])
 
-    assert len(record.vector[DENSE]) == 512
-    assert record.vector[SPARSE].indices
+    assert len(record.dense) == 512
+    assert record.sparse is not None
+    assert record.sparse.indices
     assert record.payload == {
         "project_id": project_a.pk,
         "chunk_id": chunk.pk,
@@ -291,14 +300,14 @@ def test_delete_by_urls_removes_exactly_the_points_of_those_urls(alpha_site):
     points_delete_by_urls(collection=alpha_site.collection, urls=removed_urls)
     points_delete_by_urls(collection=alpha_site.collection, urls=[])
 
-    left = qdrant().scroll(alpha_site.collection, limit=100)[0]
+    left = points_all(collection=alpha_site.collection)
     assert {alpha_site.key_of(point.payload["chunk_id"]) for point in left} == set(alpha_site.chunks) - removed
     assert removed == {"windows", "carpets", "renovation", "ru_prices"}
 
 
 def test_update_sparse_replaces_the_stored_bm25_vectors(alpha_site):
     prices, hours = (str(alpha_site.chunks[key].point_id) for key in ("prices", "hours"))
-    before = {r.id: r.vector for r in qdrant().retrieve(alpha_site.collection, [prices, hours], with_vectors=True)}
+    before = {r.point_id: r for r in points_retrieve(collection=alpha_site.collection, point_ids=[prices, hours])}
 
     points_update_sparse(
         collection=alpha_site.collection,
@@ -306,11 +315,12 @@ def test_update_sparse_replaces_the_stored_bm25_vectors(alpha_site):
         batch_size=1,
     )
 
-    after = {r.id: r.vector for r in qdrant().retrieve(alpha_site.collection, [prices, hours], with_vectors=True)}
-    assert after[prices][SPARSE] == models.SparseVector(indices=[3, 99999], values=[0.25, 1.5])
-    assert after[prices][DENSE] == before[prices][DENSE]
-    assert before[hours][SPARSE].indices
-    assert SPARSE not in after[hours]
+    after = {r.point_id: r for r in points_retrieve(collection=alpha_site.collection, point_ids=[prices, hours])}
+    assert after[prices].sparse == SparseVector(indices=[3, 99999], values=[0.25, 1.5])
+    assert after[prices].dense == before[prices].dense
+    assert before[hours].sparse is not None
+    assert before[hours].sparse.indices
+    assert after[hours].sparse is None
     hits = sparse_query(collection=alpha_site.collection, sparse=SparseVector([99999], [1.0]))
     assert [alpha_site.key_of(hit.chunk_id) for hit in hits] == ["prices"]
 
@@ -338,7 +348,7 @@ def test_hybrid_puts_the_right_chunk_first(alpha_site, project_a, question, expe
 
     assert hits, question
     assert alpha_site.key_of(hits[0].chunk_id) == expected
-    assert all(hit.score >= 0.5 for hit in hits)
+    assert all(hit.score >= HYBRID_FUSION.min_score for hit in hits)
 
 
 def test_hybrid_returns_at_most_three_results_whatever_the_limit(alpha_site, project_a):
@@ -361,8 +371,9 @@ def test_hybrid_drops_fused_scores_under_the_minimum(project_a):
     )
     query = {"collection": collection, "dense": [1.0, 0.0, 0.0, 0.0], "sparse": SparseVector([], [])}
 
-    unfiltered = hybrid_query(**query, min_score=0.0)
-    filtered = hybrid_query(**query)
+    dbsf = HybridFusion("dbsf", prefetch_limit=6, min_score=0.5)
+    unfiltered = hybrid_query(**query, fusion=dbsf, min_score=0.0)
+    filtered = hybrid_query(**query, fusion=dbsf)
 
     assert len(unfiltered) == 3
     assert any(hit.score < 0.5 for hit in unfiltered)
@@ -374,7 +385,30 @@ def test_hybrid_nonsense_query_returns_only_scores_at_or_above_the_minimum(alpha
     hits = search(alpha_site, project_a, "quantum chromodynamics of neutron stars")
 
     assert len(hits) <= 3
-    assert all(hit.score >= 0.5 for hit in hits)
+    assert all(hit.score >= HYBRID_FUSION.min_score for hit in hits)
+
+
+@pytest.mark.parametrize(("weights", "first"), [((1.0, 3.0), "words"), ((3.0, 1.0), "meaning")])
+def test_rrf_weights_decide_between_the_dense_and_the_bm25_favourite(project_a, weights, first):
+    collection = collection_ensure(project_id=project_a.pk, model_id="test/tiny", dim=4)
+    meaning = ChunkPoint(
+        str(uuid.uuid4()), [1.0, 0.0, 0.0, 0.0], SparseVector([], []), {"project_id": 1, "chunk_id": 1}
+    )
+    words = ChunkPoint(
+        str(uuid.uuid4()), [0.0, 1.0, 0.0, 0.0], SparseVector([5], [1.0]), {"project_id": 1, "chunk_id": 2}
+    )
+    other = ChunkPoint(
+        str(uuid.uuid4()), [0.5, 0.5, 0.0, 0.0], SparseVector([7], [1.0]), {"project_id": 1, "chunk_id": 3}
+    )
+    points_upsert(collection=collection, points=[meaning, words, other])
+    fusion = HybridFusion("rrf", prefetch_limit=2, rrf_k=60, weights=weights, min_score=0.0)  # "words": BM25 only
+
+    hits = hybrid_query(
+        collection=collection, dense=[1.0, 0.0, 0.0, 0.0], sparse=SparseVector([5], [1.0]), fusion=fusion
+    )
+
+    assert hits[0].chunk_id == {"meaning": 1, "words": 2}[first]
+    assert [hit.score for hit in hits] == sorted((hit.score for hit in hits), reverse=True)
 
 
 def test_hybrid_url_filter_restricts_results_to_that_url(alpha_site, project_a):
@@ -397,8 +431,8 @@ def test_hybrid_with_an_empty_sparse_vector_uses_dense_only(alpha_site):
 def test_hybrid_drops_hits_whose_payload_names_another_project(alpha_site, project_a, project_b):
     # A point mislabelled into project A's collection: the second line of defence keeps it out.
     stray = alpha_site.chunks["windows"]
-    [record] = qdrant().retrieve(alpha_site.collection, [str(stray.point_id)], with_vectors=True)
-    qdrant().set_payload(alpha_site.collection, payload={"project_id": project_b.pk}, points=[record.id])
+    points_set_payload(collection=alpha_site.collection, point_ids=[str(stray.point_id)],
+                       payload={"project_id": project_b.pk})  # fmt: skip
     dense, sparse = query_vectors(project_a, "Do you wash windows?")
 
     guarded = hybrid_query(collection=alpha_site.collection, dense=dense, sparse=sparse, project_id=project_a.pk)
@@ -414,7 +448,7 @@ def test_two_projects_never_see_each_others_chunks(alpha_site, project_a, projec
     dense, sparse = query_vectors(project_a, "Do you wash windows?")
 
     hits = hybrid_query(collection=alpha_site.collection, dense=dense, sparse=sparse, project_id=project_a.pk)
-    everything = qdrant().scroll(alpha_site.collection, limit=100)[0]
+    everything = points_all(collection=alpha_site.collection)
 
     assert beta_site.collection != alpha_site.collection
     assert hits
