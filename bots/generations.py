@@ -11,6 +11,7 @@ A generation runs as a coroutine (`generation_run_async`): the async turn runner
 (`manage.py chat`, tests, a worker without the runner).
 """
 
+import asyncio
 import inspect
 import logging
 import threading
@@ -263,28 +264,33 @@ async def generation_run_async(*, generation: Generation) -> None:
     log_context_bind(project_id=generation.project_id, generation_id=generation.pk, chat_id=None)
     if generation.kind not in TURN_KINDS and await in_db(_deferred_over_cap, generation):
         return
+    ids = {"project_id": generation.project_id, "chat_id": generation.chat_id, "generation_id": generation.pk}
     try:
         if handler is None:
             raise RuntimeError(f"no handler registered for generation kind {generation.kind!r}")
         if inspect.iscoroutinefunction(handler):
-            await handler(generation)
+            deadline = asyncio.timeout(settings.GENERATION_MAX_SECONDS)
+            try:
+                async with deadline:
+                    await handler(generation)
+            except TimeoutError:
+                if not deadline.expired():
+                    raise  # the handler's own timeout: a failure like any other
+                seconds = settings.GENERATION_MAX_SECONDS
+                logger.error("generation still running after %g s: cancelled and queued again", seconds, extra=ids)
+                await in_db(_run_requeue, generation, f"ran longer than {seconds:g} s")
+                return
         else:
             # A blocking handler gets a thread of its own pool, so it never holds the turns' database threads.
             await in_blocking(handler, generation)
     except (OperationalError, InterfaceError) as exc:
         # The database went away mid-run (a restart, dropped connections): the work is not at fault and
         # resumes where it stopped (a turn reopens its stored state), so it goes back to the queue.
-        logger.warning(
-            "generation interrupted by the database (%s); queued again", exc,
-            extra={"project_id": generation.project_id, "chat_id": generation.chat_id, "generation_id": generation.pk},
-        )  # fmt: skip
+        logger.warning("generation interrupted by the database (%s); queued again", exc, extra=ids)
         await in_db(_run_requeue, generation, f"{type(exc).__name__}: {exc}")
         return
     except Exception as exc:
-        logger.exception(
-            "generation failed",
-            extra={"project_id": generation.project_id, "chat_id": generation.chat_id, "generation_id": generation.pk},
-        )
+        logger.exception("generation failed", extra=ids)
         generation.status, generation.error = Generation.Status.FAILED, f"{type(exc).__name__}: {exc}"[:2000]
     else:
         generation.status = Generation.Status.DONE

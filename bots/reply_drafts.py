@@ -83,6 +83,9 @@ class ReplyDraft:
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._sending: asyncio.Task[float | None] | None = None
+        # Set on exit. Cancelling the task is not enough: on Python 3.11 `asyncio.wait_for` and some libraries
+        # can swallow a cancellation that arrives as the awaited call completes, and the task would wait on.
+        self._closed = False
         self.updates = 0  # drafts Telegram accepted
 
     def show(self, text: str) -> None:
@@ -97,21 +100,29 @@ class ReplyDraft:
     async def __aexit__(self, *exc_info: object) -> None:
         if self._task is None:
             return
+        self._closed = True
         if self._sending is not None and not self._sending.done():
             await asyncio.wait({self._sending}, timeout=DRAFT_CLOSE_WAIT_SECONDS)
         self._task.cancel()
-        await asyncio.wait({self._task})  # not `await task`: that would re-raise its cancellation here
+        self._changed.set()  # a task whose cancellation a library swallowed sees `_closed` and ends
+        # Not `await task` (that would re-raise its cancellation here), and bounded: a preview that does not
+        # end must never hold the reply back.
+        _, unfinished = await asyncio.wait({self._task}, timeout=DRAFT_CLOSE_WAIT_SECONDS)
+        if unfinished:
+            self._log("did not stop, left behind", TimeoutError("the draft task ignored its cancellation"))
 
     async def _run(self) -> None:
-        while True:
+        while not self._closed:
             await self._changed.wait()
             self._changed.clear()
+            if self._closed:
+                return
             text = draft_preview(self._latest)
             if not text or text == self._shown:
                 continue
             self._sending = asyncio.create_task(self._update(text))
             wait = await self._sending
-            if wait is None:
+            if wait is None or self._closed:
                 return
             await asyncio.sleep(max(self._interval, wait))
 
@@ -135,10 +146,8 @@ class ReplyDraft:
         """Send one update; the seconds to wait before the next one, or None when the preview stops."""
         bot = bot_for_token(self._project.bot_token)
         try:
-            await asyncio.wait_for(
-                bot.send_message_draft(chat_id=self._chat.telegram_chat_id, draft_id=self._draft_id, text=text),
-                DRAFT_REQUEST_TIMEOUT_SECONDS,
-            )
+            async with asyncio.timeout(DRAFT_REQUEST_TIMEOUT_SECONDS):  # not wait_for: see `_closed`
+                await bot.send_message_draft(chat_id=self._chat.telegram_chat_id, draft_id=self._draft_id, text=text)
         except RetryAfter as exc:
             seconds = _retry_after_seconds(exc)
             self._log(f"rate limited, next update in {seconds:g} s", exc)

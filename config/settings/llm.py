@@ -31,6 +31,10 @@ EMBEDDING_DIM = env.int("EMBEDDING_DIM", default=512)
 # Generation queue: a running generation's lease, extended by a heartbeat every quarter of it; a dead
 # worker's expires, and the beat sweep (every 10 s) gives the generation back: a crash costs at most ~20 s.
 GENERATION_LEASE_SECONDS = env.float("GENERATION_LEASE_SECONDS", default=10.0)
+# The heartbeat keeps a running generation's lease alive, so a turn stuck on an await that never ends would
+# hold its chat forever: past this many seconds an async generation is cancelled and queued again (the turn
+# resumes from its stored state; failed after 3 attempts). Well above a turn's worst case of retries.
+GENERATION_MAX_SECONDS = env.float("GENERATION_MAX_SECONDS", default=600.0)
 
 # A model missing from the price table (Model prices in the admin) is counted at this price, not at $0,
 # so that budgets and caps still work; the console warns about it. USD per million tokens.

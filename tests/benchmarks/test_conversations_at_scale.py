@@ -34,8 +34,9 @@ import httpx
 import psutil
 import pytest
 from django.db import connection
+from django.db.models import Q
 
-from bots.models import Generation
+from bots.models import Generation, Turn
 from console.demo import demo_site_files
 from knowledge.models import CrawlJob
 from knowledge.services import crawl_request
@@ -305,6 +306,12 @@ def _burst(
         if call.token in tokens and key in wanted and call.done:
             replies.setdefault(key, []).append(call.at)
     by_token = {project.bot_token: project.slug for project, _ in projects}
+    lost = [(project, chat) for project, chat in chats if (project.bot_token, chat) not in replies]
+    if lost:  # where the lost ones stopped, for whoever reads the figures
+        turns = Turn.objects.filter(
+            Q(*[Q(chat__project=project, chat__telegram_chat_id=chat) for project, chat in lost], _connector=Q.OR)
+        )
+        print(f"  lost chats' turns by status: {dict(Counter(turns.values_list('status', flat=True)))}")
     latency = {
         (by_token[token], chat): min(ats) - platform.posted[(by_token[token], chat)]
         for (token, chat), ats in replies.items()

@@ -1,5 +1,6 @@
 """The generation queue: budget spacing, claiming, leases, weekly cap."""
 
+import asyncio
 from datetime import timedelta
 from decimal import Decimal
 
@@ -135,3 +136,49 @@ def test_weekly_cap_pauses_background_work_until_the_window_allows(project_a):
     assert generation.scheduled_for > timezone.now() + timedelta(minutes=30)
     LLMCall.objects.update(created_at=timezone.now() - timedelta(days=8))
     assert not project_over_weekly_cap(project=project_a)
+
+
+def test_an_async_generation_that_never_finishes_is_cancelled_and_queued_again(project_a, settings):
+    # The heartbeat keeps a running generation's lease alive, so without a deadline a turn stuck on an await
+    # that never ends (a library that swallowed a cancellation) would hold its chat for ever.
+    settings.GENERATION_MAX_SECONDS = 0.5
+    reached_the_end = []
+
+    async def stuck(generation: Generation) -> None:
+        await asyncio.Event().wait()
+        reached_the_end.append(generation.pk)
+
+    register_generation_kind("test_stuck", handler=stuck)
+    generation = Generation.objects.create(
+        project=project_a, kind="test_stuck", status=Generation.Status.RUNNING, scheduled_for=timezone.now(),
+        attempts=1, lease_expires_at=timezone.now() + timedelta(seconds=10),
+    )  # fmt: skip
+    generation_run(generation=generation)
+    generation.refresh_from_db()
+    assert generation.status == Generation.Status.PENDING
+    assert generation.lease_expires_at is None
+    assert reached_the_end == []
+
+    generation.status, generation.attempts = Generation.Status.RUNNING, 3  # the last attempt: failed, with why
+    generation.save()
+    generation_run(generation=generation)
+    generation.refresh_from_db()
+    assert generation.status == Generation.Status.FAILED
+    assert generation.error == "ran longer than 0.5 s"
+
+
+def test_a_handlers_own_timeout_is_a_failure_not_the_deadline(project_a, settings):
+    settings.GENERATION_MAX_SECONDS = 60
+
+    async def times_out(generation: Generation) -> None:
+        raise TimeoutError("the provider did not answer")
+
+    register_generation_kind("test_times_out", handler=times_out)
+    generation = Generation.objects.create(
+        project=project_a, kind="test_times_out", status=Generation.Status.RUNNING, scheduled_for=timezone.now(),
+        attempts=1,
+    )  # fmt: skip
+    generation_run(generation=generation)
+    generation.refresh_from_db()
+    assert generation.status == Generation.Status.FAILED
+    assert "the provider did not answer" in generation.error

@@ -1,6 +1,7 @@
 """The draft preview on its own: where it applies, its throttle, and how it behaves when Telegram pushes back."""
 
 import asyncio
+import contextlib
 import itertools
 
 import pytest
@@ -84,3 +85,23 @@ def test_a_long_answer_previews_the_part_being_written():
     preview = draft_preview(text)
     assert len(preview) <= 4096
     assert text.endswith(preview)
+
+
+def test_a_draft_whose_cancellation_is_swallowed_still_lets_the_reply_go(project, monkeypatch):
+    # On Python 3.11 `asyncio.wait_for` (and some libraries) can swallow a cancellation that arrives as the
+    # awaited call completes: the update in flight then returns normally. The turn must still get past the
+    # draft (seen under load: turns stuck for ever with "typing..." shown, their leases kept alive).
+    async def update_that_swallows_its_cancellation(self: ReplyDraft, text: str) -> float:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(30)
+        return 0.0
+
+    monkeypatch.setattr(ReplyDraft, "_update", update_that_swallows_its_cancellation)
+    draft = ReplyDraft(project=project, chat=chat_of(project, 51), draft_id=10)
+
+    async def turn() -> str:
+        async with asyncio.timeout(20):  # a bound for the old behaviour (waiting for ever), not a timing check
+            await stream_words(draft, words=3, every=0.05)
+        return "replied"
+
+    assert run_sync(turn()) == "replied"
