@@ -57,8 +57,9 @@ async def chat_turn_with_voice_async(generation: Generation) -> None:
 
 async def voice_messages_transcribe_async(*, chat_id: int, generation_id: int | None) -> int:
     """Transcribe every recording of the chat still waiting for it; returns how many were handled."""
-    chat, pending = await in_db(_pending, chat_id)
+    pending = await in_db(_pending, chat_id)
     for message in pending:
+        chat = message.chat
         transcription = await _transcription_of(chat, message, generation_id)
         stored = await in_db(_store, chat, message, transcription)
         if stored and transcription["status"] in NO_MODEL_ANSWER:
@@ -68,10 +69,10 @@ async def voice_messages_transcribe_async(*, chat_id: int, generation_id: int | 
     return len(pending)
 
 
-def _pending(chat_id: int) -> tuple[Chat, list[Message]]:
-    chat = Chat.objects.select_related("project").get(pk=chat_id)
-    messages = chat.messages.filter(turn__isnull=True, transcription__status="pending").order_by("pk")
-    return chat, list(messages)
+def _pending(chat_id: int) -> list[Message]:
+    # One query on every turn, whether or not the chat sent a recording (the chat comes along with each).
+    messages = Message.objects.filter(chat_id=chat_id, turn__isnull=True, transcription__status="pending")
+    return list(messages.select_related("chat__project").order_by("pk"))
 
 
 async def _transcription_of(chat: Chat, message: Message, generation_id: int | None) -> dict[str, Any]:
