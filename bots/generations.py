@@ -315,10 +315,12 @@ def generations_process_due(*, max_seconds: float = 50.0, chat: Chat | None = No
     return count
 
 
-def generations_recover_expired_leases(*, now: datetime | None = None) -> int:
-    """Give generations of dead workers back to the queue (or fail them after MAX_ATTEMPTS)."""
+def generations_recover_expired_leases(*, now: datetime | None = None, exclude_ids: list[int] | None = None) -> int:
+    """Give generations of dead workers back to the queue (or fail them after MAX_ATTEMPTS).
+
+    `exclude_ids`: the caller's own generations in flight, alive whatever their lease says."""
     now = now or timezone.now()
-    expired = Q(status=Generation.Status.RUNNING, lease_expires_at__lt=now)
+    expired = Q(status=Generation.Status.RUNNING, lease_expires_at__lt=now) & ~Q(pk__in=exclude_ids or [])
     failed = Generation.objects.filter(expired, attempts__gte=MAX_ATTEMPTS).update(
         status=Generation.Status.FAILED, finished_at=now, error="worker lost too many times"
     )

@@ -46,6 +46,9 @@ class TurnRunner:
     peak_in_flight: int = 0
     started_count: int = 0
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    # Held while claimed generations are on their way into `running`: the heartbeat must not take a claim
+    # still in flight for a lost worker's (after a stall of the loop its lease may already have run out).
+    _claiming: asyncio.Lock = field(default_factory=asyncio.Lock)
     _stopping: bool = False
     _main: asyncio.Task[None] | None = None
 
@@ -69,14 +72,19 @@ class TurnRunner:
         free = self.cap - len(self.running)
         if free <= 0:
             return 0
-        try:
-            generations = await in_db(generations_claim_fair, limit=min(free, CLAIM_BATCH))
-        except Exception:
-            logger.exception("turn runner: claiming generations failed; retrying")
+        async with self._claiming:
+            try:
+                generations = await in_db(generations_claim_fair, limit=min(free, CLAIM_BATCH))
+            except Exception:
+                logger.exception("turn runner: claiming generations failed; retrying")
+                generations = None
+            for generation in generations or ():
+                self.running[generation.pk] = asyncio.create_task(
+                    self._run_one(generation), name=f"gen-{generation.pk}"
+                )
+        if generations is None:
             await asyncio.sleep(1.0)
             return 0
-        for generation in generations:
-            self.running[generation.pk] = asyncio.create_task(self._run_one(generation), name=f"gen-{generation.pk}")
         self.started_count += len(generations)
         self.peak_in_flight = max(self.peak_in_flight, len(self.running))
         turn_metrics.turns_in_flight.set(len(self.running))
@@ -98,19 +106,22 @@ class TurnRunner:
         last_recovery = 0.0
         while True:
             await asyncio.sleep(self.lease_seconds / 4)
-            if ids := list(self.running):
-                try:
-                    await in_db(generations_extend_leases, ids=ids)
-                except Exception:
-                    logger.exception("turn runner: lease heartbeat failed")
-            if time.monotonic() - last_recovery >= self.lease_seconds / 2:
-                # A killed worker's turns come back as soon as their leases run out, not at the next beat.
-                last_recovery = time.monotonic()
-                try:
-                    if await in_db(generations_recover_expired_leases):
-                        self._wake.set()
-                except Exception:
-                    logger.exception("turn runner: recovering expired leases failed")
+            async with self._claiming:
+                ids = list(self.running)
+                if ids:
+                    try:
+                        await in_db(generations_extend_leases, ids=ids)
+                    except Exception:
+                        logger.exception("turn runner: lease heartbeat failed")
+                if time.monotonic() - last_recovery >= self.lease_seconds / 2:
+                    # A killed worker's turns come back as soon as their leases run out, not at the next beat;
+                    # never this process's own, whose leases a stall may have let run out.
+                    last_recovery = time.monotonic()
+                    try:
+                        if await in_db(generations_recover_expired_leases, exclude_ids=ids):
+                            self._wake.set()
+                    except Exception:
+                        logger.exception("turn runner: recovering expired leases failed")
 
     async def stop(self, *, grace: float) -> None:
         """Stop claiming, let the turns in flight finish for up to `grace` seconds; the rest keep their

@@ -182,3 +182,14 @@ def test_a_handlers_own_timeout_is_a_failure_not_the_deadline(project_a, setting
     generation.refresh_from_db()
     assert generation.status == Generation.Status.FAILED
     assert "the provider did not answer" in generation.error
+
+
+def test_lease_recovery_leaves_the_callers_own_generations_alone(project_a):
+    now = timezone.now()
+    lapsed = dict(project=project_a, kind=KIND, status=Generation.Status.RUNNING, scheduled_for=now, attempts=1,
+                  lease_expires_at=now - timedelta(seconds=5))  # fmt: skip
+    own, lost = Generation.objects.create(**lapsed), Generation.objects.create(**lapsed)
+    assert generations_recover_expired_leases(now=now, exclude_ids=[own.pk]) == 1
+    own.refresh_from_db()
+    lost.refresh_from_db()
+    assert (own.status, lost.status) == (Generation.Status.RUNNING, Generation.Status.PENDING)

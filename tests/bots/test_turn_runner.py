@@ -1,5 +1,6 @@
 """The async turn runner: many turns in flight on one worker process, a per-process cap, fair claims."""
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -10,7 +11,9 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from bots.generations import generations_claim_fair
+from bots import turn_runner
+from bots.event_loop import in_db, run_sync
+from bots.generations import generations_claim_fair, register_generation_kind
 from bots.models import Chat, Generation
 from tests.factories import ProjectFactory
 from tests.fakes import llm_api
@@ -174,3 +177,38 @@ def test_a_killed_workers_turn_is_taken_back_when_its_lease_runs_out_without_the
     assert (reply.params["chat_id"], reply.params["text"]) == (300, "re: are you there?")
     [generation] = Generation.objects.all()
     assert generation.attempts == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_claim_still_on_its_way_is_not_taken_back_for_a_lost_workers(project_a, settings, monkeypatch):
+    # After a stall of the loop a claim's lease may run out before its generations reach `running`: the
+    # runner's own heartbeat must not requeue them (another claim would then run the turn a second time).
+    settings.GENERATION_LEASE_SECONDS = 0.4
+    seen: list[str] = []
+
+    async def handler(generation: Generation) -> None:
+        seen.append(await in_db(lambda: Generation.objects.get(pk=generation.pk).status))
+
+    register_generation_kind("test_slow_claim", handler=handler)
+    generation = Generation.objects.create(project=project_a, kind="test_slow_claim", scheduled_for=timezone.now())
+
+    def slow_claim(**kwargs):
+        claimed = generations_claim_fair(**kwargs)
+        time.sleep(1.2)  # the claim reaches the runner three leases late
+        return claimed
+
+    monkeypatch.setattr(turn_runner, "generations_claim_fair", slow_claim)
+
+    async def claim_with_the_heartbeat_running() -> None:
+        runner = turn_runner.TurnRunner(cap=10, poll_seconds=0.1, lease_seconds=0.4)
+        heartbeat = asyncio.create_task(runner._heartbeat())
+        try:
+            assert await runner._claim() == 1
+            await asyncio.wait(list(runner.running.values()))
+        finally:
+            heartbeat.cancel()
+
+    run_sync(claim_with_the_heartbeat_running())
+    generation.refresh_from_db()
+    assert seen == [Generation.Status.RUNNING]
+    assert (generation.status, generation.attempts) == (Generation.Status.DONE, 1)
