@@ -130,7 +130,7 @@ def index_site(project, specs: list[ChunkSpec] = CLEANING_SITE) -> IndexedSite:
     documents = [analyze(_searchable(spec), project.language) for spec in specs]
     stats = bm25_fit(documents, language=project.language)
     bm25_stats_save(project=project, stats=stats)
-    embedded = embed_texts([_searchable(spec) for spec in specs])
+    embedded = embed_texts([_searchable(spec) for spec in specs], kind="document")
     collection = collection_ensure(project_id=project.pk, model_id=embedded.model, dim=embedded.dim)
     points = [
         ChunkPoint(
@@ -182,7 +182,7 @@ def query_vectors(project, text: str) -> tuple[list[float], SparseVector]:
     from knowledge.bm25 import bm25_stats_load
 
     stats = bm25_stats_load(project=project)
-    return embed_texts([text]).vectors[0], bm25_query_vector(analyze(text, stats.language), stats)
+    return embed_texts([text], kind="query").vectors[0], bm25_query_vector(analyze(text, stats.language), stats)
 
 
 def search(site: IndexedSite, project, text: str, **kwargs) -> list[vector_store.SearchHit]:
@@ -420,7 +420,7 @@ def test_hybrid_url_filter_restricts_results_to_that_url(alpha_site, project_a):
 
 
 def test_hybrid_with_an_empty_sparse_vector_uses_dense_only(alpha_site):
-    dense = embed_texts(["Do you wash windows?"]).vectors[0]
+    dense = embed_texts(["Do you wash windows?"], kind="query").vectors[0]
 
     hits = hybrid_query(collection=alpha_site.collection, dense=dense, sparse=SparseVector([], []))
 

@@ -29,8 +29,8 @@ PROVIDERS = {
 def test_the_offline_default_separates_related_from_unrelated_profiles_across_languages():
     threshold = DEFAULT_SIMILARITY_THRESHOLDS[OFFLINE_MODEL_ID]
     topics = list(SEEKERS)
-    seekers = np.asarray(embed_texts([SEEKERS[t] for t in topics]).vectors)
-    providers = np.asarray(embed_texts([PROVIDERS[t] for t in topics]).vectors)
+    seekers = np.asarray(embed_texts([SEEKERS[t] for t in topics], kind="query").vectors)
+    providers = np.asarray(embed_texts([PROVIDERS[t] for t in topics], kind="query").vectors)
     similarity = seekers @ providers.T
 
     related = np.diag(similarity)
@@ -42,7 +42,10 @@ def test_the_offline_default_separates_related_from_unrelated_profiles_across_la
 
 @pytest.mark.django_db
 def test_a_project_threshold_wins_over_the_models_default(alpha):
-    assert similarity_threshold(project=alpha, model_id=OFFLINE_MODEL_ID) == 0.55
+    assert (
+        similarity_threshold(project=alpha, model_id=OFFLINE_MODEL_ID)
+        == DEFAULT_SIMILARITY_THRESHOLDS[OFFLINE_MODEL_ID]
+    )
     endpoint_model = "openai/text-embedding-3-small"
     assert similarity_threshold(project=alpha, model_id=endpoint_model) == FALLBACK_SIMILARITY_THRESHOLD
     alpha.similarity_threshold = 0.8
