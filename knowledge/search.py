@@ -65,6 +65,7 @@ def knowledge_search(*, project: Project, query: str, top_k: int = 3, url_filter
 
 
 # Project id -> when a re-embedding was queued by this process: one request per project per window.
+_reembed_lock = threading.Lock()
 _reembed_queued: dict[int, float] = {}
 REEMBED_REQUEST_WINDOW_SECONDS = 600.0
 
@@ -77,7 +78,7 @@ def _reembed_if_stale(*, project: Project) -> None:
     if not stale.exists():
         return
     now = time.monotonic()
-    with _stats_lock:
+    with _reembed_lock:
         if now - _reembed_queued.get(project.pk, -REEMBED_REQUEST_WINDOW_SECONDS) < REEMBED_REQUEST_WINDOW_SECONDS:
             return
         _reembed_queued[project.pk] = now

