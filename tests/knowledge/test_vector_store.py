@@ -214,8 +214,8 @@ def test_collection_ensure_creates_named_dense_and_idf_sparse_vectors_once(proje
 
     config = store_engine().shards_dir.joinpath(name, "edge_config.json").read_text()
     assert again == name
-    assert collection_dim(collection=name) == 512
-    assert json.loads(config)["vectors"][DENSE] == {"size": 512, "distance": "Cosine"}
+    assert collection_dim(collection=name) == embedding_dim()
+    assert json.loads(config)["vectors"][DENSE] == {"size": embedding_dim(), "distance": "Cosine"}
     assert json.loads(config)["sparse_vectors"][SPARSE]["modifier"] == "idf"
 
 
@@ -280,7 +280,7 @@ def test_points_carry_dense_and_bm25_vectors_and_the_payload(alpha_site, project
     chunk = alpha_site.chunks["windows"]
     [record] = points_retrieve(collection=alpha_site.collection, point_ids=[str(chunk.point_id)])
 
-    assert len(record.dense) == 512
+    assert len(record.dense) == embedding_dim()
     assert record.sparse is not None
     assert record.sparse.indices
     assert record.payload == {
