@@ -326,7 +326,12 @@ def phase_embed(job: CrawlJob) -> None:
     stale = ChunkRow.objects.filter(page__in=pages).exclude(embedding_model=model).order_by("pk")
     context = CallContext(purpose="crawl_embed", project_id=project.pk)
     while batch := list(stale[:EMBED_BATCH]):
-        result = embed_texts([embedding_input(chunk) for chunk in batch], context=context)
+        result = embed_texts(
+            [embedding_input(chunk) for chunk in batch],
+            kind="document",
+            adapter=project.embedding_adapter,
+            context=context,
+        )
         for chunk, vector in zip(batch, result.vectors, strict=True):
             chunk.embedding, chunk.embedding_model, chunk.uploaded_at = vector, result.model, None
         ChunkRow.objects.bulk_update(batch, ["embedding", "embedding_model", "uploaded_at"])

@@ -10,6 +10,7 @@ from django.utils import timezone
 from knowledge.golden import retrieval_evaluate
 from knowledge.models import CrawlJob, RetrievalEvaluation
 from knowledge.pipeline import crawl_job_run, knowledge_delete_urls
+from knowledge.reembed import knowledge_reembed
 from knowledge.search import knowledge_search
 from knowledge.services import crawl_schedules_run
 from tenants.models import Project
@@ -55,6 +56,12 @@ def knowledge_search_task(project_id: int, query: str, top_k: int = 3, url_filte
     """For the web process (search playground): the search runs where the store is."""
     project = Project.objects.get(pk=project_id)
     return [asdict(hit) for hit in knowledge_search(project=project, query=query, top_k=top_k, url_filter=url_filter)]
+
+
+@shared_task(ignore_result=True, time_limit=3600, soft_time_limit=3500)
+def knowledge_reembed_task(project_id: int) -> int:
+    """The embedding model changed: embed the project's chunks with the new one where the store is."""
+    return knowledge_reembed(project=Project.objects.get(pk=project_id))
 
 
 @shared_task(ignore_result=False, time_limit=120, soft_time_limit=110)

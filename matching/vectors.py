@@ -63,7 +63,9 @@ def summaries_embed(*, project: Project, texts: list[str], quick: bool = False) 
     attempt, for a user waiting on a button; see embed_texts)."""
     _fits(embedding_dim())
     context = CallContext(purpose="profile_embedding", project_id=project.pk)
-    result = embed_texts(texts, context=context, quick=quick)
+    # Matching compares a summary with other summaries (symmetric similarity, no query/document roles): both
+    # sides take the same kind, "query", as E5's model card advises for symmetric tasks.
+    result = embed_texts(texts, kind="query", context=context, quick=quick)
     embedded = [ProfileVector(vector=v, model=result.model, text=t) for v, t in zip(result.vectors, texts, strict=True)]
     for one in embedded:
         _fits(one.dim)

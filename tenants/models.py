@@ -14,6 +14,7 @@ from tenants.project_settings import (
     MAX_OUTCOME_DELAY_HOURS,
     MIN_BUSINESS_QUIET_SECONDS,
     validate_bot_token,
+    validate_embedding_adapter,
     validate_followup_steps,
     validate_model_chain,
     validate_similarity_threshold,
@@ -162,6 +163,11 @@ class Project(models.Model):
         validators=[MinValueValidator(MIN_BUSINESS_QUIET_SECONDS), MaxValueValidator(MAX_BUSINESS_QUIET_SECONDS)],
         help_text="Telegram Business: after the owner writes in a chat himself, the bot stays silent there this "
         "long (seconds; typed as 30m, 2h), from the owner's last message.",
+    )  # fmt: skip
+    embedding_adapter = models.CharField(
+        max_length=16, default="auto", validators=[validate_embedding_adapter],
+        help_text="Knowledge search: how texts are formatted for an endpoint embedding model (query/document "
+        "prefixes, token budget); auto: by the model's name. Changing it re-embeds the knowledge base.",
     )  # fmt: skip
 
     created_at = models.DateTimeField(auto_now_add=True)

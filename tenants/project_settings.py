@@ -34,6 +34,9 @@ MAX_MATCHING_INTERVAL_MINUTES = 7 * 24 * 60
 MAX_OUTCOME_DELAY_HOURS = 90 * 24
 MIN_BUSINESS_QUIET_SECONDS = 5
 MAX_BUSINESS_QUIET_SECONDS = 30 * 86400
+# The embedding model families of bots.llm.embedding_adapters (tenants sits below bots, so the names are
+# listed here and a test keeps both lists equal); "auto" chooses the family from the model's name.
+EMBEDDING_ADAPTERS = ("auto", "identity", "openai", "e5", "e5-instruct", "qwen3", "bge", "bge-m3", "nomic")
 
 
 # Validators (model fields and parsers alike) ----------------------------------------------------------
@@ -73,6 +76,11 @@ def validate_model_chain(value: str) -> None:
             raise ValidationError(
                 f"{part!r} is not provider/model (e.g. openai/gpt-4.1-mini); chain several with commas."
             )
+
+
+def validate_embedding_adapter(value: str) -> None:
+    if value not in EMBEDDING_ADAPTERS:
+        raise ValidationError(f"Unknown embedding adapter {value!r}; one of: {', '.join(EMBEDDING_ADAPTERS)}.")
 
 
 def validate_similarity_threshold(value: float | None) -> None:
@@ -222,6 +230,12 @@ def _model_chain(text: str) -> str:
     return text.strip()
 
 
+def _embedding_adapter(text: str) -> str:
+    value = text.strip().lower() or "auto"
+    _check(validate_embedding_adapter, value)
+    return value
+
+
 def _format_plain(value: Any) -> str:
     if value is None:
         return ""
@@ -268,6 +282,7 @@ PROJECT_SETTINGS: dict[str, ProjectSetting] = {
         ProjectSetting("matching_paused", _yes_or_no, _format_yes_or_no),
         ProjectSetting("matching_outcome_delay_hours", _whole_number(0, MAX_OUTCOME_DELAY_HOURS)),
         ProjectSetting("business_quiet_seconds", parse_business_quiet_period, format_duration),
+        ProjectSetting("embedding_adapter", _embedding_adapter),
     ]
 }
 

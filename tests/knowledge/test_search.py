@@ -150,7 +150,7 @@ def test_each_embedding_model_has_its_own_collection(alpha_site, project_a, fake
     # Re-embedding the knowledge base with the new model fills a collection of its own.
     chunk = alpha_site.chunks["windows"]
     stats = bm25_stats_load(project=project_a)
-    embedded = embed_texts([chunk.text])
+    embedded = embed_texts([chunk.text], kind="document")
     collection = collection_ensure(project_id=project_a.pk, model_id=embedded.model, dim=embedded.dim)
     points_upsert(
         collection=collection,

@@ -130,7 +130,7 @@ def index_site(project, specs: list[ChunkSpec] = CLEANING_SITE) -> IndexedSite:
     documents = [analyze(_searchable(spec), project.language) for spec in specs]
     stats = bm25_fit(documents, language=project.language)
     bm25_stats_save(project=project, stats=stats)
-    embedded = embed_texts([_searchable(spec) for spec in specs])
+    embedded = embed_texts([_searchable(spec) for spec in specs], kind="document")
     collection = collection_ensure(project_id=project.pk, model_id=embedded.model, dim=embedded.dim)
     points = [
         ChunkPoint(
@@ -182,7 +182,7 @@ def query_vectors(project, text: str) -> tuple[list[float], SparseVector]:
     from knowledge.bm25 import bm25_stats_load
 
     stats = bm25_stats_load(project=project)
-    return embed_texts([text]).vectors[0], bm25_query_vector(analyze(text, stats.language), stats)
+    return embed_texts([text], kind="query").vectors[0], bm25_query_vector(analyze(text, stats.language), stats)
 
 
 def search(site: IndexedSite, project, text: str, **kwargs) -> list[vector_store.SearchHit]:
@@ -214,8 +214,8 @@ def test_collection_ensure_creates_named_dense_and_idf_sparse_vectors_once(proje
 
     config = store_engine().shards_dir.joinpath(name, "edge_config.json").read_text()
     assert again == name
-    assert collection_dim(collection=name) == 512
-    assert json.loads(config)["vectors"][DENSE] == {"size": 512, "distance": "Cosine"}
+    assert collection_dim(collection=name) == embedding_dim()
+    assert json.loads(config)["vectors"][DENSE] == {"size": embedding_dim(), "distance": "Cosine"}
     assert json.loads(config)["sparse_vectors"][SPARSE]["modifier"] == "idf"
 
 
@@ -280,7 +280,7 @@ def test_points_carry_dense_and_bm25_vectors_and_the_payload(alpha_site, project
     chunk = alpha_site.chunks["windows"]
     [record] = points_retrieve(collection=alpha_site.collection, point_ids=[str(chunk.point_id)])
 
-    assert len(record.dense) == 512
+    assert len(record.dense) == embedding_dim()
     assert record.sparse is not None
     assert record.sparse.indices
     assert record.payload == {
@@ -420,7 +420,7 @@ def test_hybrid_url_filter_restricts_results_to_that_url(alpha_site, project_a):
 
 
 def test_hybrid_with_an_empty_sparse_vector_uses_dense_only(alpha_site):
-    dense = embed_texts(["Do you wash windows?"]).vectors[0]
+    dense = embed_texts(["Do you wash windows?"], kind="query").vectors[0]
 
     hits = hybrid_query(collection=alpha_site.collection, dense=dense, sparse=SparseVector([], []))
 

