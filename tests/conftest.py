@@ -16,7 +16,7 @@ from hypothesis import settings as hypothesis_settings
 from config.celery_app import app as celery_app
 from config.local_redis import RedisUnavailable, start_redis_server
 from tests.factories import ProjectFactory
-from tests.infrastructure import CeleryWorker, free_port, redis_answers, worker_environment
+from tests.infrastructure import WORKER_LEASE_SECONDS, CeleryWorker, free_port, redis_answers, worker_environment
 from tests.knowledge.site import local_site
 from tests.parallel import XDIST_WORKER
 from tests.reliability.scoreboard import Tally, scoreboard_rows_of, scoreboard_write
@@ -125,9 +125,8 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
 @pytest.fixture
 def celery_worker(transactional_db, redis_client, redis_url, tmp_path: Path) -> Iterator[CeleryWorker]:
     """A real Celery worker process on the test database, a private Redis and the fakes."""
-    env = worker_environment(
-        redis_url=redis_url, extra={"QDRANT_PATH": str(tmp_path / "qdrant"), "GENERATION_LEASE_SECONDS": "4"}
-    )
+    extra = {"QDRANT_PATH": str(tmp_path / "qdrant"), "GENERATION_LEASE_SECONDS": WORKER_LEASE_SECONDS}
+    env = worker_environment(redis_url=redis_url, extra=extra)
     worker = CeleryWorker(env=env, log_path=tmp_path / "worker.log").start()
     yield worker
     # The test is over and its database is emptied next: no need to wait for a graceful shutdown (the

@@ -22,7 +22,7 @@ from bots.models import Message, Turn
 from config.local_redis import redis_answers, start_redis_server
 from tenants.models import Project
 from tests.fakes import llm_api
-from tests.infrastructure import CeleryWorker, worker_environment
+from tests.infrastructure import WORKER_LEASE_SECONDS, CeleryWorker, worker_environment
 from tests.reliability.scoreboard import SCOREBOARD, Tally, scoreboard_rows_attach, scoreboard_write
 
 _restarted_redis: list[subprocess.Popen[bytes]] = []
@@ -71,7 +71,7 @@ def worker_factory(transactional_db, redis_client, redis_url, tmp_path: Path) ->
         env = worker_environment(
             redis_url=redis_url,
             extra={
-                "QDRANT_PATH": str(tmp_path / "qdrant"), "GENERATION_LEASE_SECONDS": "4",
+                "QDRANT_PATH": str(tmp_path / "qdrant"), "GENERATION_LEASE_SECONDS": WORKER_LEASE_SECONDS,
                 "TELEGRAM_REQUEST_TIMEOUT_SECONDS": "2", **extra,
             },
         )  # fmt: skip
