@@ -21,7 +21,9 @@ from tests.factories import ProjectFactory
 from tests.reliability.conftest import EchoModel, echoed_messages, post_concurrently, send, tally, wait_until
 from tests.telegram_updates import text_update
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# One parallel session runs both tests, one after the other: the server's log is shared by every session's
+# database, and the deliberate deadlock of the first would count as a deadlock of the second.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.xdist_group("deadlocks")]
 
 CHATS = 8
 SENDERS_PER_CHAT = 3
