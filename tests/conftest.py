@@ -1,17 +1,25 @@
 """Shared fixtures: the fakes (Telegram, LLM) come as plugins; infrastructure and tenants below."""
 
+import contextlib
+import os
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 from django.conf import settings
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 
 from config.celery_app import app as celery_app
-from config.local_redis import start_redis_server
+from config.local_redis import RedisUnavailable, start_redis_server
 from tests.factories import ProjectFactory
-from tests.infrastructure import CeleryWorker, free_port, redis_answers, worker_environment
+from tests.infrastructure import WORKER_LEASE_SECONDS, CeleryWorker, free_port, redis_answers, worker_environment
 from tests.knowledge.site import local_site
+from tests.parallel import XDIST_WORKER
+from tests.reliability.scoreboard import Tally, scoreboard_rows_of, scoreboard_write
 
 pytest_plugins = ["tests.fakes.telegram_api", "tests.fakes.llm_api"]
 __all__ = ["local_site"]  # a fixture: the local website crawl tests read
@@ -22,6 +30,11 @@ __all__ = ["local_site"]  # a fixture: the local website crawl tests read
 # the shipped pool (tests/bots/test_turn_runner.py checks it).
 settings.DATABASES["default"].get("OPTIONS", {}).pop("pool", None)
 settings.DB_POOL_MAX_SIZE = 0
+
+# Hypothesis would fail an example that takes over 200 ms, and warn on slow data generation: on a loaded
+# machine (parallel processes, the other core busy) that is the machine's speed, not the code's behaviour.
+hypothesis_settings.register_profile("switchboard", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+hypothesis_settings.load_profile("switchboard")
 
 TEST_OPENAI_KEYS = ["sk-test-openai-key-one", "sk-test-openai-key-two"]
 TEST_ANTHROPIC_KEYS = ["sk-ant-test-key-one"]
@@ -40,14 +53,30 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip_slow)
 
 
+# The reliability scenarios' rows, as the parallel sessions report them (a serial run prints its own).
+_parallel_scoreboard: list[Tally] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if XDIST_WORKER:
+        return
+    _parallel_scoreboard.extend(scoreboard_rows_of(report))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    scoreboard_write(terminalreporter, _parallel_scoreboard)
+
+
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A private redis-server for the session, or REDIS_URL's database 15 when none is installed."""
+    """A private redis-server for the session, or one database of REDIS_URL's when none is installed (15, and
+    below it one per parallel session: each session flushes its database)."""
+    workdir = tmp_path_factory.mktemp("redis")
     try:
-        port = free_port()
-        process = start_redis_server(port=port, workdir=tmp_path_factory.mktemp("redis"))
-    except RuntimeError:
-        url = settings.REDIS_URL.rsplit("/", 1)[0] + "/15"
+        port, process = _redis_server_started(workdir)
+    except RedisUnavailable:
+        session = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+        url = settings.REDIS_URL.rsplit("/", 1)[0] + f"/{15 - session}"
         if not redis_answers(url):
             pytest.skip("no redis-server installed and no Redis at REDIS_URL")
         yield url
@@ -55,6 +84,18 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     yield f"redis://127.0.0.1:{port}/0"
     process.terminate()
     process.wait(10)
+
+
+def _redis_server_started(workdir: Path, attempts: int = 3) -> tuple[int, subprocess.Popen[bytes]]:
+    """A redis-server on a free port; another port when a parallel session took the one picked meanwhile."""
+    for _ in range(attempts - 1):
+        port = free_port()
+        with contextlib.suppress(RedisUnavailable):
+            return port, start_redis_server(port=port, workdir=workdir)
+        if shutil.which("redis-server") is None:
+            break
+    port = free_port()
+    return port, start_redis_server(port=port, workdir=workdir)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -84,9 +125,8 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
 @pytest.fixture
 def celery_worker(transactional_db, redis_client, redis_url, tmp_path: Path) -> Iterator[CeleryWorker]:
     """A real Celery worker process on the test database, a private Redis and the fakes."""
-    env = worker_environment(
-        redis_url=redis_url, extra={"QDRANT_PATH": str(tmp_path / "qdrant"), "GENERATION_LEASE_SECONDS": "4"}
-    )
+    extra = {"QDRANT_PATH": str(tmp_path / "qdrant"), "GENERATION_LEASE_SECONDS": WORKER_LEASE_SECONDS}
+    env = worker_environment(redis_url=redis_url, extra=extra)
     worker = CeleryWorker(env=env, log_path=tmp_path / "worker.log").start()
     yield worker
     # The test is over and its database is emptied next: no need to wait for a graceful shutdown (the

@@ -17,6 +17,11 @@ from config.local_redis import redis_answers
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
+# The generation lease of the tests' workers: the shipped 10 s. A 4 s lease made the faults resolve sooner,
+# but on a loaded machine (parallel sessions, the other core busy) a worker stalled for 6 s mid-turn and its
+# own runner requeued the turn it was still running, which then ran twice.
+WORKER_LEASE_SECONDS = "10"
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -121,4 +126,4 @@ def worker_environment(*, redis_url: str, extra: dict[str, str], as_deployed: bo
     return env
 
 
-__all__ = ["CeleryWorker", "free_port", "redis_answers", "worker_environment"]
+__all__ = ["WORKER_LEASE_SECONDS", "CeleryWorker", "free_port", "redis_answers", "worker_environment"]

@@ -96,7 +96,7 @@ def test_a_worker_killed_mid_turn_answers_the_message_exactly_once_after_restart
     fake_llm.reset()
     fake_llm.openai.push(llm_api.text("Yes, I am here."))
     celery_worker.start()
-    # The lease of the dead worker's generation runs out (4 s in tests); beat's sweep gives it back.
+    # The lease of the dead worker's generation runs out (10 s); beat's sweep gives it back.
     wait_until(lambda: generations_recover_expired_leases() > 0, timeout=20, what="lease expiry")
     generations_process_due_task.delay()
     fake_telegram.wait_for("sendMessage", token=project_a.bot_token, timeout=30)

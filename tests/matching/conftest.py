@@ -8,7 +8,7 @@ from bots.llm import chain
 from bots.llm.embeddings import OFFLINE_MODEL_ID
 from matching.selectors import DEFAULT_SIMILARITY_THRESHOLDS
 from tenants.models import Project
-from tests.infrastructure import CeleryWorker, worker_environment
+from tests.infrastructure import WORKER_LEASE_SECONDS, CeleryWorker, worker_environment
 
 
 @pytest.fixture(autouse=True)
@@ -73,7 +73,7 @@ def endpoint_worker(transactional_db, redis_client, redis_url, tmp_path: Path, o
     offline_embeddings.EMBEDDING_MODEL, offline_embeddings.EMBEDDING_DIM = ENDPOINT_EMBEDDING_MODEL, endpoint_dim
     extra = {
         "QDRANT_PATH": str(tmp_path / "qdrant"),
-        "GENERATION_LEASE_SECONDS": "4",
+        "GENERATION_LEASE_SECONDS": WORKER_LEASE_SECONDS,
         "EMBEDDING_MODEL": ENDPOINT_EMBEDDING_MODEL,
         "EMBEDDING_DIM": str(endpoint_dim),
     }

@@ -8,8 +8,7 @@ import subprocess
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Generator, Iterator
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlparse
@@ -23,32 +22,33 @@ from bots.models import Message, Turn
 from config.local_redis import redis_answers, start_redis_server
 from tenants.models import Project
 from tests.fakes import llm_api
-from tests.infrastructure import CeleryWorker, worker_environment
+from tests.infrastructure import WORKER_LEASE_SECONDS, CeleryWorker, worker_environment
+from tests.reliability.scoreboard import SCOREBOARD, Tally, scoreboard_rows_attach, scoreboard_write
 
-SCOREBOARD: list["Tally"] = []
 _restarted_redis: list[subprocess.Popen[bytes]] = []
 
 
-@dataclass(frozen=True)
-class Tally:
-    scenario: str
-    messages_in: int
-    replies_out: int
-    lost: int
-    duplicated: int
-    note: str = ""
-
-
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if not SCOREBOARD:
-        return
-    terminalreporter.section("reliability scenarios")
-    terminalreporter.write_line("| scenario | messages in | replies out | lost | duplicated | note |")
-    terminalreporter.write_line("| --- | --- | --- | --- | --- | --- |")
-    for row in SCOREBOARD:
-        terminalreporter.write_line(
-            f"| {row.scenario} | {row.messages_in} | {row.replies_out} | {row.lost} | {row.duplicated} | {row.note} |"
-        )
+    scoreboard_write(terminalreporter, SCOREBOARD)
+
+
+_ROWS_BEFORE = pytest.StashKey[int]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_call(item: pytest.Item) -> None:
+    item.stash[_ROWS_BEFORE] = len(SCOREBOARD)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """The rows the test's call added go with its report (to the controlling process of a parallel run)."""
+    report = yield
+    if call.when == "call" and getattr(item.config, "workerinput", None) is not None:
+        scoreboard_rows_attach(report, SCOREBOARD[item.stash.get(_ROWS_BEFORE, len(SCOREBOARD)) :])
+    return report
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -71,7 +71,7 @@ def worker_factory(transactional_db, redis_client, redis_url, tmp_path: Path) ->
         env = worker_environment(
             redis_url=redis_url,
             extra={
-                "QDRANT_PATH": str(tmp_path / "qdrant"), "GENERATION_LEASE_SECONDS": "4",
+                "QDRANT_PATH": str(tmp_path / "qdrant"), "GENERATION_LEASE_SECONDS": WORKER_LEASE_SECONDS,
                 "TELEGRAM_REQUEST_TIMEOUT_SECONDS": "2", **extra,
             },
         )  # fmt: skip

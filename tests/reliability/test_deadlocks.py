@@ -7,8 +7,11 @@ locks every joined table, and the turns of one project then queued on its row an
 `pg_stat_database.deadlocks` and logs `deadlock detected`: both are read before and after the run.
 """
 
+import fcntl
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -21,7 +24,17 @@ from tests.factories import ProjectFactory
 from tests.reliability.conftest import EchoModel, echoed_messages, post_concurrently, send, tally, wait_until
 from tests.telegram_updates import text_update
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("one_deadlock_test_at_a_time")]
+
+
+@pytest.fixture
+def one_deadlock_test_at_a_time() -> Iterator[None]:
+    """The server's log is shared by every parallel session's database: while one of these tests runs, no
+    other session runs the other (the deliberate deadlock of the first would count against the second)."""
+    with (Path(tempfile.gettempdir()) / "switchboard-tests-deadlocks.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
 
 CHATS = 8
 SENDERS_PER_CHAT = 3
