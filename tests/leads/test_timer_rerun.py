@@ -30,3 +30,48 @@ def test_a_follow_up_run_again_after_a_crash_asks_the_model_and_sends_once(proje
     assert len(fake_llm.requests_to("openai")) == 1
     [turn] = Turn.objects.filter(chat=chat)
     assert (turn.trigger, turn.status) == (Turn.Trigger.TIMER, Turn.Status.SENT)
+
+
+def _timer_generation(project, chat_id: int) -> Generation:
+    project.followup_steps = [300, 900]
+    project.save()
+    chat = Chat.objects.create(project=project, telegram_chat_id=chat_id, user_id=chat_id)
+    return Generation.objects.create(
+        project=project, chat=chat, kind=Generation.Kind.TIMER_TURN, target_id=0,
+        scheduled_for=timezone.now(), status=Generation.Status.RUNNING, attempts=1,
+    )  # fmt: skip
+
+
+def test_a_follow_up_whose_nudge_was_composed_sends_it_without_asking_the_model_again(
+    project_a, fake_telegram, fake_llm
+):
+    fake_telegram.register_bot(project_a.bot_token, "alpha_bot")
+    generation = _timer_generation(project_a, 62)
+    # The worker died after the model answered and the nudge was stored, before it went out.
+    Turn.objects.create(
+        project=project_a, chat=generation.chat, generation=generation, trigger=Turn.Trigger.TIMER,
+        user_text="[TIMER PING] step 1 of 2", reply="Shall I book Thursday?", status=Turn.Status.REPLY_READY,
+    )  # fmt: skip
+
+    timer_turn_handle(generation)
+
+    sent = [c.params["text"] for c in fake_telegram.calls_to("sendMessage", token=project_a.bot_token) if c.ok]
+    assert sent == ["Shall I book Thursday?"]
+    assert fake_llm.requests_to("openai") == []
+    assert Turn.objects.get(generation=generation).status == Turn.Status.SENT
+
+
+def test_a_follow_up_that_died_while_sending_is_never_resent_nor_asked_again(project_a, fake_telegram, fake_llm):
+    fake_telegram.register_bot(project_a.bot_token, "alpha_bot")
+    generation = _timer_generation(project_a, 63)
+    # The worker died during sendMessage: Telegram may have shown the nudge already.
+    Turn.objects.create(
+        project=project_a, chat=generation.chat, generation=generation, trigger=Turn.Trigger.TIMER,
+        user_text="[TIMER PING] step 1 of 2", reply="Shall I book Thursday?", status=Turn.Status.SENDING,
+    )  # fmt: skip
+
+    timer_turn_handle(generation)
+
+    assert fake_telegram.calls_to("sendMessage", token=project_a.bot_token) == []
+    assert fake_llm.requests_to("openai") == []
+    assert Turn.objects.get(generation=generation).status == Turn.Status.SEND_UNKNOWN

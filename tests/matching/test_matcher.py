@@ -5,13 +5,15 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from bots.models import Generation
-from matching import tasks
+from matching import selectors, tasks
 from matching.matcher import IDLE_WAIT, Outcome, matching_iterate, matching_run
 from matching.models import Match, MatchingState, Profile
 from matching.profiles import profile_activate, profile_save
+from matching.selectors import profile_best_counterpart
 from tests.factories import ProjectFactory
 from tests.matching.dialogue import active_profile, axis, toward
 
@@ -272,3 +274,27 @@ def test_a_second_worker_leaves_while_the_loop_of_the_project_is_held(alpha):
         release.set()
         thread.join(10)
     assert matching_iterate(project=alpha).outcome == Outcome.UNMATCHED
+
+
+def _candidate_query_plan(profile: Profile) -> str:
+    """The plan PostgreSQL picks for the candidate query that matching ran, when it may use any index."""
+    with CaptureQueriesContext(connection) as queries:
+        profile_best_counterpart(profile=profile, threshold=0.55)
+    [sql] = [q["sql"] for q in queries.captured_queries if "<=>" in q["sql"]]
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")  # a handful of rows: let the index look cheapest
+        cursor.execute(f"EXPLAIN {sql}")
+        return "\n".join(row[0] for row in cursor.fetchall())
+
+
+def test_a_small_project_compares_with_every_profile_and_a_large_one_walks_the_index(alpha, monkeypatch):
+    # HNSW is approximate: an index of many updated or deleted entries can leave a live profile unreachable.
+    seeker = active_profile(alpha, 1, SEEKER, toward(0, 1.0, 1))
+    active_profile(alpha, 2, PROVIDER, toward(0, 0.9, 2))
+
+    assert "profile_embedding_hnsw" not in _candidate_query_plan(seeker)
+    assert profile_best_counterpart(profile=seeker, threshold=0.55).profile.chat.telegram_chat_id == 2
+
+    monkeypatch.setattr(selectors, "EXACT_SEARCH_MAX_PROFILES", 1)
+    assert "profile_embedding_hnsw_512" in _candidate_query_plan(seeker)
+    assert profile_best_counterpart(profile=seeker, threshold=0.55).profile.chat.telegram_chat_id == 2

@@ -6,6 +6,7 @@ import pytest
 from django.db import connection
 from django.test import Client
 
+from bots.conversation import OPEN_STATUSES
 from bots.generations import generations_recover_expired_leases
 from bots.models import Generation, Message, TelegramUpdate, Turn
 from bots.tasks import generations_process_due_task
@@ -208,6 +209,27 @@ def test_database_connections_killed_while_the_worker_is_busy(client, bots, fake
     assert_clean(result)
     assert set(Turn.objects.values_list("status", flat=True)) == {Turn.Status.SENT}
     assert_timers_consistent(chats)
+
+
+def test_database_connections_killed_while_a_reply_is_on_its_way(client, bots, fake_telegram, fake_llm, worker):
+    """The write that records a sent reply must not be lost to a connection the server dropped meanwhile: the
+    turn would stay `sending` and end `send_unknown` although Telegram has the reply."""
+    alpha, _ = bots
+    EchoModel(fake_llm)
+    fake_telegram.delay_next("sendMessage", 1.0, token=alpha.bot_token)  # within the 2 s timeout
+    assert send(client, alpha, text_update(111, "alpha 111 mid-send restart")) == 200
+    wait_until(lambda: fake_telegram.calls_to("sendMessage", token=alpha.bot_token), what="the reply on its way",
+               worker=worker)  # fmt: skip
+    with connection.cursor() as cursor:  # while Telegram holds the request, the database "restarts"
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    wait_until(lambda: Turn.objects.exclude(status__in=OPEN_STATUSES).exists(), what="the turn recorded",
+               worker=worker)  # fmt: skip
+    time.sleep(1.0)
+    assert delivered_texts(fake_telegram, alpha, 111) == ["re: alpha 111 mid-send restart"]
+    assert list(Turn.objects.values_list("status", flat=True)) == [Turn.Status.SENT]
 
 
 @pytest.mark.slow
