@@ -22,7 +22,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
-from django.db.models import Max, Q, Sum
+from django.db.models import Q, Sum
 from django.utils import timezone
 
 from bots import turn_metrics
@@ -79,6 +79,22 @@ def _last_cost(project: Project) -> Decimal:
     return last or Decimal(0)
 
 
+# The project's latest slot (its index walks to it) and the chat's queued or running turn (the partial unique
+# index's rows), in one round-trip: two scalar subqueries, not an aggregate scanning the project's rows.
+_LATEST_AND_ACTIVE_SQL = """
+SELECT (SELECT max(scheduled_for) FROM bots_generation WHERE project_id = %(project)s),
+       (SELECT id FROM bots_generation WHERE chat_id = %(chat)s AND status IN ('pending', 'running')
+        AND kind IN ('chat_turn', 'timer_turn') ORDER BY id LIMIT 1)
+"""
+
+
+def _latest_slot_and_active_turn(project: Project, chat: Chat | None) -> tuple[datetime | None, int | None]:
+    with connection.cursor() as cursor:
+        cursor.execute(_LATEST_AND_ACTIVE_SQL, {"project": project.pk, "chat": chat.pk if chat else None})
+        latest, active = cursor.fetchone()
+    return latest, active
+
+
 def generation_schedule(
     *, project: Project, kind: str, chat: Chat | None = None, target_id: int | None = None, now: datetime | None = None
 ) -> Generation:
@@ -93,11 +109,9 @@ def generation_schedule(
             # and a tuple lock on the project row taken after them deadlocked concurrent turns of a project.
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [SCHEDULER_LOCK, project.pk])
-        if chat is not None and kind in TURN_KINDS:
-            active = Generation.objects.filter(chat=chat, kind__in=TURN_KINDS, status__in=Generation.ACTIVE).first()
-            if active is not None:
-                return active
-        latest = Generation.objects.filter(project=project).aggregate(latest=Max("scheduled_for"))["latest"]
+        latest, active = _latest_slot_and_active_turn(project, chat if kind in TURN_KINDS else None)
+        if active is not None:
+            return Generation.objects.get(pk=active)
         if latest is None:
             scheduled_for = now
         elif not project.weekly_budget_usd:
