@@ -271,6 +271,7 @@ class Run:
     intake_seconds: float
     intake: list[float]
     statements: Counter[str]
+    api_calls: Counter[str]
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -343,6 +344,12 @@ def _burst(
             if wanted <= sent:
                 break
             time.sleep(0.2)
+    # The Bot API requests of the burst's chats (the probe's project may be the burst's: only their chat ids).
+    api_calls = Counter(
+        call.method
+        for call in fake_telegram.calls
+        if call.at >= begun and (call.token, call.params.get("chat_id")) in wanted
+    )
     replies: dict[tuple[str, int], list[float]] = {}
     for call in fake_telegram.calls_to("sendMessage"):
         key = (call.token, call.params.get("chat_id"))
@@ -374,6 +381,7 @@ def _burst(
         web_cpu_s=_cpu_seconds(platform.web.pid) - web_cpu,
         load=os.getloadavg()[0],
         statements=_statements(platform) - statements_before,
+        api_calls=api_calls,
     )
     return latency, run
 
@@ -410,8 +418,10 @@ def _report(label: str, size: int, run: Run) -> None:
     # The probe's /debug chats are answered by the same worker: their statements are in the count too.
     figure(BENCHMARK, f"{label}: worker SQL statements per turn (the probe's {len(run.webhook)} /debug chats included)",
            f"{run.statements.total() / size:.1f}")  # fmt: skip
+    calls = ", ".join(f"{method} {count / size:.2f}" for method, count in run.api_calls.most_common())
+    figure(BENCHMARK, f"{label}: Bot API requests per turn", calls or "none")
     print(f"  {label}: the worker's most frequent statements, per turn:")
-    for shape, count in run.statements.most_common(25):
+    for shape, count in run.statements.most_common(40):
         print(f"    {count / size:6.2f}  {shape}")
 
 
