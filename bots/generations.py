@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from bots import turn_metrics
 from bots.event_loop import in_blocking, in_db, run_sync
+from bots.llm.recording import UsageTally, usage_tally
 from bots.models import Chat, Generation, LLMCall
 from core import metrics
 from core.log_context import log_context_bind
@@ -100,7 +101,9 @@ def generation_schedule(
 ) -> Generation:
     """Queue one generation at the time the budget allows. For turns: at most one active per chat."""
     now = now or timezone.now()
-    with transaction.atomic():
+    # No savepoint of its own inside a caller's transaction (the chat task's): nothing here catches an error
+    # but the insert's own race below, so a failure rolls the caller's work back with it, as it did before.
+    with transaction.atomic(savepoint=False):
         # One scheduler per project at a time, so two new generations never take the same slot. Without a
         # budget there is no spacing (no slot to take): then schedulers of one project need not queue on
         # its row, which a burst of hundreds of chats would otherwise serialise on.
@@ -222,6 +225,12 @@ def _lease_heartbeat(generation: Generation) -> Iterator[None]:
 
 
 def _record_usage(generation: Generation) -> None:
+    tally = usage_tally.get()
+    if generation.attempts == 1 and tally is not None and tally.generation_id == generation.pk:
+        # Its first run: every call of the generation was recorded by this run, which added them up meanwhile.
+        generation.tokens_in, generation.tokens_out = tally.tokens_in, tally.tokens_out
+        generation.tokens_cached, generation.cost_usd = tally.tokens_cached, tally.cost_usd
+        return
     # Summed here: the generation has a few calls, and four Sum() aggregates cost more to build than this.
     rows = LLMCall.objects.filter(generation=generation).values_list(
         "tokens_in", "tokens_out", "tokens_cached", "cost_usd"
@@ -276,6 +285,7 @@ async def generation_run_async(*, generation: Generation) -> None:
     """Run a claimed generation with its kind's handler and record the outcome and its cost."""
     handler = _handlers.get(generation.kind)
     log_context_bind(project_id=generation.project_id, generation_id=generation.pk, chat_id=None)
+    usage_tally.set(UsageTally(generation_id=generation.pk))  # this run's calls, summed as they are recorded
     if generation.kind not in TURN_KINDS and await in_db(_deferred_over_cap, generation):
         return
     ids = {"project_id": generation.project_id, "chat_id": generation.chat_id, "generation_id": generation.pk}

@@ -73,12 +73,16 @@ import collections, json, os, re, threading, time
 from django.db.backends.signals import connection_created
 _out, _lock, _counts = os.environ["SCALE_STATEMENTS_FILE"], threading.Lock(), collections.Counter()
 def _shape(sql):
-    sql = re.sub(r"\\s+", " ", sql)
+    sql = re.sub(r"\\s+", " ", re.sub(r'"s\\d+_x\\d+"', '"s_x"', sql))  # savepoint names are per thread
     head, _, rest = sql.partition(" FROM ")
     return (head[:7] + " ... FROM " + rest if rest and head.startswith("SELECT") else sql)[:110]
+_shapes = {}
 def _count(execute, sql, params, many, context):
+    shape = _shapes.get(sql)  # the regular expressions once per distinct statement, not on every call
+    if shape is None:
+        shape = _shapes[sql] = _shape(sql)
     with _lock:
-        _counts[_shape(sql)] += 1
+        _counts[shape] += 1
     return execute(sql, params, many, context)
 def _wrap(sender, connection, **kwargs):
     if _count not in connection.execute_wrappers:
