@@ -13,6 +13,7 @@ from typing import Any
 from bots import turn_metrics
 from bots.event_loop import in_db, run_sync
 from bots.llm.chain import call_tools_async
+from bots.llm.pricing import prices_memoized
 from bots.llm.slots import ModelRef, resolve_chain
 from bots.llm.tool_arguments import unparsed_arguments
 from bots.llm.types import (
@@ -127,6 +128,22 @@ async def agent_run_async(
 
     With `on_text`, every round is streamed and `on_text` hears the final answer's text as it is written.
     """
+    with prices_memoized():  # the turn's model calls price their usage from one read of the price table
+        return await _agent_loop(
+            context=context, toolset=toolset, thread=thread, generation_id=generation_id, purpose=purpose,
+            on_text=on_text,
+        )  # fmt: skip
+
+
+async def _agent_loop(
+    *,
+    context: ToolContext,
+    toolset: Toolset,
+    thread: list[LLMMessage],
+    generation_id: int | None,
+    purpose: str,
+    on_text: TextListener | None,
+) -> AgentResult:
     project = context.project
     chain, prefix, tools, snapshot = await in_db(_prepare, context, toolset)
     messages = list(thread)

@@ -140,23 +140,28 @@ def turn_open(*, chat: Chat, generation: Generation | None) -> Turn | None:
     """Resume this chat's unfinished turn, or gather every unanswered message into a new one."""
     with transaction.atomic():
         Chat.objects.select_for_update().filter(pk=chat.pk).first()
-        turn = chat.turns.filter(status__in=OPEN_STATUSES).order_by("-created_at").first()
-        if turn is not None and turn_settle_interrupted_send(turn=turn):
-            turn = None
-        if turn is not None:
-            return turn
-        # A voice message still being transcribed waits for the next turn (the transcription comes first).
-        messages = [message for message in unanswered_messages(chat) if not message.transcription_pending]
-        if not messages:
-            return None
-        turn = Turn.objects.create(
-            project_id=chat.project_id,
-            chat=chat,
-            generation=generation,
-            trigger=Turn.Trigger.USER,
-            user_text="\n\n".join(text for text in map(describe_message, messages) if text),
-        )
-        Message.objects.filter(pk__in=[m.pk for m in messages]).update(turn=turn)
+        return _turn_open_locked(chat, generation)
+
+
+def _turn_open_locked(chat: Chat, generation: Generation | None) -> Turn | None:
+    """`turn_open` inside the transaction that holds the chat's row lock."""
+    turn = chat.turns.filter(status__in=OPEN_STATUSES).order_by("-created_at").first()
+    if turn is not None and turn_settle_interrupted_send(turn=turn):
+        turn = None
+    if turn is not None:
+        return turn
+    # A voice message still being transcribed waits for the next turn (the transcription comes first).
+    messages = [message for message in unanswered_messages(chat) if not message.transcription_pending]
+    if not messages:
+        return None
+    turn = Turn.objects.create(
+        project_id=chat.project_id,
+        chat=chat,
+        generation=generation,
+        trigger=Turn.Trigger.USER,
+        user_text="\n\n".join(text for text in map(describe_message, messages) if text),
+    )
+    Message.objects.filter(pk__in=[m.pk for m in messages]).update(turn=turn)
     return turn
 
 
@@ -339,11 +344,14 @@ async def turn_deliver_async(*, turn: Turn) -> None:
 
 
 def _turn_begin(generation: Generation) -> Turn | None:
-    chat = Chat.objects.select_related("project").get(pk=generation.chat_id)
-    log_context_bind(chat_id=chat.telegram_chat_id)
-    if chat.blocked_at is not None or chat.paused_at is not None:
-        return None
-    turn = turn_open(chat=chat, generation=generation)
+    with transaction.atomic():
+        # The chat (with its project) is read under the row lock that opening the turn takes anyway: one
+        # statement instead of a read, then the lock.
+        chat = Chat.objects.select_for_update(of=("self",)).select_related("project").get(pk=generation.chat_id)
+        log_context_bind(chat_id=chat.telegram_chat_id)
+        if chat.blocked_at is not None or chat.paused_at is not None:
+            return None
+        turn = _turn_open_locked(chat, generation)
     if turn is not None:
         turn.chat, turn.project = chat, chat.project  # the loop must never lazy-load them
     return turn
@@ -370,6 +378,13 @@ def chat_turn_handle(generation: Generation) -> None:
 
 def chat_turn_followup(generation: Generation) -> None:
     """Messages that arrived during the turn become the chat's next turn (one combined turn)."""
+    # Usually nothing arrived: one EXISTS answers that (the chat's state in it), before the chat is loaded.
+    waiting = Message.objects.filter(
+        chat_id=generation.chat_id, turn__isnull=True, needs_reply=True,
+        chat__blocked_at__isnull=True, chat__paused_at__isnull=True,
+    )  # fmt: skip
+    if not waiting.exists():
+        return
     chat = Chat.objects.select_related("project").get(pk=generation.chat_id)
     if chat.blocked_at is None and chat.paused_at is None and unanswered_messages(chat).exists():
         generation_schedule(project=chat.project, kind=Generation.Kind.CHAT_TURN, chat=chat)
@@ -381,5 +396,6 @@ def system_reply(*, chat: Chat, text: str, reply_markup: dict[str, Any] | None =
         project_id=chat.project_id, chat=chat, trigger=Turn.Trigger.SYSTEM, status=Turn.Status.REPLY_READY,
         reply=text, reply_markup=reply_markup,
     )  # fmt: skip
+    turn.project = chat.project  # the delivery needs it: not read again
     turn_deliver(turn=turn)
     return turn

@@ -22,11 +22,12 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
-from django.db.models import Max, Q, Sum
+from django.db.models import Q, Sum
 from django.utils import timezone
 
 from bots import turn_metrics
 from bots.event_loop import in_blocking, in_db, run_sync
+from bots.llm.recording import UsageTally, usage_tally
 from bots.models import Chat, Generation, LLMCall
 from core import metrics
 from core.log_context import log_context_bind
@@ -79,12 +80,30 @@ def _last_cost(project: Project) -> Decimal:
     return last or Decimal(0)
 
 
+# The project's latest slot (its index walks to it) and the chat's queued or running turn (the partial unique
+# index's rows), in one round-trip: two scalar subqueries, not an aggregate scanning the project's rows.
+_LATEST_AND_ACTIVE_SQL = """
+SELECT (SELECT max(scheduled_for) FROM bots_generation WHERE project_id = %(project)s),
+       (SELECT id FROM bots_generation WHERE chat_id = %(chat)s AND status IN ('pending', 'running')
+        AND kind IN ('chat_turn', 'timer_turn') ORDER BY id LIMIT 1)
+"""
+
+
+def _latest_slot_and_active_turn(project: Project, chat: Chat | None) -> tuple[datetime | None, int | None]:
+    with connection.cursor() as cursor:
+        cursor.execute(_LATEST_AND_ACTIVE_SQL, {"project": project.pk, "chat": chat.pk if chat else None})
+        latest, active = cursor.fetchone()
+    return latest, active
+
+
 def generation_schedule(
     *, project: Project, kind: str, chat: Chat | None = None, target_id: int | None = None, now: datetime | None = None
 ) -> Generation:
     """Queue one generation at the time the budget allows. For turns: at most one active per chat."""
     now = now or timezone.now()
-    with transaction.atomic():
+    # No savepoint of its own inside a caller's transaction (the chat task's): nothing here catches an error
+    # but the insert's own race below, so a failure rolls the caller's work back with it, as it did before.
+    with transaction.atomic(savepoint=False):
         # One scheduler per project at a time, so two new generations never take the same slot. Without a
         # budget there is no spacing (no slot to take): then schedulers of one project need not queue on
         # its row, which a burst of hundreds of chats would otherwise serialise on.
@@ -93,11 +112,9 @@ def generation_schedule(
             # and a tuple lock on the project row taken after them deadlocked concurrent turns of a project.
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [SCHEDULER_LOCK, project.pk])
-        if chat is not None and kind in TURN_KINDS:
-            active = Generation.objects.filter(chat=chat, kind__in=TURN_KINDS, status__in=Generation.ACTIVE).first()
-            if active is not None:
-                return active
-        latest = Generation.objects.filter(project=project).aggregate(latest=Max("scheduled_for"))["latest"]
+        latest, active = _latest_slot_and_active_turn(project, chat if kind in TURN_KINDS else None)
+        if active is not None:
+            return Generation.objects.get(pk=active)
         if latest is None:
             scheduled_for = now
         elif not project.weekly_budget_usd:
@@ -208,6 +225,12 @@ def _lease_heartbeat(generation: Generation) -> Iterator[None]:
 
 
 def _record_usage(generation: Generation) -> None:
+    tally = usage_tally.get()
+    if generation.attempts == 1 and tally is not None and tally.generation_id == generation.pk:
+        # Its first run: every call of the generation was recorded by this run, which added them up meanwhile.
+        generation.tokens_in, generation.tokens_out = tally.tokens_in, tally.tokens_out
+        generation.tokens_cached, generation.cost_usd = tally.tokens_cached, tally.cost_usd
+        return
     # Summed here: the generation has a few calls, and four Sum() aggregates cost more to build than this.
     rows = LLMCall.objects.filter(generation=generation).values_list(
         "tokens_in", "tokens_out", "tokens_cached", "cost_usd"
@@ -262,6 +285,7 @@ async def generation_run_async(*, generation: Generation) -> None:
     """Run a claimed generation with its kind's handler and record the outcome and its cost."""
     handler = _handlers.get(generation.kind)
     log_context_bind(project_id=generation.project_id, generation_id=generation.pk, chat_id=None)
+    usage_tally.set(UsageTally(generation_id=generation.pk))  # this run's calls, summed as they are recorded
     if generation.kind not in TURN_KINDS and await in_db(_deferred_over_cap, generation):
         return
     ids = {"project_id": generation.project_id, "chat_id": generation.chat_id, "generation_id": generation.pk}

@@ -70,8 +70,11 @@ async def voice_messages_transcribe_async(*, chat_id: int, generation_id: int | 
 
 
 def _pending(chat_id: int) -> list[Message]:
-    # One query on every turn, whether or not the chat sent a recording (the chat comes along with each).
+    # On every turn, whether or not the chat sent a recording: a plain EXISTS first, so that a turn without
+    # one does not build the join with the chat and its project (the rows come along only when needed).
     messages = Message.objects.filter(chat_id=chat_id, turn__isnull=True, transcription__status="pending")
+    if not messages.exists():
+        return []
     return list(messages.select_related("chat__project").order_by("pk"))
 
 

@@ -8,6 +8,9 @@ $0: budgets and caps keep working, and the console warns that the model has no p
 
 import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -46,8 +49,33 @@ def fallback_price() -> Price:
     )
 
 
+# Prices already read in this agent turn (`prices_memoized`): its model calls read each price once.
+_memoized: ContextVar[dict[str, Price] | None] = ContextVar("memoized_prices", default=None)
+
+
+@contextmanager
+def prices_memoized() -> Iterator[None]:
+    """Within the block (one agent turn), a model's price is read from the table once, not on every call.
+
+    A price an operator edits meanwhile applies from the next turn on."""
+    token = _memoized.set({})
+    try:
+        yield
+    finally:
+        _memoized.reset(token)
+
+
 def model_price(*, model: str) -> Price:
     """The price of `provider/model`: its own row, else its provider's `provider/*` row, else the fallback."""
+    memo = _memoized.get()
+    if memo is None:
+        return _model_price(model)
+    if model not in memo:
+        memo[model] = _model_price(model)
+    return memo[model]
+
+
+def _model_price(model: str) -> Price:
     provider = model.partition("/")[0]
     rows = {row.model: row for row in ModelPrice.objects.filter(model__in=[model, f"{provider}/*"])}
     row = rows.get(model) or rows.get(f"{provider}/*")

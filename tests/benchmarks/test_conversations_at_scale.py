@@ -66,6 +66,38 @@ QUESTIONS = [
     if item["language"] == "en"
 ]
 MARKER = re.compile(r"\[chat (\d+)\]")
+# Loaded into the worker through PYTHONPATH: counts every SQL statement the worker's Django connections run
+# (by a short shape of the statement) into a JSON file, so a run can say how many statements a turn costs.
+STATEMENT_COUNTER = """
+import collections, json, os, re, threading, time
+from django.db.backends.signals import connection_created
+_out, _lock, _counts = os.environ["SCALE_STATEMENTS_FILE"], threading.Lock(), collections.Counter()
+def _shape(sql):
+    sql = re.sub(r"\\s+", " ", re.sub(r'"s\\d+_x\\d+"', '"s_x"', sql))  # savepoint names are per thread
+    head, _, rest = sql.partition(" FROM ")
+    return (head[:7] + " ... FROM " + rest if rest and head.startswith("SELECT") else sql)[:110]
+_shapes = {}
+def _count(execute, sql, params, many, context):
+    shape = _shapes.get(sql)  # the regular expressions once per distinct statement, not on every call
+    if shape is None:
+        shape = _shapes[sql] = _shape(sql)
+    with _lock:
+        _counts[shape] += 1
+    return execute(sql, params, many, context)
+def _wrap(sender, connection, **kwargs):
+    if _count not in connection.execute_wrappers:
+        connection.execute_wrappers.append(_count)
+connection_created.connect(_wrap, weak=False)
+def _dump():
+    while True:
+        time.sleep(0.25)
+        with _lock:
+            data = json.dumps(_counts)
+        with open(_out + ".tmp", "w") as f:
+            f.write(data)
+        os.replace(_out + ".tmp", _out)
+threading.Thread(target=_dump, daemon=True, name="statement-counter").start()
+"""
 
 
 class KnowledgeModel:
@@ -185,7 +217,13 @@ def platform(redis_client, redis_url, tmp_path: Path, fake_telegram) -> Iterator
         procfile_web_command(port), cwd=BASE_DIR, env=env, stdout=web_log, stderr=subprocess.STDOUT,
         start_new_session=True,
     )  # fmt: skip
-    worker_env = {**env, "QDRANT_PATH": str(tmp_path / "qdrant")}
+    counter = tmp_path / "statement_counter"
+    counter.mkdir()
+    (counter / "sitecustomize.py").write_text(STATEMENT_COUNTER)
+    worker_env = {
+        **env, "QDRANT_PATH": str(tmp_path / "qdrant"), "SCALE_STATEMENTS_FILE": str(tmp_path / "statements.json"),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(counter), env.get("PYTHONPATH")])),
+    }  # fmt: skip
     worker = CeleryWorker(env=worker_env, log_path=tmp_path / "worker.log").start()
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -215,6 +253,13 @@ def _crawled_sales_project(slug: str, fake_telegram):
     return project
 
 
+def _statements(platform: Platform) -> Counter[str]:
+    """The worker's SQL statements so far, by shape (the counter writes them every 0.25 s)."""
+    time.sleep(0.6)
+    path = platform.tmp / "statements.json"
+    return Counter(json.loads(path.read_text())) if path.exists() else Counter()
+
+
 @dataclass
 class Run:
     latencies: list[float]
@@ -229,6 +274,8 @@ class Run:
     load: float
     intake_seconds: float
     intake: list[float]
+    statements: Counter[str]
+    api_calls: Counter[str]
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -278,6 +325,7 @@ def _burst(
     """One question from each (project, count) chat at once; waits for every reply."""
     chats = [(project, first_chat + n) for project, count in projects for n in range(count)]
     begun = time.time()
+    statements_before = _statements(platform)
     worker_cpu, web_cpu = _cpu_seconds(platform.worker.process.pid), _cpu_seconds(platform.web.pid)
     name = "+".join(f"{project.slug}{count}" for project, count in projects)
     profile = _py_spy(platform.worker.process.pid, name)
@@ -300,6 +348,12 @@ def _burst(
             if wanted <= sent:
                 break
             time.sleep(0.2)
+    # The Bot API requests of the burst's chats (the probe's project may be the burst's: only their chat ids).
+    api_calls = Counter(
+        call.method
+        for call in fake_telegram.calls
+        if call.at >= begun and (call.token, call.params.get("chat_id")) in wanted
+    )
     replies: dict[tuple[str, int], list[float]] = {}
     for call in fake_telegram.calls_to("sendMessage"):
         key = (call.token, call.params.get("chat_id"))
@@ -330,6 +384,8 @@ def _burst(
         worker_cpu_s=_cpu_seconds(platform.worker.process.pid) - worker_cpu,
         web_cpu_s=_cpu_seconds(platform.web.pid) - web_cpu,
         load=os.getloadavg()[0],
+        statements=_statements(platform) - statements_before,
+        api_calls=api_calls,
     )
     return latency, run
 
@@ -363,6 +419,14 @@ def _report(label: str, size: int, run: Run) -> None:
         f"{label}: worker CPU per turn / web CPU per webhook (machine load {run.load:.1f})",
         f"{run.worker_cpu_s / size * 1000:.1f} ms / {run.web_cpu_s / max(1, len(run.webhook)) * 1000:.1f} ms",
     )
+    # The probe's /debug chats are answered by the same worker: their statements are in the count too.
+    figure(BENCHMARK, f"{label}: worker SQL statements per turn (the probe's {len(run.webhook)} /debug chats included)",
+           f"{run.statements.total() / size:.1f}")  # fmt: skip
+    calls = ", ".join(f"{method} {count / size:.2f}" for method, count in run.api_calls.most_common())
+    figure(BENCHMARK, f"{label}: Bot API requests per turn", calls or "none")
+    print(f"  {label}: the worker's most frequent statements, per turn:")
+    for shape, count in run.statements.most_common(40):
+        print(f"    {count / size:6.2f}  {shape}")
 
 
 @pytest.mark.timeout(3600)
