@@ -85,7 +85,8 @@ def test_a_connection_with_can_reply_answers_a_customer_through_it_on_every_call
     assert not fake_telegram.calls_to("sendMessageDraft")  # drafts have no business_connection_id: never used here
     chat = Chat.objects.get(project=project_a, telegram_chat_id=CUSTOMER)
     assert (chat.business_connection_id, chat.first_name, chat.user_id) == ("bc-1", "Carl", CUSTOMER)
-    assert Turn.objects.get(chat=chat).status == "sent"
+    # The worker records the send once Telegram's answer is back, a moment after the fake saw the request.
+    wait_until(lambda: Turn.objects.get(chat=chat).status == "sent", what="the turn recorded as sent")
 
     # Another tenant never saw this connection: the same message there is kept, not answered.
     webhook_post(client, project_b, business_message_update("bc-1", CUSTOMER, "Do you clean windows?"))

@@ -48,7 +48,8 @@ def wait_until(predicate, timeout: float = 30.0, what: str = "condition", worker
 def test_webhook_update_is_answered_in_the_right_chat_of_the_right_bot(client, bots, fake_telegram, fake_llm,
                                                                        celery_worker):  # fmt: skip
     project_a, project_b = bots
-    fake_llm.openai.push(llm_api.text("Hello from Alpha!"), llm_api.text("Привет от Беты!"))
+    # Alpha's model takes a second: long enough for "typing..." to be shown whatever the machine's load.
+    fake_llm.openai.push(llm_api.text("Hello from Alpha!", delay=1.0), llm_api.text("Привет от Беты!"))
     send(client, project_a, text_update(111, "Hi"))
     fake_telegram.wait_for("sendMessage", token=project_a.bot_token, timeout=30)
     send(client, project_b, text_update(222, "Привет"))
