@@ -31,6 +31,11 @@ __all__ = ["local_site"]  # a fixture: the local website crawl tests read
 settings.DATABASES["default"].get("OPTIONS", {}).pop("pool", None)
 settings.DB_POOL_MAX_SIZE = 0
 
+# A password hash costs 0.4 s of CPU with the shipped PBKDF2 (as it should): every user a test creates and
+# every login would pay it. The test process hashes with MD5 first; the shipped hashers still check hashes
+# made elsewhere. The processes the tests start (workers, `manage.py dev`) keep the shipped settings.
+settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", *settings.PASSWORD_HASHERS]
+
 # Hypothesis would fail an example that takes over 200 ms, and warn on slow data generation: on a loaded
 # machine (parallel processes, the other core busy) that is the machine's speed, not the code's behaviour.
 hypothesis_settings.register_profile("switchboard", deadline=None, suppress_health_check=[HealthCheck.too_slow])
