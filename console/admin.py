@@ -34,7 +34,7 @@ from knowledge.services import CrawlInputError, crawl_request
 from leads.lead_group import connect_link
 from matching.funnel import matching_funnel
 from tenants.models import Membership, Project
-from tenants.roles import projects_with_role, user_has_role, user_is_member
+from tenants.roles import projects_with_role, request_has_role, request_is_member, user_has_role
 from tenants.selectors import projects_for_user
 from tenants.services import project_restore, project_soft_delete
 
@@ -117,10 +117,10 @@ class ProjectAdmin(ProjectHistoryAdmin, ModelAdmin):
     # Rights by membership role ----------------------------------------------------------------------
 
     def _role(self, request: HttpRequest, role: str, obj: Project | None) -> bool:
-        return user_has_role(user=request.user, role=role, project_id=obj.pk if obj is not None else None)
+        return request_has_role(request, role=role, project_id=obj.pk if obj is not None else None)
 
     def has_module_permission(self, request: HttpRequest) -> bool:
-        return request.user.is_superuser or user_is_member(user=request.user)
+        return request.user.is_superuser or request_is_member(request)
 
     def has_view_permission(self, request: HttpRequest, obj: Project | None = None) -> bool:
         return self._role(request, Membership.Role.VIEWER, obj)
@@ -415,10 +415,10 @@ class MembershipAdmin(ModelAdmin):
         return super().get_queryset(request).filter(project__in=projects_for_user(user=request.user))
 
     def has_module_permission(self, request: HttpRequest) -> bool:
-        return request.user.is_superuser or user_is_member(user=request.user)
+        return request.user.is_superuser or request_is_member(request)
 
     def has_view_permission(self, request: HttpRequest, obj: Membership | None = None) -> bool:
-        return request.user.is_superuser or user_is_member(user=request.user)
+        return request.user.is_superuser or request_is_member(request)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return request.user.is_superuser

@@ -16,7 +16,7 @@ from django.http import HttpRequest, HttpResponseBase
 from unfold.admin import ModelAdmin
 
 from tenants.models import Membership, Project
-from tenants.roles import projects_with_role, user_has_role, user_is_member
+from tenants.roles import projects_with_role, request_has_role, request_is_member
 from tenants.selectors import projects_for_user
 
 
@@ -55,10 +55,10 @@ class ProjectScopedAdmin(ModelAdmin):
 
     def _has_role(self, request: HttpRequest, role: str, obj: Model | None) -> bool:
         project_id = project_id_of(obj, self.project_path) if obj is not None else None
-        return user_has_role(user=request.user, role=role, project_id=project_id)
+        return request_has_role(request, role=role, project_id=project_id)
 
     def has_module_permission(self, request: HttpRequest) -> bool:
-        return request.user.is_superuser or user_is_member(user=request.user)
+        return request.user.is_superuser or request_is_member(request)
 
     def has_view_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return self._has_role(request, Membership.Role.VIEWER, obj)
@@ -74,7 +74,7 @@ class ProjectScopedAdmin(ModelAdmin):
 
     def get_actions(self, request: HttpRequest) -> dict[str, tuple[Callable[..., Any], str, str]]:
         actions = super().get_actions(request)
-        if user_has_role(user=request.user, role=Membership.Role.OPERATOR):
+        if request_has_role(request, role=Membership.Role.OPERATOR):
             return actions
         return {name: action for name, action in actions.items() if name in self.read_only_actions}
 
@@ -126,7 +126,7 @@ class ScopedInlineMixin:
     """An inline on a scoped change page: the parent object is already the member's, so members may look."""
 
     def has_view_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return user_has_role(user=request.user, role=Membership.Role.VIEWER)
+        return request_has_role(request, role=Membership.Role.VIEWER)
 
 
 class ReadOnlyAdminMixin:

@@ -18,7 +18,7 @@ from config.local_redis import RedisUnavailable, start_redis_server
 from tests.factories import ProjectFactory
 from tests.infrastructure import WORKER_LEASE_SECONDS, CeleryWorker, free_port, redis_answers, worker_environment
 from tests.knowledge.site import local_site
-from tests.parallel import XDIST_WORKER
+from tests.parallel import XDIST_WORKER, template_database_clone
 from tests.reliability.scoreboard import Tally, scoreboard_rows_of, scoreboard_write
 
 pytest_plugins = ["tests.fakes.telegram_api", "tests.fakes.llm_api"]
@@ -30,6 +30,11 @@ __all__ = ["local_site"]  # a fixture: the local website crawl tests read
 # the shipped pool (tests/bots/test_turn_runner.py checks it).
 settings.DATABASES["default"].get("OPTIONS", {}).pop("pool", None)
 settings.DB_POOL_MAX_SIZE = 0
+
+# A password hash costs 0.4 s of CPU with the shipped PBKDF2 (as it should): every user a test creates and
+# every login would pay it. The test process hashes with MD5 first; the shipped hashers still check hashes
+# made elsewhere. The processes the tests start (workers, `manage.py dev`) keep the shipped settings.
+settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", *settings.PASSWORD_HASHERS]
 
 # Hypothesis would fail an example that takes over 200 ms, and warn on slow data generation: on a loaded
 # machine (parallel processes, the other core busy) that is the machine's speed, not the code's behaviour.
@@ -65,6 +70,27 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     scoreboard_write(terminalreporter, _parallel_scoreboard)
+
+
+if XDIST_WORKER:
+
+    @pytest.fixture(scope="session")
+    def django_db_setup(request, django_test_environment, django_db_blocker, django_db_modify_db_settings):
+        """pytest-django's, except that this session's database is a copy of a template migrated once per run
+        (tests/parallel.py; --reuse-db and --nomigrations apply to serial runs). A serial run migrates its one
+        database as pytest-django does."""
+        from django.db import connection
+        from pytest_django.fixtures import _get_databases_for_setup
+
+        verbosity = request.config.option.verbose
+        _, serialized_aliases = _get_databases_for_setup(request.session.items)
+        with django_db_blocker.unblock():
+            original_name = template_database_clone(verbosity=verbosity)
+            if serialized_aliases:  # for tests marked serialized_rollback (none yet), as pytest-django does
+                connection._test_serialized_contents = connection.creation.serialize_db_to_string()
+        yield
+        with django_db_blocker.unblock():
+            connection.creation.destroy_test_db(original_name, verbosity=verbosity)
 
 
 @pytest.fixture(scope="session")

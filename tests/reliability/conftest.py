@@ -114,7 +114,7 @@ def echo_model(fake_llm) -> EchoModel:
 
 
 @pytest.fixture
-def redis_restarter(redis_url: str, tmp_path: Path) -> Callable[[], None]:
+def redis_restarter(redis_url: str, tmp_path: Path) -> Iterator[Callable[[], None]]:
     """Stop the tests' redis-server (nothing is persisted: queued tasks are gone) and start it on the same port."""
 
     def stop() -> None:
@@ -130,7 +130,9 @@ def redis_restarter(redis_url: str, tmp_path: Path) -> Callable[[], None]:
         _restarted_redis.append(start_redis_server(port=port, workdir=tmp_path / "redis-restarted"))
 
     stop.start = start  # type: ignore[attr-defined]
-    return stop
+    yield stop
+    if not redis_answers(redis_url):  # the test failed while Redis was down: the session's later tests need it
+        start()
 
 
 # --- talking to the platform -----------------------------------------------------------------------------------
