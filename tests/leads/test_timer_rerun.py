@@ -42,16 +42,19 @@ def _timer_generation(project, chat_id: int) -> Generation:
     )  # fmt: skip
 
 
+def _nudge_stored(generation: Generation, status: str) -> None:
+    Turn.objects.create(
+        project=generation.project, chat=generation.chat, generation=generation, trigger=Turn.Trigger.TIMER,
+        user_text="[TIMER PING] step 1 of 2", reply="Shall I book Thursday?", status=status,
+    )  # fmt: skip
+
+
 def test_a_follow_up_whose_nudge_was_composed_sends_it_without_asking_the_model_again(
     project_a, fake_telegram, fake_llm
 ):
     fake_telegram.register_bot(project_a.bot_token, "alpha_bot")
     generation = _timer_generation(project_a, 62)
-    # The worker died after the model answered and the nudge was stored, before it went out.
-    Turn.objects.create(
-        project=project_a, chat=generation.chat, generation=generation, trigger=Turn.Trigger.TIMER,
-        user_text="[TIMER PING] step 1 of 2", reply="Shall I book Thursday?", status=Turn.Status.REPLY_READY,
-    )  # fmt: skip
+    _nudge_stored(generation, Turn.Status.REPLY_READY)  # the worker died after the model answered, before sending
 
     timer_turn_handle(generation)
 
@@ -64,11 +67,7 @@ def test_a_follow_up_whose_nudge_was_composed_sends_it_without_asking_the_model_
 def test_a_follow_up_that_died_while_sending_is_never_resent_nor_asked_again(project_a, fake_telegram, fake_llm):
     fake_telegram.register_bot(project_a.bot_token, "alpha_bot")
     generation = _timer_generation(project_a, 63)
-    # The worker died during sendMessage: Telegram may have shown the nudge already.
-    Turn.objects.create(
-        project=project_a, chat=generation.chat, generation=generation, trigger=Turn.Trigger.TIMER,
-        user_text="[TIMER PING] step 1 of 2", reply="Shall I book Thursday?", status=Turn.Status.SENDING,
-    )  # fmt: skip
+    _nudge_stored(generation, Turn.Status.SENDING)  # the worker died during sendMessage: it may have arrived
 
     timer_turn_handle(generation)
 
