@@ -21,6 +21,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
+from types import ModuleType
 from typing import Generic, TypeVar
 
 from bots.event_loop import in_db, pause, run_sync
@@ -189,24 +190,36 @@ async def _streamed_or_whole(ref: ModelRef, request: ToolCallRequest, on_text: T
     Models whose server answers the unstreamed request are asked unstreamed from then on (in this process).
     """
     try:
-        return await tool_backend(ref.protocol, streaming=True)(ref=ref, request=request, on_text=on_text)
+        backend = await tool_backend(ref.protocol, streaming=True)
+        return await backend(ref=ref, request=request, on_text=on_text)
     except Exception as exc:
         if getattr(exc, "status_code", None) not in STREAM_REFUSED_STATUSES:
             raise
         refusal = exc
     # A request that is bad in itself fails here too, with its own error; only a refusal to stream is remembered.
-    response = await tool_backend(ref.protocol)(ref=ref, request=request)
+    response = await (await tool_backend(ref.protocol))(ref=ref, request=request)
     _unstreamable.add(ref.id)
     logger.warning("LLM %s refused a streamed request (%s); asking for whole answers from now on", ref.id, refusal)
     return response
 
 
-def tool_backend(protocol: Protocol, *, streaming: bool = False) -> ToolBackend:
-    # The backends import the openai / anthropic SDKs (seconds); loaded on the first call, not at start-up.
+_backends: dict[str, ModuleType] = {}
+
+
+async def tool_backend(protocol: Protocol, *, streaming: bool = False) -> ToolBackend:
+    """The protocol's backend call. The backends import the openai / anthropic SDKs (seconds of CPU): they
+    load on the first call, not at start-up, and on a thread, since an import on the event loop would stall
+    every turn in flight (their "typing..." requests timed out behind it)."""
+    if not _backends:
+        await asyncio.to_thread(_backends_load)
+    backend = _backends[protocol]
+    return backend.stream_tools_async if streaming else backend.call_tools_async
+
+
+def _backends_load() -> None:
     from bots.llm import anthropic_backend, openai_backend
 
-    backend = {"openai": openai_backend, "anthropic": anthropic_backend}[protocol]
-    return backend.stream_tools_async if streaming else backend.call_tools_async
+    _backends.update(openai=openai_backend, anthropic=anthropic_backend)
 
 
 async def call_tools_async(
@@ -220,7 +233,7 @@ async def call_tools_async(
 
     async def attempt(ref: ModelRef) -> AttemptResult[ToolCallResponse]:
         if on_text is None or ref.id in _unstreamable:
-            response = await tool_backend(ref.protocol)(ref=ref, request=request)
+            response = await (await tool_backend(ref.protocol))(ref=ref, request=request)
         else:
             response = await _streamed_or_whole(ref, request, on_text)
         return AttemptResult(value=response, usage=response.usage)

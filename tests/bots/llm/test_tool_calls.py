@@ -4,6 +4,8 @@ import json
 
 import pytest
 
+from bots.event_loop import on_loop_thread
+from bots.llm import chain
 from bots.llm.chain import call_tools
 from bots.llm.slots import parse_chain
 from bots.llm.tool_arguments import RAW_ARGUMENTS_KEY, unparsed_arguments
@@ -188,3 +190,17 @@ def test_no_tools_means_no_tools_field(fake_llm, context_a):
     assert openai_body["messages"][0] == {"role": "system", "content": PREFIX}
     assert "tools" not in anthropic_body
     assert anthropic_body["system"] == [{"type": "text", "text": PREFIX, "cache_control": {"type": "ephemeral"}}]
+
+
+def test_the_sdks_load_off_the_event_loop_on_the_first_call(fake_llm, context_a, monkeypatch):
+    """Importing openai / anthropic takes seconds of CPU: on the loop it would stall every turn in flight."""
+    loaded_on: list[bool] = []
+    load = chain._backends_load
+    monkeypatch.setattr(chain, "_backends", {})
+    monkeypatch.setattr(chain, "_backends_load", lambda: (loaded_on.append(on_loop_thread()), load()))
+    fake_llm.openai.push(text("Hello"), text("Hello again"))
+
+    call_tools(request=REQUEST, chain=parse_chain("openai/gpt-test"), context=context_a)
+    call_tools(request=REQUEST, chain=parse_chain("openai/gpt-test"), context=context_a)
+
+    assert loaded_on == [False]  # once, on a thread
