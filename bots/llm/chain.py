@@ -217,6 +217,7 @@ async def tool_backend(protocol: Protocol, *, streaming: bool = False) -> ToolBa
 
 
 def _backends_load() -> None:
+    # Local: the SDKs take seconds to import, so only a process that calls a model pays for them.
     from bots.llm import anthropic_backend, openai_backend
 
     _backends.update(openai=openai_backend, anthropic=anthropic_backend)
