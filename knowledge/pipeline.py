@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from bots.llm.embeddings import embed_texts, embedding_dim, embedding_model_id
 from bots.llm.types import CallContext
+from core.db_locks import session_lock
 from knowledge.bm25 import BM25Stats, analyze, bm25_document_vector, bm25_fit, bm25_stats_load, bm25_stats_save
 from knowledge.chunking import chunk_semantic, chunk_simple
 from knowledge.extraction import ExtractionError, extract_document
@@ -46,6 +47,7 @@ logger = logging.getLogger(__name__)
 FETCH_WORKERS = 3
 EMBED_BATCH = 32
 UPLOAD_BATCH = 50  # pages per store request (each with all its chunks)
+CRAWL_LOCK_NAMESPACE = 0xC4A1  # first key of the advisory locks that let one run of a crawl job go at a time
 GONE_AFTER = 2  # a searchable page that answers 404/410 this many crawls in a row is removed
 
 
@@ -442,7 +444,23 @@ PHASES = [
 
 
 def crawl_job_run(*, job: CrawlJob) -> CrawlJob:
-    """Run (or resume) a crawl job to its end; each phase skips what earlier runs finished."""
+    """Run (or resume) a crawl job to its end; each phase skips what earlier runs finished.
+
+    One run at a time: a second delivery of the job's task (a broker redelivery, a resume racing the run)
+    finds the job claimed and leaves it.
+    """
+    with session_lock(CRAWL_LOCK_NAMESPACE, job.pk) as claimed:
+        if not claimed:
+            logger.info("crawl job %s is running elsewhere; this run leaves it", job.pk,
+                        extra=_log(job.project, job_id=job.pk))  # fmt: skip
+            return job
+        job.refresh_from_db()
+        if job.is_finished:
+            return job
+        return _crawl_job_run_claimed(job)
+
+
+def _crawl_job_run_claimed(job: CrawlJob) -> CrawlJob:
     CrawlJob.objects.filter(pk=job.pk).update(
         status=CrawlJob.Status.RUNNING, started_at=job.started_at or timezone.now(), heartbeat_at=timezone.now()
     )

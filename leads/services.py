@@ -6,18 +6,17 @@
 
 import logging
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from functools import partial
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
 from bots.models import Chat
 from core import metrics
+from core.db_locks import session_lock
 from leads.crm.base import CrmError, CrmPermanentError, crm_backends_for
 from leads.models import Lead, LeadDispatch
 from leads.state import SalesState, sales_state_update
@@ -81,7 +80,7 @@ def lead_dispatch(*, lead: Lead) -> Lead:
         return lead
     for backend in backends:
         dispatch, _ = LeadDispatch.objects.get_or_create(lead=lead, backend=backend.name)
-        with _dispatch_claim(dispatch.pk) as claimed:
+        with session_lock(DISPATCH_LOCK_NAMESPACE, dispatch.pk) as claimed:
             if not claimed:  # a concurrent dispatcher is posting this one; posting it too would duplicate
                 continue
             dispatch.refresh_from_db()
@@ -122,21 +121,6 @@ def lead_dispatch(*, lead: Lead) -> Lead:
         metrics.leads.labels(project=metrics.project_label(lead.project_id), status=outcome).inc()
     lead.refresh_from_db()
     return lead
-
-
-@contextmanager
-def _dispatch_claim(dispatch_id: int) -> Iterator[bool]:
-    """A PostgreSQL session lock on one dispatch, held while its parts are posted (no transaction is held
-    open meanwhile). A killed worker's lock goes with its connection, so the sweep can resume at once."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [DISPATCH_LOCK_NAMESPACE, dispatch_id])
-        claimed = bool(cursor.fetchone()[0])
-    try:
-        yield claimed
-    finally:
-        if claimed:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [DISPATCH_LOCK_NAMESPACE, dispatch_id])
 
 
 def _dispatch_save_refs(dispatch_id: int, refs: dict[str, Any]) -> None:

@@ -1,6 +1,8 @@
 """Crawling a local website end to end into Qdrant (in memory), in-process."""
 
+import psycopg
 import pytest
+from django.db import connection
 
 from knowledge import pipeline
 from knowledge.models import Chunk, CrawlJob, Page
@@ -122,3 +124,17 @@ def test_tenants_never_see_each_others_chunks(project_a, project_b, local_site):
     crawl(project_b, [local_site.url("en/hours.html")])
     assert all(hit.url.endswith("prices.html") for hit in knowledge_search(project=project_a, query="open on Sunday"))
     assert all(hit.url.endswith("hours.html") for hit in knowledge_search(project=project_b, query="window price"))
+
+
+def test_a_job_another_process_is_running_is_left_to_it(project_a, local_site):
+    """A second delivery of a crawl's task (a broker redelivery, a resume racing the run) must not run the
+    crawl a second time beside the first: it would count pages twice and stamp the job's times over."""
+    job = crawl_job_create(project=project_a, urls=[local_site.url("en/prices.html")])
+    params = connection.get_connection_params()
+    with psycopg.connect(**params, autocommit=True) as other_process:
+        other_process.execute("SELECT pg_advisory_lock(%s, %s)", [pipeline.CRAWL_LOCK_NAMESPACE, job.pk])
+        crawl_job_run(job=job)
+        job.refresh_from_db()
+        assert (job.status, job.started_at, Page.objects.filter(project=project_a).count()) == ("queued", None, 0)
+    # The other run went (its connection, and so its claim, with it): the next delivery runs the job.
+    assert crawl_job_run(job=job).status == "done"
