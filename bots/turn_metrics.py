@@ -13,6 +13,10 @@ WAIT_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300
 turns_in_flight = Gauge(
     f"{PREFIX}turns_in_flight", "Generations running on the async turn runners now", multiprocess_mode="livesum"
 )
+loop_lag_seconds = Gauge(
+    f"{PREFIX}turn_loop_lag_seconds", "How far the turn runner's event loop runs behind (CPU saturation)",
+    multiprocess_mode="max",
+)  # fmt: skip
 generation_wait_seconds = Histogram(
     f"{PREFIX}generation_wait_seconds",
     "Waiting time of a generation, from when it was due (scheduled_for) to its claim",

@@ -7,6 +7,11 @@ At most TURNS_IN_FLIGHT_MAX run at once per process; one heartbeat extends the l
 killed process's generations go back to the queue when their leases run out (every runner, and the beat
 sweep, requeue expired ones).
 
+Admission follows the loop's lag: while the loop runs more than TURN_LOOP_LAG_MAX behind, the process's
+CPU is the limit and the runner claims nothing beyond TURNS_IN_FLIGHT_MIN. The due turns wait in the queue,
+where the next claim takes projects in turn, instead of on a saturated loop, where every step of every
+turn in flight (another tenant's single chat among them) would wait behind the burst's.
+
 Celery stays the dispatcher: a chat task that queued a due turn wakes the runner of its own process
 (`turn_runner_wake`); a runner also looks for due work every TURN_RUNNER_POLL_SECONDS (budget-spaced
 generations, work queued by other processes).
@@ -34,6 +39,7 @@ from core.log_context import log_context_start
 logger = logging.getLogger(__name__)
 
 CLAIM_BATCH = 50
+LAG_PROBE_SECONDS = 0.05
 SHUTDOWN_GRACE_SECONDS = 20.0
 
 
@@ -42,6 +48,9 @@ class TurnRunner:
     cap: int
     poll_seconds: float
     lease_seconds: float
+    lag_max: float = float("inf")
+    floor: int = 0  # turns in flight claimed whatever the lag
+    loop_lag: float = 0.0  # seconds, the latest probe's (a spike decays by half per probe)
     running: dict[int, asyncio.Task[None]] = field(default_factory=dict)
     peak_in_flight: int = 0
     started_count: int = 0
@@ -49,6 +58,7 @@ class TurnRunner:
     # Held while claimed generations are on their way into `running`: the heartbeat must not take a claim
     # still in flight for a lost worker's (after a stall of the loop its lease may already have run out).
     _claiming: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _held_back: bool = False
     _stopping: bool = False
     _main: asyncio.Task[None] | None = None
 
@@ -57,20 +67,43 @@ class TurnRunner:
 
     async def run(self) -> None:
         heartbeat = asyncio.create_task(self._heartbeat(), name="switchboard-lease-heartbeat")
+        watcher = asyncio.create_task(self._watch_lag(), name="switchboard-loop-lag")
         try:
             while not self._stopping:
                 self._wake.clear()  # before the claim: a wake-up during it is not lost
                 claimed = await self._claim()
                 if claimed == CLAIM_BATCH and len(self.running) < self.cap:
-                    continue  # more may be due right now
+                    await asyncio.sleep(LAG_PROBE_SECONDS)  # more may be due: claimed once the lag shows this batch
+                    continue
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
         finally:
             heartbeat.cancel()
+            watcher.cancel()
+
+    def _admissible(self) -> int:
+        """How many more generations this process takes now."""
+        free = self.cap - len(self.running)
+        if self.loop_lag > self.lag_max:
+            free = min(free, self.floor - len(self.running))
+        return free
+
+    async def _watch_lag(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            await asyncio.sleep(LAG_PROBE_SECONDS)
+            lag = max(0.0, loop.time() - started - LAG_PROBE_SECONDS)
+            self.loop_lag = max(lag, self.loop_lag / 2)
+            turn_metrics.loop_lag_seconds.set(self.loop_lag)
+            if self._held_back and self._admissible() > 0:
+                self._held_back = False
+                self._wake.set()
 
     async def _claim(self) -> int:
-        free = self.cap - len(self.running)
+        free = self._admissible()
         if free <= 0:
+            self._held_back = True  # the lag watcher wakes the runner once the loop keeps up again
             return 0
         async with self._claiming:
             try:
@@ -152,6 +185,8 @@ def turn_runner_start() -> TurnRunner:
             cap=settings.TURNS_IN_FLIGHT_MAX,
             poll_seconds=settings.TURN_RUNNER_POLL_SECONDS,
             lease_seconds=settings.GENERATION_LEASE_SECONDS,
+            lag_max=settings.TURN_LOOP_LAG_MAX,
+            floor=settings.TURNS_IN_FLIGHT_MIN,
         )
         runner._main = asyncio.create_task(runner.run(), name="switchboard-turn-runner")
         return runner

@@ -1,6 +1,7 @@
 """The async turn runner starts with each Celery worker process that runs tasks, and stops with it."""
 
 import os
+import sys
 from typing import Any
 
 from celery.signals import worker_init, worker_process_init, worker_process_shutdown, worker_ready, worker_shutdown
@@ -20,6 +21,9 @@ def _note_pool(sender: Any = None, **kwargs: Any) -> None:
     # the CPU to the web processes (its turns wait seconds for the model anyway).
     if settings.WORKER_NICE:
         os.nice(settings.WORKER_NICE)
+    # A step that waited on PostgreSQL or an HTTP reply must get the GIL back soon, not after every busy
+    # thread's full slice: another tenant's single chat otherwise waits behind a burst's threads at each step.
+    sys.setswitchinterval(settings.WORKER_SWITCH_INTERVAL)
 
 
 @worker_ready.connect

@@ -30,6 +30,9 @@ CELERY_WORKER_CONCURRENCY = env.int("WORKER_CONCURRENCY", default=4)
 # A worker lowers its CPU priority by this much at start (0: not), so that it never starves the web
 # processes on the same host: the webhook answers in milliseconds, a turn waits seconds for the model anyway.
 WORKER_NICE = env.int("WORKER_NICE", default=10)
+# The worker's GIL switch interval in seconds (Python's default is 0.005): shorter slices let a thread back
+# from the database or the network run sooner while other threads compute (measured in BENCHMARKS.md).
+WORKER_SWITCH_INTERVAL = env.float("WORKER_SWITCH_INTERVAL", default=0.001)
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True

@@ -56,6 +56,11 @@ LLM_FALLBACK_PRICE_AUDIO_PER_MINUTE = env.float("LLM_FALLBACK_PRICE_AUDIO_PER_MI
 TURN_RUNNER = env.bool("TURN_RUNNER", default=True)
 TURNS_IN_FLIGHT_MAX = env.int("TURNS_IN_FLIGHT_MAX", default=500)
 TURN_DB_THREADS = env.int("TURN_DB_THREADS", default=6)
+# Admission by the event loop's lag: while the process's loop runs more than TURN_LOOP_LAG_MAX seconds
+# behind (its CPU is saturated), the runner claims no more turns beyond TURNS_IN_FLIGHT_MIN. More turns
+# would not answer sooner; they would slow every step of the turns in flight, another tenant's included.
+TURN_LOOP_LAG_MAX = env.float("TURN_LOOP_LAG_MAX", default=0.1)
+TURNS_IN_FLIGHT_MIN = env.int("TURNS_IN_FLIGHT_MIN", default=16)
 # How often an idle runner looks for due generations that no wake-up announced (other processes, budget).
 TURN_RUNNER_POLL_SECONDS = env.float("TURN_RUNNER_POLL_SECONDS", default=1.0)
 # Generation kinds that block (structured outputs: qualification, summaries) run on their own threads.

@@ -36,7 +36,7 @@ import pytest
 from django.db import connection
 from django.db.models import Q
 
-from bots.models import Generation, Turn
+from bots.models import Generation, Message, Turn
 from console.demo import demo_site_files
 from knowledge.models import CrawlJob
 from knowledge.services import crawl_request
@@ -148,7 +148,7 @@ class Platform:
 # The probe runs in a process of its own: in the benchmark's process its timings would include waiting for
 # the GIL behind the hundreds of threads of the fake servers.
 PROBE = """
-import json, sys, time, httpx
+import json, os, sys, time, httpx
 base, slug, secret, first_chat, interval, out = sys.argv[1:]
 chat, samples = int(first_chat), []
 with httpx.Client() as client:
@@ -161,8 +161,9 @@ with httpx.Client() as client:
         client.post(f"{base}/telegram/webhook/{slug}/", json=body,
                     headers={"X-Telegram-Bot-Api-Secret-Token": secret}, timeout=30)
         samples.append(time.perf_counter() - started)
-        with open(out, "w") as f:
+        with open(out + ".tmp", "w") as f:  # replaced whole: a kill mid-write leaves the last full list
             json.dump(samples, f)
+        os.replace(out + ".tmp", out)
         time.sleep(float(interval))
 """
 
@@ -414,10 +415,11 @@ def _report(label: str, size: int, run: Run) -> None:
            f"{run.with_hits} of {size}", target="all", met=run.with_hits == size)  # fmt: skip
     figure(BENCHMARK, f"{label}: peak turns in flight / peak PostgreSQL connections",
            f"{run.peak_in_flight} / {max(run.connections, default=0)}")  # fmt: skip
+    webhooks = len(run.intake) + len(run.webhook)  # the web process served the burst's and the probe's
     figure(
         BENCHMARK,
         f"{label}: worker CPU per turn / web CPU per webhook (machine load {run.load:.1f})",
-        f"{run.worker_cpu_s / size * 1000:.1f} ms / {run.web_cpu_s / max(1, len(run.webhook)) * 1000:.1f} ms",
+        f"{run.worker_cpu_s / size * 1000:.1f} ms / {run.web_cpu_s / webhooks * 1000:.1f} ms",
     )
     # The probe's /debug chats are answered by the same worker: their statements are in the count too.
     figure(BENCHMARK, f"{label}: worker SQL statements per turn (the probe's {len(run.webhook)} /debug chats included)",
@@ -469,4 +471,17 @@ def test_a_burst_of_one_project_does_not_delay_another(platform, fake_telegram, 
         f"{single:.2f} s (alone {by_itself:.2f} s: delayed {delay:.2f} s); A's p95 {burst_p95:.2f} s",
         target="delay < 2 s", met=delay < 2.0,
     )  # fmt: skip
+    figure(BENCHMARK, "fairness: where project B's chat spent its time during the burst", _stages(other, 1000))
     assert Counter(s for s, _ in loaded)[other.slug] == 1
+
+
+def _stages(project, chat_id: int) -> str:
+    """From the stored message to the reply, by the platform's own timestamps."""
+    message = Message.objects.get(chat__project=project, chat__telegram_chat_id=chat_id)
+    generation = Generation.objects.get(chat=message.chat, kind=Generation.Kind.CHAT_TURN)
+    steps = [
+        ("chat task", message.created_at, message.processed_at),
+        ("queued turn", generation.created_at, generation.started_at),
+        ("turn", generation.started_at, generation.finished_at),
+    ]
+    return ", ".join(f"{name} {(end - start).total_seconds():.2f} s" for name, start, end in steps)

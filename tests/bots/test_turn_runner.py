@@ -212,3 +212,34 @@ def test_a_claim_still_on_its_way_is_not_taken_back_for_a_lost_workers(project_a
     generation.refresh_from_db()
     assert seen == [Generation.Status.RUNNING]
     assert (generation.status, generation.attempts) == (Generation.Status.DONE, 1)
+
+
+def test_a_runner_whose_loop_lags_claims_only_its_floor_until_the_loop_keeps_up(project_a):
+    # A loop running behind means the process's CPU is the limit: more turns would only slow every turn in
+    # flight, so the due ones wait in the queue (claimed fairly later) instead of on the loop.
+    release = asyncio.Event()
+
+    async def handler(generation: Generation) -> None:
+        await release.wait()
+
+    register_generation_kind("test_lagging_loop", handler=handler)
+    for _ in range(3):
+        Generation.objects.create(project=project_a, kind="test_lagging_loop", scheduled_for=timezone.now())
+
+    async def scenario() -> None:
+        runner = turn_runner.TurnRunner(cap=10, poll_seconds=0.1, lease_seconds=30, lag_max=0.1, floor=1)
+        runner.loop_lag = 0.5
+        assert await runner._claim() == 1  # the floor is taken whatever the lag
+        assert await runner._claim() == 0
+        watcher = asyncio.create_task(runner._watch_lag())
+        try:  # this loop is idle: the lag decays, and the watcher wakes the runner to claim the rest
+            await asyncio.wait_for(runner._wake.wait(), 5)
+            assert runner.loop_lag <= 0.1
+            assert await runner._claim() == 2
+        finally:
+            watcher.cancel()
+            release.set()
+            await asyncio.wait(list(runner.running.values()))
+
+    run_sync(scenario())
+    assert list(Generation.objects.values_list("status", flat=True)) == [Generation.Status.DONE] * 3
