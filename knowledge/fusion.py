@@ -44,6 +44,10 @@ HYBRID_FUSION = HybridFusion(method="rrf", prefetch_limit=20, rrf_k=60, weights=
 #     site's English recall@3 (0.94) and Russian recall@1 (0.88): k=2 is the better trade on both sites.
 # A small k makes the top ranks count: the dense first hit scores 3/3, BM25's first 1/3, so BM25 moves a
 # chunk up only when dense has it close to the top too. No floor: RRF sums are ranks, not similarities.
+# Not shipped (4 December 2026, outside Qdrant's fusions): a convex sum 0.7-0.8 x min-max-normalised cosine +
+# the rest x BM25 / its maximum, with the page's H1 in the embedded text, lifts e5's second-site English
+# recall@1 to 0.93 but loses demo English recall@3 (0.94) and Russian recall@1 (0.94); without the H1 it
+# reaches 0.80 there and still loses that Russian first hit.
 E5_SMALL_FUSION = HybridFusion(method="rrf", prefetch_limit=10, rrf_k=2, weights=(3.0, 1.0), min_score=0.0)
 # e5 kept these after BM25 dropped English stop words (4 December 2026): the same figures on both sites.
 # USE, once BM25 dropped English stop words (4 December 2026, both sites), r@1 / r@3 en, ru: the default above
