@@ -25,6 +25,22 @@ _CYRILLIC = re.compile(r"[\u0400-\u04ff]")
 _LANGUAGES = {"en": "english", "english": "english", "ru": "russian", "russian": "russian"}
 _CODES = {"english": "en", "russian": "ru"}
 _stemmers = threading.local()  # Snowball stemmers keep the word being stemmed in the object: one per thread
+# English function words, dropped from documents and queries: Snowball's English stop list and "can", "will",
+# "just", but the question words and negations ("where", "when", "how", "not" carry meaning). In a small
+# site's corpus they are not rare enough for the IDF to silence them: "Where exactly is the school and when can
+# I call?" found a chunk with "can" in it first. Russian keeps all of its words: the Snowball Russian list cost
+# more than it gained on the retrieval benchmark ("за 1 м²", "не смогу", "после ремонта" lost their pages).
+ENGLISH_STOP_WORDS = frozenset({
+    "me", "my", "myself", "we", "our", "ours", "ourselves", "you", "your", "yours", "yourself", "yourselves", "he",
+    "him", "his", "himself", "she", "her", "hers", "herself", "it", "its", "itself", "they", "them", "their",
+    "theirs", "themselves", "this", "that", "these", "those", "am", "is", "are", "was", "were", "be", "been",
+    "being", "have", "has", "had", "having", "do", "does", "did", "doing", "would", "should", "could", "ought",
+    "an", "the", "and", "but", "if", "or", "because", "as", "until", "while", "of", "at", "by", "for", "with",
+    "about", "against", "between", "into", "through", "during", "before", "after", "above", "below", "to", "from",
+    "up", "down", "in", "out", "on", "off", "over", "under", "again", "further", "then", "once", "here", "there",
+    "all", "any", "both", "each", "few", "more", "most", "other", "some", "such", "only", "own", "same", "so",
+    "than", "too", "very", "can", "will", "just",
+})  # fmt: skip
 
 
 @dataclass
@@ -54,13 +70,13 @@ def tokenize(text: str) -> list[str]:
 
 
 def analyze(text: str, language: str, *, stem: bool = True) -> list[str]:
-    """Index terms: tokens of two characters or more, stemmed.
+    """Index terms: tokens of two characters or more but English stop words, stemmed.
 
     Cyrillic words take the Russian stemmer whatever the project's language, and Latin words in a
     Russian project take the English one: brand and service names in the other script still meet.
     """
     main = _snowball_name(language)
-    terms = [token for token in tokenize(text) if len(token) > 1]
+    terms = [token for token in tokenize(text) if len(token) > 1 and token not in ENGLISH_STOP_WORDS]
     if not stem:
         return terms
     return [_stemmer(_stemmer_name_for(token, main)).stemWord(token) for token in terms]

@@ -83,6 +83,28 @@ def unstemmed_collection(project, stats_language: str) -> tuple[str, object]:
     return collection, stats
 
 
+def miss_report(q: dict, methods: dict[str, Callable[[dict], list[SearchHit]]]) -> list[str]:
+    """Why the hybrid's first hit is not an expected page: its top 3 and the best expected chunk, each with
+    its rank and score in the dense and BM25 rankings (DEPTH deep; "-" beyond) and the start of its text."""
+    top = methods["hybrid (shipped fusion, top 3)"](q)
+    if top and page_of(top[0]) in q["expected"]:
+        return []
+    dense, bm25 = methods["dense"](q), methods["bm25 (stemmed)"](q)
+    expected = next((hit for hit in dense if page_of(hit) in q["expected"]), None)
+
+    def line(label: str, hit: SearchHit) -> str:
+        ranks = []
+        for name, ranking in (("dense", dense), ("bm25", bm25)):
+            rank = next((i for i, other in enumerate(ranking, 1) if other.chunk_id == hit.chunk_id), None)
+            ranks.append(f"{name} #{rank} {ranking[rank - 1].score:.3f}" if rank else f"{name} -")
+        text = " ".join(hit.text.split())[:160]
+        return f"    {label} {page_of(hit)} [{hit.topic}] {', '.join(ranks)}: {text}"
+
+    return [f"  {q['language']} {q['question']!r}: expected {q['expected']}",
+            *(line(f"#{i}", hit) for i, hit in enumerate(top, 1)),
+            *([line("want", expected)] if expected else [])]  # fmt: skip
+
+
 def load() -> str:
     return f"load {os.getloadavg()[0]:.2f}"
 
@@ -142,10 +164,8 @@ def retrieval_quality(project, model_id: str, site: str) -> None:
             rankings = [([page_of(hit) for hit in search(q)], q["expected"]) for q in subset]
             results[(name, language)] = at1, at3, mrr = scores(rankings)
             lines.append(f"{name:30} {language:4} {at1:5.2f} {at3:5.2f} {mrr:5.2f}")
-    misses = [f"  {q['language']} {q['question']!r}: expected {q['expected']}, got {top}"
-              for q in questions if not (top := [page_of(hit) for hit in methods["hybrid (shipped fusion, top 3)"](q)])
-              or top[0] not in q["expected"]]  # fmt: skip
-    print("\n".join([*lines, "hybrid misses at rank 1:", *misses]))
+    misses = [line for q in questions for line in miss_report(q, methods)]
+    print("\n".join([*lines, "hybrid misses at rank 1 (dense / BM25 rank and score of each hit):", *misses]))
     for name in methods:
         en, ru, both = (results[(name, language)] for language in LANGUAGES)
         figure(bench, f"{name}: r@1 / r@3 en, r@1 / r@3 ru, MRR all",

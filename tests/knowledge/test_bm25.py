@@ -34,7 +34,17 @@ def test_decomposed_and_compatibility_characters_do_not_split_words():
 
 
 def test_analyze_drops_one_character_tokens():
-    assert analyze("A window, 2 doors and 1 m of glass", "en", stem=False) == ["window", "doors", "and", "of", "glass"]
+    assert analyze("A window, 2 doors, 1 m glass", "en", stem=False) == ["window", "doors", "glass"]
+
+
+def test_english_stop_words_are_dropped_but_question_words_negations_and_russian_words_stay():
+    # "you", "for", "do" matched the longest chunk of a small site first (the retrieval benchmark).
+    assert analyze("What do you charge for an hour with a tutor?", "en") == ["what", "charg", "hour", "tutor"]
+    assert analyze("Where is it not allowed?", "en", stem=False) == ["where", "not", "allowed"]
+    assert analyze("Цена за метр, если не после ремонта", "ru", stem=False) == [
+        "цена", "за", "метр", "если", "не", "после", "ремонта",
+    ]  # fmt: skip
+    assert analyze("The team in our office", "ru") == analyze("team office", "ru")
 
 
 def test_russian_inflections_meet_after_stemming():
