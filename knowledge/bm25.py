@@ -70,7 +70,7 @@ def tokenize(text: str) -> list[str]:
 
 
 def analyze(text: str, language: str, *, stem: bool = True) -> list[str]:
-    """Index terms: tokens of two characters or more but English stop words, stemmed.
+    """Index terms: tokens of two characters or more, except English stop words, stemmed.
 
     Cyrillic words take the Russian stemmer whatever the project's language, and Latin words in a
     Russian project take the English one: brand and service names in the other script still meet.
