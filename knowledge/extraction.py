@@ -4,7 +4,13 @@ HTML goes through reader-view main-content extraction (trafilatura, markdown out
 stay `#` lines the chunker can split on), with a DOM walk as the fallback. Binary formats are parsed by
 their usual libraries; DOCX and XLSX are zip archives and are checked for zip bombs before parsing.
 Every failure is an `ExtractionError` whose message says why, for the crawl job's page error.
+
+The parsing libraries load at the first document of their format (~0.4 s of imports together): every
+worker and web process imports this module at start (the crawl tasks, the matching kind's CV reading),
+and most never extract a document.
 """
+
+from __future__ import annotations
 
 import codecs
 import datetime
@@ -15,20 +21,19 @@ import warnings
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 import charset_normalizer
-import docx
-import lxml.etree
-import lxml.html
-import openpyxl
-import pypdf
-import trafilatura
-from docx.table import Table, _Cell
-from docx.text.paragraph import Paragraph
-from openpyxl.worksheet._read_only import ReadOnlyWorksheet
 
 from knowledge.formats import Kind, charset_of, detect_kind, media_type
+
+if TYPE_CHECKING:
+    import lxml.html
+    import pypdf
+    from docx.table import Table, _Cell
+    from docx.text.paragraph import Paragraph
+    from openpyxl.worksheet._read_only import ReadOnlyWorksheet
 
 MB = 1024 * 1024
 MAX_UNPACKED_BYTES = 100 * MB
@@ -133,6 +138,9 @@ def _extract_html(data: bytes, *, charset: str | None, url: str) -> tuple[str, s
 
 
 def _parse_html(html: str) -> lxml.html.HtmlElement | None:
+    import lxml.etree  # heavy parsers load on first use (module docstring)
+    import lxml.html
+
     # Bytes with an explicit encoding: lxml refuses str input that carries an XML encoding declaration.
     parser = lxml.html.HTMLParser(encoding="utf-8")
     try:
@@ -151,6 +159,8 @@ def _html_title(root: lxml.html.HtmlElement) -> str:
 
 
 def _reader_view_text(html: str, *, url: str) -> str:
+    import trafilatura  # heavy parsers load on first use (module docstring)
+
     try:
         text = trafilatura.extract(
             html,
@@ -215,6 +225,8 @@ def _extract_pdf(data: bytes, *, charset: str | None, url: str) -> tuple[str, st
 
 
 def _open_pdf(data: bytes) -> pypdf.PdfReader:
+    import pypdf  # heavy parsers load on first use (module docstring)
+
     try:
         reader = pypdf.PdfReader(io.BytesIO(data))
         if reader.is_encrypted and reader.decrypt("") == pypdf.PasswordType.NOT_DECRYPTED:
@@ -265,6 +277,8 @@ def _checked_zip(data: bytes, *, label: str, required: str) -> None:
 
 
 def _extract_docx(data: bytes, *, charset: str | None, url: str) -> tuple[str, str]:
+    import docx  # heavy parsers load on first use (module docstring)
+
     _checked_zip(data, label="DOCX", required="word/document.xml")
     try:
         document = docx.Document(io.BytesIO(data))
@@ -276,6 +290,8 @@ def _extract_docx(data: bytes, *, charset: str | None, url: str) -> tuple[str, s
 
 
 def _docx_block(item: Paragraph | Table) -> str:
+    from docx.table import Table  # heavy parsers load on first use (module docstring)
+
     if isinstance(item, Table):
         return "\n".join(_docx_row(row.cells) for row in item.rows).strip()
     text = item.text.strip()
@@ -304,6 +320,8 @@ def _docx_row(cells: list[_Cell]) -> str:
 
 
 def _extract_xlsx(data: bytes, *, charset: str | None, url: str) -> tuple[str, str]:
+    import openpyxl  # heavy parsers load on first use (module docstring)
+
     _checked_zip(data, label="XLSX", required="xl/workbook.xml")
     try:
         with warnings.catch_warnings():

@@ -7,12 +7,16 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import quote
 
 from django.conf import settings
 from django.db import connection
+from django.db.models import F
 
+from bots.generations import generations_recover_expired_leases
+from bots.models import Generation
 from config.local_redis import redis_answers
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -21,6 +25,17 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 # but on a loaded machine (parallel sessions, the other core busy) a worker stalled for 6 s mid-turn and its
 # own runner requeued the turn it was still running, which then ran twice.
 WORKER_LEASE_SECONDS = "10"
+
+
+def dead_worker_leases_recovered() -> int:
+    """The sweep's lease recovery as it runs once a killed worker's leases have run out, without waiting a
+    whole lease for it: every running generation's lease moves one lease back, as the killed worker can
+    extend none of them. Call it before a replacement worker starts (its leases would move too). Returns
+    how many generations went back to the queue."""
+    Generation.objects.filter(status=Generation.Status.RUNNING).update(
+        lease_expires_at=F("lease_expires_at") - timedelta(seconds=int(WORKER_LEASE_SECONDS))
+    )
+    return generations_recover_expired_leases()
 
 
 def free_port() -> int:
@@ -126,4 +141,11 @@ def worker_environment(*, redis_url: str, extra: dict[str, str], as_deployed: bo
     return env
 
 
-__all__ = ["WORKER_LEASE_SECONDS", "CeleryWorker", "free_port", "redis_answers", "worker_environment"]
+__all__ = [
+    "WORKER_LEASE_SECONDS",
+    "CeleryWorker",
+    "dead_worker_leases_recovered",
+    "free_port",
+    "redis_answers",
+    "worker_environment",
+]

@@ -6,10 +6,10 @@ import time
 import pytest
 from django.test import Client
 
-from bots.generations import generations_recover_expired_leases
 from bots.models import Chat, Generation, Message, Turn
 from bots.tasks import generations_process_due_task
 from tests.fakes import llm_api
+from tests.infrastructure import dead_worker_leases_recovered
 from tests.telegram_updates import photo_update, text_update
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -96,9 +96,9 @@ def test_a_worker_killed_mid_turn_answers_the_message_exactly_once_after_restart
 
     fake_llm.reset()
     fake_llm.openai.push(llm_api.text("Yes, I am here."))
-    celery_worker.start()
     # The lease of the dead worker's generation runs out (10 s); beat's sweep gives it back.
-    wait_until(lambda: generations_recover_expired_leases() > 0, timeout=20, what="lease expiry")
+    assert dead_worker_leases_recovered() > 0
+    celery_worker.start()
     generations_process_due_task.delay()
     fake_telegram.wait_for("sendMessage", token=project_a.bot_token, timeout=30)
     time.sleep(1.5)

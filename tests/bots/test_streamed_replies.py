@@ -5,13 +5,13 @@ import time
 
 import pytest
 
-from bots.generations import generations_recover_expired_leases
 from bots.models import LLMCall, Message, Turn
 from bots.reply_drafts import DRAFT_INTERVAL_SECONDS
 from bots.reply_edits import EDIT_INTERVAL_SECONDS, UNFINISHED
 from bots.tasks import generations_process_due_task
 from tests.bots.test_engine_integration import replies, send, wait_until
 from tests.fakes import llm_api
+from tests.infrastructure import dead_worker_leases_recovered
 from tests.telegram_updates import text_update
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -136,8 +136,8 @@ def test_a_worker_killed_while_streaming_by_edits_still_leaves_exactly_one_compl
     fake_llm.reset()
     fake_llm.openai.push(llm_api.streamed("Yes, I am here, and this answer is complete.", first_token_after=0.2,
                                           total=3.0))  # fmt: skip
+    assert dead_worker_leases_recovered() > 0
     celery_worker.start()
-    wait_until(lambda: generations_recover_expired_leases() > 0, timeout=20, what="lease expiry")
     generations_process_due_task.delay()
     wait_until(lambda: fake_telegram.calls_to("deleteMessage"), what="the preview deleted", worker=celery_worker)
     time.sleep(1.5)
@@ -163,8 +163,8 @@ def test_a_worker_killed_mid_stream_leaves_no_half_reply_and_answers_once(
 
     fake_llm.reset()
     fake_llm.openai.push(llm_api.streamed("Yes, I am here.", first_token_after=0.2, total=1.0))
+    assert dead_worker_leases_recovered() > 0
     celery_worker.start()
-    wait_until(lambda: generations_recover_expired_leases() > 0, timeout=20, what="lease expiry")
     generations_process_due_task.delay()
     fake_telegram.wait_for("sendMessage", token=project_a.bot_token, timeout=30)
     time.sleep(1.5)

@@ -7,6 +7,7 @@ import zipfile
 import docx
 import openpyxl
 import pytest
+import trafilatura
 from pypdf import PdfReader, PdfWriter
 
 from knowledge import extraction
@@ -147,7 +148,7 @@ def test_html_keeps_main_content_and_headings_and_drops_page_chrome():
 
 
 def test_html_falls_back_to_a_dom_walk_when_reader_view_finds_nothing(monkeypatch):
-    monkeypatch.setattr(extraction.trafilatura, "extract", lambda *args, **kwargs: None)
+    monkeypatch.setattr(trafilatura, "extract", lambda *args, **kwargs: None)
     html = HTML.replace('<meta property="og:title" content="Window cleaning in Berlin">', "")
 
     document = extract_document(data=html.encode(), content_type="text/html", url="https://a.test/windows")

@@ -8,6 +8,7 @@ import pytest
 from django.urls import reverse
 
 from console.project_health import project_blockers
+from knowledge import admin as knowledge_admin
 from knowledge.golden import (
     GoldenQuestionInvalid,
     RetrievalEvaluationFailed,
@@ -147,7 +148,12 @@ def test_a_crawl_that_removes_an_answered_page_lowers_recall_and_mrr_and_names_t
 
 
 @pytest.mark.parametrize(("role", "saved"), [("operator", True), ("viewer", False)])
-def test_the_playground_saves_a_golden_question_for_an_operator_only(client, project_a, project_b, role, saved):
+def test_the_playground_saves_a_golden_question_for_an_operator_only(
+    client, project_a, project_b, role, saved, monkeypatch
+):
+    # The playground the save returns to searches the question on a worker; none runs here, so it gives up
+    # at once rather than after the shipped 20 s (its page says the search failed, as it did after 20 s).
+    monkeypatch.setattr(knowledge_admin, "SEARCH_TIMEOUT_SECONDS", 0.01)
     user = MembershipFactory(project=project_a, role=role).user
     client.force_login(user)
     data = {"project": project_a.pk, "question": SUNDAY, "expected_url": "https://alpha.example/hours"}

@@ -13,7 +13,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from django.utils import timezone
 
-from bots.generations import generations_recover_expired_leases
 from bots.models import Chat, Generation, Message
 from bots.tasks import generations_process_due_task
 from knowledge.models import Chunk, CrawlJob, Page
@@ -25,6 +24,7 @@ from leads.tasks import leads_sweep
 from matching.models import Match, Profile
 from tenants.models import Project
 from tests.fakes import llm_api
+from tests.infrastructure import dead_worker_leases_recovered
 from tests.reliability.conftest import SCOREBOARD, Tally, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -90,8 +90,8 @@ def test_worker_killed_mid_qualification_introduces_both_users_once(bots, fake_t
     fake_llm.openai.responder = lambda request: llm_api.tool_call(
         "QualificationVerdict", {"qualified": True, "reason": "Same stack."}
     )
+    assert dead_worker_leases_recovered() > 0
     worker.start()
-    wait_until(lambda: generations_recover_expired_leases() > 0, timeout=20, what="lease expiry")
     generations_process_due_task.delay()
     wait_until(lambda: Match.objects.get(pk=match.pk).status == Match.Status.QUALIFIED, what="the verdict",
                worker=worker)  # fmt: skip

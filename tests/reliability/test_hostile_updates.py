@@ -4,7 +4,7 @@ import json
 import logging
 
 import pytest
-from django.db import DataError, OperationalError
+from django.db import DataError, OperationalError, connection
 from django.test import Client
 from django.urls import reverse
 from hypothesis import HealthCheck, given, settings
@@ -28,7 +28,11 @@ def post(client: Client, project, body: object) -> object:
 
 
 def stored() -> tuple[int, int, int]:
-    return TelegramUpdate.objects.count(), Chat.objects.count(), Message.objects.count()
+    """Stored updates, chats and messages, counted in one query: the corpus test asks 2000 times."""
+    counts = ", ".join(f"(SELECT count(*) FROM {model._meta.db_table})" for model in (TelegramUpdate, Chat, Message))
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {counts}")
+        return cursor.fetchone()
 
 
 def nul_text() -> dict:
