@@ -39,11 +39,11 @@ def _build_bot(token: str) -> Bot:
         token,
         base_url=f"{base}/bot",
         base_file_url=f"{base}/file/bot",
-        # Hundreds of turns of one process send at once: a wide pool, and a request waits for a free
-        # connection as long as for an answer (a pool timeout is a "never sent" failure, retried).
+        # Hundreds of turns of one process send at once: a wide pool, and a request that finds it busy
+        # waits again (a pool timeout is a "never sent" failure: bots.telegram_outbox waits it out).
         request=MeasuredHTTPXRequest(
             connection_pool_size=TELEGRAM_CONNECTIONS,
-            pool_timeout=timeout,
+            pool_timeout=settings.TELEGRAM_POOL_TIMEOUT_SECONDS,
             connect_timeout=timeout,
             read_timeout=timeout,
             write_timeout=timeout,

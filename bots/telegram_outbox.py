@@ -45,6 +45,9 @@ MAX_RATE_LIMIT_RETRIES = 3
 MAX_RETRY_AFTER_SECONDS = 60.0
 NETWORK_RETRY_BACKOFF_SECONDS = (1.0, 3.0)  # one wait per retry, so at most two retries
 CHAT_ACTION_TIMEOUT_SECONDS = 10.0
+# A request that finds every connection of the process's pool busy waits again (each wait is one
+# TELEGRAM_POOL_TIMEOUT_SECONDS) for up to this long before the send counts as failed (the sweep resends).
+POOL_WAIT_MAX_SECONDS = 120.0
 # httpx failures that prove the request never reached Telegram, so resending cannot duplicate it.
 _NOT_SENT_CAUSES = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _MAYBE_ARRIVED = "got no answer; it may have arrived, so it is not resent"
@@ -226,7 +229,7 @@ async def call_with_policy_async(*, project: Project, chat: Chat | None, method_
     if chat is not None and chat.business_connection_id and kwargs["chat_id"] == chat.telegram_chat_id:
         await _business_connection_check(call, chat, kwargs)
     bot = bot_for_token(project.bot_token)
-    rate_limited = network_failures = 0
+    rate_limited = network_failures = pool_waits = 0
     while True:
         try:
             return await _call_once(getattr(bot, method_name), kwargs)
@@ -239,6 +242,12 @@ async def call_with_policy_async(*, project: Project, chat: Chat | None, method_
         except BadRequest as exc:  # before NetworkError, of which it is a subclass
             raise _failure(PermanentSendError, call, "refused", exc) from exc
         except TimedOut as exc:  # before NetworkError, of which it is a subclass
+            if isinstance(exc.__cause__, httpx.PoolTimeout):
+                # This process's own connections were all busy (hundreds of turns sending at once): the
+                # request never left, and waiting again is no failure of Telegram's.
+                pool_waits += 1
+                _wait_for_a_connection(call, exc, pool_waits)
+                continue
             if not _never_sent(exc):
                 raise _failure(SendOutcomeUnknown, call, _MAYBE_ARRIVED, exc) from exc
             network_failures += 1
@@ -316,6 +325,12 @@ def _retry_after_seconds(exc: RetryAfter) -> float:
         warnings.simplefilter("ignore", PTBDeprecationWarning)
         value = exc.retry_after
     return value if isinstance(value, int | float) else value.total_seconds()
+
+
+def _wait_for_a_connection(call: _Call, exc: TimedOut, waits: int) -> None:
+    if waits * settings.TELEGRAM_POOL_TIMEOUT_SECONDS > POOL_WAIT_MAX_SECONDS:
+        raise _failure(SendError, call, f"no free connection after {waits} waits", exc) from exc
+    logger.warning("%s", call.describe("waited for a free connection; waiting again", exc), extra=call.log_extra)
 
 
 async def _back_off(call: _Call, exc: NetworkError, failures: int) -> None:

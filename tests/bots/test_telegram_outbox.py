@@ -1,11 +1,13 @@
 """Sending through the real python-telegram-bot to the fake Bot API, under the error policy."""
 
+import asyncio
 import logging
 import time
 
 import pytest
 
 from bots import telegram_client, telegram_outbox
+from bots.event_loop import run_sync
 from bots.models import Chat
 from bots.telegram_outbox import (
     ChatBlocked,
@@ -17,6 +19,7 @@ from bots.telegram_outbox import (
     call_with_policy,
     send_chat_action,
     send_text,
+    send_text_async,
 )
 from tests.infrastructure import free_port
 
@@ -249,6 +252,28 @@ def test_bad_gateway_gives_up_after_two_retries(bots, project_a, chat_a, sleeps)
     assert type(info.value) is SendError
     assert len(bots.calls_to("sendMessage")) == 3
     assert len(sleeps) == 2
+
+
+@pytest.mark.usefixtures("fresh_bots")
+def test_a_send_that_finds_every_connection_busy_waits_for_one(bots, project_a, chat_a, settings, sleeps,
+                                                                monkeypatch):  # fmt: skip
+    # Hundreds of turns of one process send at once: a pool timeout is this process's congestion, not a
+    # Telegram failure, so the reply waits for a connection instead of failing after the network retries.
+    monkeypatch.setattr(telegram_client, "TELEGRAM_CONNECTIONS", 1)
+    settings.TELEGRAM_POOL_TIMEOUT_SECONDS = 0.2
+    bots.delay_next("sendMessage", 1.5)  # the first send holds the only connection for several pool waits
+
+    async def both() -> list[list[SentMessage]]:
+        first = asyncio.create_task(send_text_async(project=project_a, chat=chat_a, text="first"))
+        await asyncio.sleep(0.1)
+        second = await send_text_async(project=project_a, chat=chat_a, text="second")
+        return [await first, second]
+
+    first, second = run_sync(both())
+
+    assert [call.params["text"] for call in bots.calls_to("sendMessage")] == ["first", "second"]
+    assert (len(first), len(second)) == (1, 1)
+    assert sleeps == []  # no network back-off: each wait for the pool was the wait
 
 
 @pytest.mark.usefixtures("fresh_bots")
