@@ -121,7 +121,9 @@ class ReplyDraft:
             if not text or text == self._shown:
                 continue
             self._sending = asyncio.create_task(self._update(text))
-            wait = await self._sending
+            # Shielded: closing cancels this task, never the request in flight, which ends on its own
+            # timeouts (a request cancelled while it waits for a pooled connection can leak the connection).
+            wait = await asyncio.shield(self._sending)
             if wait is None or self._closed:
                 return
             await asyncio.sleep(max(self._interval, wait))

@@ -16,6 +16,7 @@ no thread. The synchronous names run it on the process loop for synchronous call
 
 import asyncio
 import concurrent.futures
+import contextlib
 import inspect
 import logging
 import warnings
@@ -162,11 +163,13 @@ async def send_chat_action_async(*, project: Project, chat: Chat, action: str = 
         return
     try:
         bot = bot_for_token(project.bot_token)
-        # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that arrives as
-        # the call completes, and the typing loop would then outlive its turn.
         business = {"business_connection_id": chat.business_connection_id} if chat.business_connection_id else {}
-        async with asyncio.timeout(CHAT_ACTION_TIMEOUT_SECONDS):
-            await bot.send_chat_action(chat_id=chat.telegram_chat_id, action=action, **business)
+        # The request's own timeouts end it (a cancelled request can leak its connection: TypingIndicator);
+        # the outer bound (asyncio.timeout: wait_for can swallow a cancellation) only catches a hang elsewhere.
+        timeouts = dict.fromkeys(("pool_timeout", "connect_timeout", "read_timeout", "write_timeout"),
+                                 CHAT_ACTION_TIMEOUT_SECONDS / 2)  # fmt: skip
+        async with asyncio.timeout(4 * CHAT_ACTION_TIMEOUT_SECONDS):
+            await bot.send_chat_action(chat_id=chat.telegram_chat_id, action=action, **business, **timeouts)
     except Exception as exc:
         extra = {"project_id": project.pk, "chat_id": chat.telegram_chat_id}
         logger.info("chat action %s failed: %s", action, redact(f"{type(exc).__name__}: {exc}"), extra=extra)
@@ -176,23 +179,26 @@ class TypingIndicator:
     """Shows "typing..." while the model works: at once, then every `interval` seconds until exit.
 
     An asyncio task on the turn's loop (no thread). Telegram shows an action for about 5 seconds, hence
-    the 4 s default. Exiting cancels the task, so the reply is never held back by an action in flight.
+    the 4 s default. Exiting never holds the reply back, and never cancels an action in flight: it ends
+    on its own timeouts. A request cancelled while it waits for a pooled connection can leak that
+    connection for good (httpcore 1.0.9, encode/httpcore#1093); under hundreds of turns a cancelled
+    action per turn used the whole pool up, and every later send of the process failed.
     """
 
     def __init__(self, *, project: Project, chat: Chat, interval: float = 4.0) -> None:
         self._project, self._chat, self._interval = project, chat, interval
         self._task: asyncio.Task[None] | None = None
         self._future: concurrent.futures.Future[None] | None = None
-        self._stopped = False  # a cancellation can be lost in a library; the loop also checks this
+        self._stop: asyncio.Event | None = None
 
     async def __aenter__(self) -> "TypingIndicator":
         self._task = asyncio.create_task(self._run(), name="switchboard-typing")
+        _lingering.add(self._task)  # referenced until done: exit does not wait for it
+        self._task.add_done_callback(_lingering.discard)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self._stopped = True
-        if self._task is not None:
-            self._task.cancel()
+        self._stopping()
 
     # From synchronous code: the same task on the process loop.
     def __enter__(self) -> "TypingIndicator":
@@ -200,15 +206,21 @@ class TypingIndicator:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._stopped = True
-        if self._future is not None:
-            self._future.cancel()
+        process_loop().call_soon_threadsafe(self._stopping)
+
+    def _stopping(self) -> None:
+        self._stop = self._stop or asyncio.Event()
+        self._stop.set()
 
     async def _run(self) -> None:
-        while not self._stopped:
+        self._stop = self._stop or asyncio.Event()
+        while not self._stop.is_set():
             await send_chat_action_async(project=self._project, chat=self._chat)
-            if not self._stopped:
-                await asyncio.sleep(self._interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self._interval)
+
+
+_lingering: set[asyncio.Task[None]] = set()
 
 
 def call_with_policy(*, project: Project, chat: Chat | None, method_name: str, **kwargs: Any) -> Any:

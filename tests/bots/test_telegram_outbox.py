@@ -310,6 +310,24 @@ def test_typing_indicator_repeats_until_exit(bots, project_a, chat_a):
     assert len(bots.calls_to("sendChatAction", token=project_a.bot_token)) == settled
 
 
+def test_typing_indicator_exit_lets_an_action_in_flight_finish(bots, project_a, chat_a):
+    # A request cancelled while it waits for a pooled connection can leak that connection for good
+    # (httpcore 1.0.9); one cancelled action per turn used up a busy process's whole pool.
+    bots.delay_next("sendChatAction", 0.5, token=project_a.bot_token)
+
+    async def turn() -> asyncio.Task[None]:
+        async with TypingIndicator(project=project_a, chat=chat_a) as typing:
+            await asyncio.sleep(0.1)  # the action is in flight when the turn ends
+        return typing._task
+
+    task = run_sync(turn())
+    assert not task.done()  # the reply was not held back by the action
+    run_sync(asyncio.wait_for(asyncio.shield(task), 5))
+    assert not task.cancelled()
+    [call] = bots.calls_to("sendChatAction", token=project_a.bot_token)
+    assert call.ok
+
+
 def test_typing_indicator_sends_at_once(bots, project_a, chat_a):
     with TypingIndicator(project=project_a, chat=chat_a):  # the default 4 s interval
         bots.wait_for("sendChatAction", timeout=2)
