@@ -18,7 +18,7 @@ from config.local_redis import RedisUnavailable, start_redis_server
 from tests.factories import ProjectFactory
 from tests.infrastructure import WORKER_LEASE_SECONDS, CeleryWorker, free_port, redis_answers, worker_environment
 from tests.knowledge.site import local_site
-from tests.parallel import XDIST_WORKER, template_database_clone
+from tests.parallel import XDIST_WORKER, session_database_drop, template_database_clone
 from tests.reliability.scoreboard import Tally, scoreboard_rows_of, scoreboard_write
 
 pytest_plugins = ["tests.fakes.telegram_api", "tests.fakes.llm_api"]
@@ -90,7 +90,7 @@ if XDIST_WORKER:
                 connection._test_serialized_contents = connection.creation.serialize_db_to_string()
         yield
         with django_db_blocker.unblock():
-            connection.creation.destroy_test_db(original_name, verbosity=verbosity)
+            session_database_drop(original_name=original_name)
 
 
 @pytest.fixture(scope="session")
