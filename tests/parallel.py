@@ -16,7 +16,7 @@ migrations took each session seconds of CPU.
 
 A session's database goes at its end without the session waiting for it (`session_database_drop`): DROP
 DATABASE forces an immediate checkpoint, which fsyncs every file written since the last one, thousands after
-the transactional tests' TRUNCATEs (7.8 s of 8.1 s in the server's log); the last session to finish waited
+the transactional tests' flushes (7.8 s of 8.1 s in the server's log); the last session to finish waited
 for it before the run could end.
 """
 
