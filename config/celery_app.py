@@ -9,6 +9,10 @@ from kombu import Queue
 from core.log_context import log_context_start
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+# Celery's Django fixup runs every system check at worker start and discards the result (0.18 s of CPU, a
+# tenth of a start: it loads the URLconf and the API for the URL checks); the release phase's `migrate` runs
+# them and fails on an error.
+os.environ.setdefault("CELERY_SKIP_CHECKS", "1")
 
 app = Celery("switchboard")
 app.config_from_object("django.conf:settings", namespace="CELERY")

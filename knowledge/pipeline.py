@@ -472,18 +472,20 @@ def _crawl_job_run_claimed(job: CrawlJob) -> CrawlJob:
             crawl_job_count(job=job)
     except Exception as exc:  # any failure ends the job visibly; finished work stays for a resume
         logger.exception("crawl failed", extra=_log(job.project, job_id=job.pk))
-        CrawlJob.objects.filter(pk=job.pk).update(
-            status=CrawlJob.Status.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000], finished_at=timezone.now()
-        )
-        job.refresh_from_db()
-        _sources_account(job)
+        with transaction.atomic():  # a job seen finished has its sources accounted
+            CrawlJob.objects.filter(pk=job.pk).update(
+                status=CrawlJob.Status.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000], finished_at=timezone.now()
+            )
+            job.refresh_from_db()
+            _sources_account(job)
     else:
         job.refresh_from_db()
-        CrawlJob.objects.filter(pk=job.pk).update(
-            status=crawl_job_verdict(job=job), phase=CrawlJob.Phase.DONE, finished_at=timezone.now()
-        )
-        job.refresh_from_db()
-        _sources_account(job)
+        with transaction.atomic():
+            CrawlJob.objects.filter(pk=job.pk).update(
+                status=crawl_job_verdict(job=job), phase=CrawlJob.Phase.DONE, finished_at=timezone.now()
+            )
+            job.refresh_from_db()
+            _sources_account(job)
     logger.info(
         "crawl job %s %s: %s added, %s changed, %s unchanged, %s removed, %s failed, %s embedding calls",
         job.pk, job.status, job.pages_added, job.pages_changed, job.pages_unchanged, job.pages_removed,

@@ -1,5 +1,7 @@
 """Crawling a local website end to end into Qdrant (in memory), in-process."""
 
+import time
+
 import psycopg
 import pytest
 from django.db import connection
@@ -126,6 +128,20 @@ def test_tenants_never_see_each_others_chunks(project_a, project_b, local_site):
     assert all(hit.url.endswith("hours.html") for hit in knowledge_search(project=project_b, query="window price"))
 
 
+def _advisory_lock_freed(first: int, second: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = %s AND objid = %s",
+                [first, second],
+            )
+            if cursor.fetchone()[0] == 0:
+                return
+            time.sleep(0.02)
+    raise AssertionError("the closed connection's advisory lock is still held")
+
+
 def test_a_job_another_process_is_running_is_left_to_it(project_a, local_site):
     """A second delivery of a crawl's task (a broker redelivery, a resume racing the run) must not run the
     crawl a second time beside the first: it would count pages twice and stamp the job's times over."""
@@ -136,5 +152,7 @@ def test_a_job_another_process_is_running_is_left_to_it(project_a, local_site):
         crawl_job_run(job=job)
         job.refresh_from_db()
         assert (job.status, job.started_at, Page.objects.filter(project=project_a).count()) == ("queued", None, 0)
-    # The other run went (its connection, and so its claim, with it): the next delivery runs the job.
+    # The other run went (its connection, and so its claim, with it): the next delivery runs the job. The
+    # server ends the closed connection's backend, and frees its lock, a moment after the client returns.
+    _advisory_lock_freed(pipeline.CRAWL_LOCK_NAMESPACE, job.pk)
     assert crawl_job_run(job=job).status == "done"
