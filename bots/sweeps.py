@@ -1,7 +1,8 @@
 """The engine's beat sweep: recover what crashed workers left behind and start what is due.
 
 A chat (or a button press) is re-queued at most once while a task for it is queued or running: the
-sweep marks it in Redis when it enqueues (`SET NX` with a TTL), the task clears the mark as it starts.
+sweep marks it in Redis when it enqueues (`SET NX` with a TTL), and the task it queued (`swept=True`)
+clears the mark as it starts.
 A mark whose task was lost (Redis emptied, a worker gone before the task began) expires after
 ENQUEUED_MARK_SECONDS, and the next sweep queues the chat again.
 """
@@ -77,12 +78,12 @@ def engine_sweep_run(*, stale_after: timedelta) -> dict[str, int]:
     )
     for update_id in presses.values_list("pk", flat=True)[:BATCH]:
         if task_mark_enqueued(kind="press", object_id=update_id):
-            callback_process_task.delay(update_id)
+            callback_process_task.delay(update_id, swept=True)
             counts["presses"] += 1
     unprocessed = Message.objects.filter(processed_at__isnull=True, created_at__lt=stale)
     for chat_id in unprocessed.values_list("chat_id", flat=True).distinct()[:BATCH]:
         if task_mark_enqueued(kind="chat", object_id=chat_id):
-            chat_process_task.delay(chat_id)
+            chat_process_task.delay(chat_id, swept=True)
             counts["chats"] += 1
     waiting_chats = (
         Message.objects.filter(turn__isnull=True, needs_reply=True, processed_at__lt=stale)

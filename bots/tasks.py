@@ -32,17 +32,21 @@ def generations_kick() -> None:
 
 
 @shared_task(acks_late=True, time_limit=60, soft_time_limit=50)
-def chat_process_task(chat_id: int, project_id: int | None = None) -> None:
-    """`project_id` (from the webhook) only routes the task to its project's shard (bots/chat_shards.py)."""
-    task_mark_started(kind="chat", object_id=chat_id)
+def chat_process_task(chat_id: int, project_id: int | None = None, swept: bool = False) -> None:
+    """`project_id` (from the webhook) only routes the task to its project's shard (bots/chat_shards.py);
+    `swept`: the sweep queued it and marked the chat queued, so the task clears that mark (the webhook's
+    tasks have none to clear: a Redis round-trip per message saved)."""
+    if swept:
+        task_mark_started(kind="chat", object_id=chat_id)
     generation = chat_process(chat_id=chat_id)
     if generation is not None and generation.scheduled_for <= timezone.now():
         generations_kick_now()  # no extra Celery hop: the runner of this process claims it
 
 
 @shared_task(acks_late=True, time_limit=60, soft_time_limit=50)
-def callback_process_task(update_id: int) -> None:
-    task_mark_started(kind="press", object_id=update_id)
+def callback_process_task(update_id: int, swept: bool = False) -> None:
+    if swept:
+        task_mark_started(kind="press", object_id=update_id)
     callback_process(update_id=update_id)
 
 

@@ -15,8 +15,8 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def enqueued(monkeypatch, redis_client) -> dict[str, list[int]]:
     calls: dict[str, list[int]] = {"chat": [], "press": []}
-    monkeypatch.setattr(bot_tasks.chat_process_task, "delay", calls["chat"].append)
-    monkeypatch.setattr(bot_tasks.callback_process_task, "delay", calls["press"].append)
+    for kind, task in (("chat", bot_tasks.chat_process_task), ("press", bot_tasks.callback_process_task)):
+        monkeypatch.setattr(task, "delay", lambda object_id, swept, kind=kind: calls[kind].append(object_id))
     return calls
 
 
@@ -50,5 +50,13 @@ def test_the_chat_task_clears_the_mark_when_it_starts(project_a, enqueued, redis
     chat = _stale_message(project_a, 33)
     engine_sweep_run(stale_after=timedelta(seconds=30))
     assert redis_client.exists(f"switchboard:queued:chat:{chat.pk}")
-    bot_tasks.chat_process_task.run(chat.pk)
+    bot_tasks.chat_process_task.run(chat.pk, swept=True)
     assert not redis_client.exists(f"switchboard:queued:chat:{chat.pk}")
+
+
+def test_a_chat_task_the_webhook_queued_leaves_the_sweeps_mark(project_a, enqueued, redis_client):
+    """The webhook's task may run while the sweep's waits in the queue: the mark stays with the sweep's."""
+    chat = _stale_message(project_a, 34)
+    engine_sweep_run(stale_after=timedelta(seconds=30))
+    bot_tasks.chat_process_task.run(chat.pk, project_id=project_a.pk)
+    assert redis_client.exists(f"switchboard:queued:chat:{chat.pk}")
