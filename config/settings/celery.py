@@ -33,6 +33,9 @@ WORKER_NICE = env.int("WORKER_NICE", default=10)
 # The worker's GIL switch interval in seconds (Python's default is 0.005): shorter slices let a thread back
 # from the database or the network run sooner while other threads compute (measured in BENCHMARKS.md).
 WORKER_SWITCH_INTERVAL = env.float("WORKER_SWITCH_INTERVAL", default=0.001)
+# The worker's garbage-collector thresholds (gen0 allocations, gen1 and gen2 passes; Python's default is
+# 700, 10, 10; empty: Python's): what the process loaded at start is frozen first (bots/worker_signals.py).
+WORKER_GC_THRESHOLDS = env.list("WORKER_GC_THRESHOLDS", cast=int, default=[20000, 50, 100])
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
