@@ -11,6 +11,7 @@ from kombu.exceptions import OperationalError as BrokerUnavailable
 from psycopg.types.json import Jsonb
 
 from bots.business import business_message_route, business_owner_wrote, business_update_apply
+from bots.chat_intake import chat_intake_notify
 from bots.gateway import IncomingUpdate, normalize_update
 from bots.kinds import group_message_received
 from bots.llm.transcription import speech_file, transcription_chain
@@ -152,14 +153,14 @@ def update_receive(*, project: Project, payload: object) -> IntakeResult:
 
 def update_accept(*, project: Project, payload: object) -> IntakeResult:
     """Store an update and hand it to the workers (webhook and getUpdates polling alike)."""
-    from bots.tasks import callback_process_task, chat_process_task  # tasks import the services: no cycle at load
+    from bots.tasks import callback_process_task  # tasks import the services: no cycle at load
 
     result = update_receive(project=project, payload=payload)
     extra = {"project_id": project.pk, "chat_pk": result.chat_id}
     if result.callback_update_id is not None:
         transaction.on_commit(lambda: _enqueue(callback_process_task, result.callback_update_id, extra=extra))
-    elif result.status == "stored":
-        transaction.on_commit(lambda: _enqueue(chat_process_task, result.chat_id, project_id=project.pk, extra=extra))
+    elif result.status == "stored" and result.chat_id is not None:
+        chat_intake_notify(project_id=project.pk, chat_id=result.chat_id)  # bots/chat_intake.py
     return result
 
 

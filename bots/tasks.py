@@ -32,10 +32,10 @@ def generations_kick() -> None:
 
 
 @shared_task(acks_late=True, time_limit=60, soft_time_limit=50)
-def chat_process_task(chat_id: int, project_id: int | None = None, swept: bool = False) -> None:
-    """`project_id` (from the webhook) only routes the task to its project's shard (bots/chat_shards.py);
-    `swept`: the sweep queued it and marked the chat queued, so the task clears that mark (the webhook's
-    tasks have none to clear: a Redis round-trip per message saved)."""
+def chat_process_task(chat_id: int, swept: bool = False) -> None:
+    """The chat's new messages, for the paths that have no listener at hand (the sweep, business chats,
+    takeovers, CVs); the webhook's go by LISTEN / NOTIFY (bots/chat_intake.py). `swept`: the sweep queued
+    it and marked the chat queued, so the task clears that mark."""
     if swept:
         task_mark_started(kind="chat", object_id=chat_id)
     generation = chat_process(chat_id=chat_id)

@@ -1,4 +1,5 @@
-"""The async turn runner starts with each Celery worker process that runs tasks, and stops with it."""
+"""The async turn runner and the chat intake listener start with each Celery worker process that runs
+tasks, and stop with it."""
 
 import gc
 import os
@@ -8,6 +9,7 @@ from typing import Any
 from celery.signals import worker_init, worker_process_init, worker_process_shutdown, worker_ready, worker_shutdown
 from django.conf import settings
 
+from bots.chat_intake import chat_intake_listen, chat_intake_stop
 from bots.turn_runner import turn_runner_start, turn_runner_stop
 
 _prefork = False
@@ -29,8 +31,11 @@ def _note_pool(sender: Any = None, **kwargs: Any) -> None:
 
 @worker_ready.connect
 def _start_in_main_process(**kwargs: Any) -> None:
-    if settings.TURN_RUNNER and not _prefork:  # threads / solo pool: the main process runs the tasks
+    if _prefork:
+        return  # the pool's child processes run the tasks (below)
+    if settings.TURN_RUNNER:  # threads / solo pool: the main process runs the tasks
         turn_runner_start()
+    chat_intake_listen()
     _gc_freeze()
 
 
@@ -38,6 +43,7 @@ def _start_in_main_process(**kwargs: Any) -> None:
 def _start_in_pool_process(**kwargs: Any) -> None:
     if settings.TURN_RUNNER:  # prefork: each child process has its own runner
         turn_runner_start()
+    chat_intake_listen()
     _gc_freeze()
 
 
@@ -55,4 +61,5 @@ def _gc_freeze() -> None:
 @worker_shutdown.connect
 @worker_process_shutdown.connect
 def _stop(**kwargs: Any) -> None:
+    chat_intake_stop()
     turn_runner_stop()

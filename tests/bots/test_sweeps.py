@@ -58,5 +58,5 @@ def test_a_chat_task_the_webhook_queued_leaves_the_sweeps_mark(project_a, enqueu
     """The webhook's task may run while the sweep's waits in the queue: the mark stays with the sweep's."""
     chat = _stale_message(project_a, 34)
     engine_sweep_run(stale_after=timedelta(seconds=30))
-    bot_tasks.chat_process_task.run(chat.pk, project_id=project_a.pk)
+    bot_tasks.chat_process_task.run(chat.pk)
     assert redis_client.exists(f"switchboard:queued:chat:{chat.pk}")

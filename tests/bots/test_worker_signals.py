@@ -16,8 +16,9 @@ def test_a_starting_worker_takes_the_configured_gil_switch_interval(settings):
         sys.setswitchinterval(before)
 
 
-def test_a_started_worker_freezes_what_it_loaded_and_takes_the_configured_gc_thresholds(settings):
+def test_a_started_worker_freezes_what_it_loaded_and_takes_the_configured_gc_thresholds(settings, monkeypatch):
     settings.TURN_RUNNER, settings.WORKER_GC_THRESHOLDS = False, [12345, 21, 31]
+    monkeypatch.setattr(worker_signals, "chat_intake_listen", lambda: None)  # no listener in the test process
     before = gc.get_threshold()
     try:
         worker_signals._start_in_main_process()

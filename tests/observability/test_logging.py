@@ -84,9 +84,9 @@ def test_worker_log_lines_carry_task_project_chat_and_generation_ids(
     [done] = finished
     assert done["message"] == "generation chat_turn finished: done"
     assert (done["project_id"], done["chat_id"], done["generation_id"]) == (project_a.pk, 77, generation.pk)
-    processed = [line for line in worker_lines() if line.get("task") == "bots.tasks.chat_process_task"]
-    assert processed
-    assert all(line["project_id"] == project_a.pk and line["chat_id"] == 77 for line in processed)
+    about_the_chat = [line for line in worker_lines() if line.get("chat_id") == 77]
+    assert len(about_the_chat) >= 1
+    assert all(line["project_id"] == project_a.pk for line in about_the_chat)
     assert project_a.bot_token not in celery_worker.log_tail(200_000)
 
 

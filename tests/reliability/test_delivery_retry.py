@@ -29,7 +29,7 @@ def no_waiting(monkeypatch, fake_telegram, project_a, project_b):
     monkeypatch.setattr(telegram_outbox, "sleep", waits.append)
     monkeypatch.setattr(bot_tasks, "STALE_AFTER", timedelta(0))
     monkeypatch.setattr(bot_tasks.generations_process_due_task, "delay", lambda: None)
-    monkeypatch.setattr(bot_tasks.chat_process_task, "delay", lambda chat_id: None)
+    monkeypatch.setattr(bot_tasks.chat_process_task, "delay", lambda chat_id, swept=False: None)
     for project in (project_a, project_b):
         fake_telegram.register_bot(project.bot_token, f"{project.slug}_bot")
     return waits
@@ -103,7 +103,7 @@ def test_a_reply_refused_for_too_long_is_given_up_loudly(project_a, fake_telegra
 
 def test_the_sweep_re_enqueues_unapplied_button_presses_for_an_hour(project_a, monkeypatch, fake_telegram):
     enqueued: list[int] = []
-    monkeypatch.setattr(bot_tasks.callback_process_task, "delay", enqueued.append)
+    monkeypatch.setattr(bot_tasks.callback_process_task, "delay", lambda update_id, swept: enqueued.append(update_id))
     say(project_a, 111, "Hello")  # the chat exists
     fresh, old, applied = (
         update_receive(project=project_a, payload=callback_update(111, f"menu:{n}")).callback_update_id
