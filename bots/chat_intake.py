@@ -108,7 +108,9 @@ class ChatIntakeListener:
 
     async def _process(self, project_id: int, chat_id: int) -> None:
         log_context_start(project_id=project_id)
-        fair_key.set(project_id)
+        # A queue of the pool's own per project: a burst's new chats take turns with its turns in flight,
+        # which would otherwise wait behind hundreds of them.
+        fair_key.set(("intake", project_id))
         try:
             await in_db(self._started, chat_id)
         except Exception:
