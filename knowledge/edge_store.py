@@ -203,6 +203,8 @@ class EdgeEngine:
     def hybrid(
         self, name: str, *, dense: list[float], sparse: SparseVector, limit: int, url: str | None, fusion: HybridFusion
     ) -> list[RawHit]:
+        if fusion.method == "score_rrf":
+            return score_rrf_hits(self, name, dense=dense, sparse=sparse, limit=limit, url=url, fusion=fusion)
         q = _edge()
         prefetches = [q.Prefetch(fusion.prefetch_limit, query=q.Query.Nearest(dense, using=DENSE))]
         if sparse.indices:
@@ -247,6 +249,34 @@ class EdgeEngine:
             found += [_stored(record) for record in records]
             if offset is None:
                 return found
+
+
+def score_rrf_hits(
+    engine: Any,
+    name: str,
+    *,
+    dense: list[float],
+    sparse: SparseVector,
+    limit: int,
+    url: str | None,
+    fusion: HybridFusion,
+) -> list[RawHit]:
+    """The "score_rrf" fusion for any engine: its dense and BM25 rankings fused here, each adding
+    `weight / (k + rank)` (rank from 1) to a point's score; Qdrant's own RRF divides the rank by the weight
+    instead (`knowledge.fusion`). Equal sums keep the dense order (counted first, stable sort)."""
+    rankings = [(engine.nearest(name, dense=dense, limit=fusion.prefetch_limit, url=url), fusion.weights[0])]
+    if sparse.indices:
+        bm25 = engine.nearest_sparse(name, sparse=sparse, limit=fusion.prefetch_limit, url=url)
+        rankings.append((bm25, fusion.weights[1]))
+    fused: dict[str, float] = {}
+    payloads: dict[str, dict[str, Any]] = {}
+    for ranking, weight in rankings:
+        for rank, point in enumerate(ranking, start=1):
+            fused[point.point_id] = fused.get(point.point_id, 0.0) + weight / (fusion.rrf_k + rank)
+            payloads.setdefault(point.point_id, point.payload)
+    ordered = sorted(fused, key=lambda point_id: -fused[point_id])
+    kept = [point_id for point_id in ordered if fused[point_id] >= fusion.min_score][:limit]
+    return [RawHit(point_id, fused[point_id], payloads[point_id]) for point_id in kept]
 
 
 # --- conversions -----------------------------------------------------------------------------------------

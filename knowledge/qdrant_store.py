@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 
 from knowledge.bm25 import SparseVector
-from knowledge.edge_store import DENSE, SPARSE, EdgeEngine, RawHit, StoredPoint
+from knowledge.edge_store import DENSE, SPARSE, EdgeEngine, RawHit, StoredPoint, score_rrf_hits
 from knowledge.fusion import HybridFusion
 
 if TYPE_CHECKING:
@@ -144,6 +144,8 @@ class ClientEngine:
     def hybrid(
         self, name: str, *, dense: list[float], sparse: SparseVector, limit: int, url: str | None, fusion: HybridFusion
     ) -> list[RawHit]:
+        if fusion.method == "score_rrf":
+            return score_rrf_hits(self, name, dense=dense, sparse=sparse, limit=limit, url=url, fusion=fusion)
         m = _models()
         prefetch = [m.Prefetch(query=dense, using=DENSE, limit=fusion.prefetch_limit)]
         if sparse.indices:

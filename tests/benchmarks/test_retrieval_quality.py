@@ -186,6 +186,9 @@ def retrieval_quality(project, model_id: str, site: str) -> None:
                    for prefetch in (6, 10, 20) for k in (1, 2, 3, 5, 10, 60)
                    for weights in ((1.0, 1.0), (1.5, 1.0), (2.0, 1.0), (2.5, 1.0), (3.0, 1.0), (4.0, 1.0), (6.0, 1.0),
                                    (1.0, 1.5), (1.0, 2.0))]  # fmt: skip
+    candidates += [HybridFusion("score_rrf", prefetch, rrf_k=k, weights=weights, min_score=0.0)
+                   for prefetch in (6, 10, 20) for k in (1, 2, 3, 5, 10, 60)
+                   for weights in ((1.0, 1.0), (1.5, 1.0), (2.0, 1.0), (3.0, 1.0), (4.0, 1.0))]  # fmt: skip
     lines = [f"{'fusion':44} {'en r@1':>6} {'en r@3':>6} {'ru r@1':>6} {'ru r@3':>6} {'MRR':>5}"]
     for fusion in candidates:
         row = {}
@@ -195,8 +198,8 @@ def retrieval_quality(project, model_id: str, site: str) -> None:
                           sparse=stemmed(q), limit=3, fusion=fusion)], q["expected"]) for q in subset]  # fmt: skip
             row[language] = scores(rankings)
         mark = " <- shipped" if fusion == shipped else ""
-        name = (f"{fusion.method} prefetch={fusion.prefetch_limit} min={fusion.min_score}" if fusion.method == "dbsf"
-                else f"rrf prefetch={fusion.prefetch_limit} k={fusion.rrf_k} w={fusion.weights}")  # fmt: skip
+        knobs = f"min={fusion.min_score}" if fusion.method == "dbsf" else f"k={fusion.rrf_k} w={fusion.weights}"
+        name = f"{fusion.method} prefetch={fusion.prefetch_limit} {knobs}"
         lines.append(f"{name:44} {row['en'][0]:6.2f} {row['en'][1]:6.2f} {row['ru'][0]:6.2f} {row['ru'][1]:6.2f}"
                      f" {row['all'][2]:5.2f}{mark}")  # fmt: skip
     print("\n".join(lines))

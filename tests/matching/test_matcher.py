@@ -8,6 +8,7 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from bots.llm.embeddings import OFFLINE_DIM
 from bots.models import Generation
 from matching import selectors, tasks
 from matching.matcher import IDLE_WAIT, Outcome, matching_iterate, matching_run
@@ -296,5 +297,5 @@ def test_a_small_project_compares_with_every_profile_and_a_large_one_walks_the_i
     assert profile_best_counterpart(profile=seeker, threshold=0.55).profile.chat.telegram_chat_id == 2
 
     monkeypatch.setattr(selectors, "EXACT_SEARCH_MAX_PROFILES", 1)
-    assert "profile_embedding_hnsw_512" in _candidate_query_plan(seeker)
+    assert f"profile_embedding_hnsw_{OFFLINE_DIM}" in _candidate_query_plan(seeker)  # the default model's size
     assert profile_best_counterpart(profile=seeker, threshold=0.55).profile.chat.telegram_chat_id == 2

