@@ -45,7 +45,7 @@ def chat_intake_notify(*, project_id: int, chat_id: int) -> None:
 
 
 def chats_with_unprocessed_messages(limit: int = CATCH_UP_BATCH) -> list[tuple[int, int]]:
-    """(project id, chat pk) of every chat with messages no worker processed yet, oldest first."""
+    """(project id, chat pk) of the chats with messages no worker processed yet (the sweep takes any beyond)."""
     rows = (
         Message.objects.filter(processed_at__isnull=True)
         .values_list("project_id", "chat_id")

@@ -480,7 +480,7 @@ def _stages(project, chat_id: int) -> str:
     message = Message.objects.get(chat__project=project, chat__telegram_chat_id=chat_id)
     generation = Generation.objects.get(chat=message.chat, kind=Generation.Kind.CHAT_TURN)
     steps = [
-        ("chat task", message.created_at, message.processed_at),
+        ("chat processing", message.created_at, message.processed_at),
         ("queued turn", generation.created_at, generation.started_at),
         ("turn", generation.started_at, generation.finished_at),
     ]
