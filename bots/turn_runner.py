@@ -52,8 +52,6 @@ class TurnRunner:
     floor: int = 0  # turns in flight claimed whatever the lag
     loop_lag: float = 0.0  # seconds, the latest probe's (a spike decays by half per probe)
     running: dict[int, asyncio.Task[None]] = field(default_factory=dict)
-    peak_in_flight: int = 0
-    started_count: int = 0
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     # Held while claimed generations are on their way into `running`: the heartbeat must not take a claim
     # still in flight for a lost worker's (after a stall of the loop its lease may already have run out).
@@ -118,8 +116,6 @@ class TurnRunner:
         if generations is None:
             await asyncio.sleep(1.0)
             return 0
-        self.started_count += len(generations)
-        self.peak_in_flight = max(self.peak_in_flight, len(self.running))
         turn_metrics.turns_in_flight.set(len(self.running))
         return len(generations)
 
@@ -213,15 +209,3 @@ def turn_runner_wake() -> bool:
         return False
     process_loop().call_soon_threadsafe(runner.wake)
     return True
-
-
-def turn_runner_stats() -> dict[str, int]:
-    runner = _runner
-    if runner is None:
-        return {"in_flight": 0, "peak_in_flight": 0, "started": 0, "cap": 0}
-    return {
-        "in_flight": len(runner.running),
-        "peak_in_flight": runner.peak_in_flight,
-        "started": runner.started_count,
-        "cap": runner.cap,
-    }
