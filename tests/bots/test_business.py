@@ -156,8 +156,9 @@ def test_the_owner_writing_pauses_the_bot_there_until_the_quiet_period_is_over(
 
     # Nothing resumes before the quiet period is over; then the sweep hands the chat back to the bot.
     assert business_pauses_end() == 0
-    wait_until(lambda: business_pauses_end() == 1, timeout=30, what="the end of the quiet period")
+    # Queued before the resume: the worker may reach the model before this test's next line runs.
     fake_llm.openai.push(llm_api.text("You are welcome!"))
+    wait_until(lambda: business_pauses_end() == 1, timeout=30, what="the end of the quiet period")
     wait_until(lambda: len(business_sends(fake_telegram, project_a)) == 2, what="the reply after the pause",
                worker=celery_worker)  # fmt: skip
     assert business_sends(fake_telegram, project_a)[-1] == "You are welcome!"
